@@ -1,0 +1,31 @@
+# Two commands from a fresh clone: `make demo` and `make test`. Both create/update .venv.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
+
+.PHONY: demo test venv venv-test clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Stamp files: reinstall only when the dependency list or the pin changes.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(PY)
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml constraints.txt | $(PY)
+	$(PIP) -e ".[test]"
+	touch $(VENV)/.installed $@
+
+venv: $(VENV)/.installed
+venv-test: $(VENV)/.installed-test
+
+demo: venv
+	$(VENV)/bin/mem demo
+
+test: venv-test
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs/features runs/models data/demo

@@ -1,0 +1,3 @@
+from mediaeval_mem.cli import main
+
+raise SystemExit(main())

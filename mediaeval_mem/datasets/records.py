@@ -1,0 +1,55 @@
+"""The records every dataset adapter yields, whatever layout it read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    """One video of a split. `score` is None where the split's scores are hidden (test)."""
+
+    video_id: str
+    path: Path | None  # None when the video file was not found
+    score: float | None = None
+    caption: str | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong in the data, located to a file and (where it has one) a row or line."""
+
+    file: Path
+    message: str
+    row: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.row}" if self.row is not None else str(self.file)
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class DatasetIndex:
+    """A dataset as read from disk: its layout, its splits and what was wrong on the way."""
+
+    name: str
+    root: Path
+    layout: str
+    target: str
+    splits: dict[str, list[VideoItem]]
+    problems: list[Problem] = field(default_factory=list)
+    # How the splits were made where the layout has no official one (recorded by runs).
+    split_info: dict[str, object] = field(default_factory=dict)
+
+    def split(self, name: str) -> list[VideoItem]:
+        if name not in self.splits:
+            from mediaeval_mem.errors import DataError
+
+            raise DataError(
+                f"{self.name} ({self.layout} layout at {self.root}) has no {name!r} split; "
+                f"it has: {', '.join(self.splits)}"
+            )
+        return self.splits[name]

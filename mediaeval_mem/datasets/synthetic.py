@@ -1,0 +1,138 @@
+"""`mem demo-data`: small synthetic stand-ins for Memento10k and VideoMem, in the MediaEval layout.
+
+Each clip shows a coloured background with a moving disc. Its memorability score is a known
+function of what is visible, plus noise:
+
+    score = clip(0.40 + 0.35 * brightness + 0.20 * disc_size + N(0, noise), 0, 1)
+
+so a model that sees the frames can learn it (an oracle on the two factors reaches Spearman ~0.95
+with the default noise) and a broken pipeline cannot. Memento10k-like clips are 3 s, 30 fps H.264
+MP4; VideoMem-like clips are 7 s, 30 fps VP9 WebM. Test splits have no scores file.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import csv
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mediaeval_mem.io import atomic_write_text
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    folder: str
+    seconds: float
+    codec: str
+    ext: str
+    counts: tuple[int, int, int]  # train, dev, test
+    first_id: int
+    options: tuple[tuple[str, str], ...]
+
+
+DEMO_SPECS = {
+    "memento10k": DemoSpec("memento10k", 3.0, "libx264", ".mp4", (120, 40, 40), 0, (("crf", "23"), ("preset", "veryfast"))),
+    "videomem": DemoSpec("videomem", 7.0, "libvpx-vp9", ".webm", (80, 30, 30), 7000, (("deadline", "realtime"), ("cpu-used", "8"), ("crf", "32"), ("b", "0"))),
+}
+FPS = 30
+WIDTH, HEIGHT = 128, 72
+PARTS = {"train": "train", "dev": "dev", "test": "test"}
+
+
+def demo_score(brightness: float, size: float) -> float:
+    """The noiseless memorability of a clip with background `brightness` and disc `size` (both in [0, 1])."""
+    return 0.40 + 0.35 * brightness + 0.20 * size
+
+
+def render_clip(rng: np.random.Generator, brightness: float, size: float, hue: float, n_frames: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames: a textured background and a disc moving along a random line."""
+    bg = np.array(colorsys.hsv_to_rgb(hue, 0.55, 0.15 + 0.8 * brightness)) * 255
+    disc = np.array(colorsys.hsv_to_rgb((hue + 0.5) % 1.0, 0.9, 0.95)) * 255
+    radius = 5 + 20 * size
+    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
+    texture = rng.normal(0, 6, size=(HEIGHT, WIDTH, 1))
+    start = rng.uniform([0, 0], [WIDTH, HEIGHT])
+    velocity = rng.uniform(-1.5, 1.5, size=2)
+    frames = np.empty((n_frames, HEIGHT, WIDTH, 3), np.uint8)
+    for t in range(n_frames):
+        cx, cy = (start + velocity * t) % [WIDTH, HEIGHT]
+        inside = ((xx - cx) ** 2 + (yy - cy) ** 2) < radius**2
+        img = np.where(inside[..., None], disc, bg + texture)
+        frames[t] = np.clip(img, 0, 255).astype(np.uint8)
+    return frames
+
+
+def write_video(path: Path, frames: np.ndarray, codec: str, options: dict[str, str]) -> None:
+    """Encode (T, H, W, 3) uint8 frames with PyAV, atomically (temp file, then rename)."""
+    import av
+
+    tmp = path.with_name(path.stem + ".partial" + path.suffix)
+    with av.open(str(tmp), "w") as out:
+        stream = out.add_stream(codec, rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = dict(options)
+        for f in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(stream.encode())
+    tmp.replace(path)
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def generate_dataset(root: Path, spec: DemoSpec, seed: int, noise: float, scale: float = 1.0) -> dict[str, int]:
+    """Write one synthetic dataset under root/spec.folder; returns videos per split."""
+    rng = np.random.default_rng(seed)
+    n_frames = int(round(spec.seconds * FPS))
+    vid = spec.first_id
+    counts = {}
+    for split, n in zip(PARTS, spec.counts):
+        n = max(2, int(round(n * scale)))
+        folder = root / spec.folder / f"{split}_set"
+        (folder / "Videos").mkdir(parents=True, exist_ok=True)
+        scores, urls, descs = [], [], []
+        for _ in range(n):
+            brightness, size, hue = rng.uniform(0, 1, 3)
+            score = float(np.clip(demo_score(brightness, size) + rng.normal(0, noise), 0, 1))
+            raw = float(np.clip(score - 0.1 + rng.normal(0, 0.02), 0, 1))
+            path = folder / "Videos" / f"{vid:05d}{spec.ext}"
+            if not path.exists():  # a rerun after an interruption only writes what is missing
+                clip_rng = np.random.default_rng([seed, vid])  # per clip, so skipping one keeps the rest the same
+                write_video(path, render_clip(clip_rng, brightness, size, hue, n_frames), spec.codec, dict(spec.options))
+            tone = "bright" if brightness > 0.5 else "dark"
+            big = "large" if size > 0.5 else "small"
+            scores.append([vid, f"{raw:.6f}", f"{score:.6f}"])
+            urls.append([vid, f"https://example.invalid/{spec.folder}/{vid:05d}{spec.ext}"])
+            descs.append([vid, f"a {big} disc moving over a {tone} background"])
+            vid += 1
+        if split != "test":
+            _write_csv(folder / f"{split}_scores.csv", ["video_id", "scores_raw_short_term", "scores_normalized_short_term"], scores)
+        _write_csv(folder / f"{split}_video_urls.csv", ["video_id", "video_url"], urls)
+        _write_csv(folder / f"{split}_text_descriptions.csv", ["video_id", "description"], descs)
+        counts[split] = n
+    return counts
+
+
+def generate_demo_data(root: Path, seed: int = 0, noise: float = 0.03, scale: float = 1.0, force: bool = False) -> dict[str, dict[str, int]]:
+    """Generate both demo datasets under `root`; `scale` shrinks the split sizes (tests use ~0.1).
+
+    Deterministic for a given seed: a second call rewrites the CSVs identically and skips videos that exist.
+    """
+    root = Path(root)
+    out = {}
+    for i, (name, spec) in enumerate(DEMO_SPECS.items()):
+        if force and (root / spec.folder).exists():
+            shutil.rmtree(root / spec.folder)
+        out[name] = generate_dataset(root, spec, seed + 1000 * i, noise, scale)
+    return out

@@ -1,0 +1,42 @@
+"""The encoder registry and the one interface every frame encoder offers (STYLE.md 1-4)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mediaeval_mem.encoders.preprocess import ImageTransform
+from mediaeval_mem.registry import Registry
+
+# name -> builder(weights: str | None = None) -> FrameEncoder
+ENCODERS: Registry = Registry("encoder")
+
+
+class FrameEncoder(nn.Module):
+    """Maps preprocessed frames (N, 3, S, S) to L2-normalised vectors (N, out_dim).
+
+    Subclasses set `name`, `out_dim`, `transform` (the preprocessing its weights expect) and
+    `weights_id` (what identifies the weights, for cache keys).
+    """
+
+    name: str
+    out_dim: int
+    transform: ImageTransform
+    weights_id: str
+
+    def identity(self) -> dict:
+        """Everything that fixes this encoder's features, for the feature-cache key."""
+        return {"encoder": self.name, "weights": self.weights_id, "preprocess": self.transform.describe()}
+
+    @torch.inference_mode()
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, H, W, 3) -> (N, out_dim), preprocessing included (convenience, not the fast path)."""
+        device = next(self.parameters()).device
+        return self(self.transform.normalize(self.transform.resize_crop(frames).to(device)))
+
+
+def build_encoder(name: str, weights: str | None = None) -> FrameEncoder:
+    """Build encoder `name`; `weights` is a local directory, a hub id, 'random', or None for the default."""
+    import mediaeval_mem.encoders.clip  # noqa: F401  (registers the CLIP names)
+
+    return ENCODERS.build(name, weights=weights)

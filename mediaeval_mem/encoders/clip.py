@@ -1,0 +1,139 @@
+"""CLIP ViT frame encoders through transformers: the vision tower's pooled output, L2-normalised.
+
+The pooled output is the post-layernorm CLS token, i.e. before the vision projection (768-d for
+B/32, 1024-d for L/14-336), as in the paper. Names are thin builders over one class (STYLE.md 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from mediaeval_mem.encoders.base import ENCODERS, FrameEncoder
+from mediaeval_mem.encoders.preprocess import ImageTransform
+from mediaeval_mem.encoders.weights import dir_identity, resolve_hf_weights
+from mediaeval_mem.errors import WeightsError
+from mediaeval_mem.paths import runs_dir
+
+# Vision-tower shapes of the OpenAI checkpoints, so the full-size architectures can be built with
+# random weights (tests, benchmarks) without a download. Activation: quick_gelu (CLIPVisionConfig's default).
+CLIP_ARCHS = {
+    "clip-vit-b32": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=32, image_size=224),
+    "clip-vit-l14-336": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, patch_size=14, image_size=336),
+    # Tiny, for the demo and tests: 32 px, 16 patches, 2 layers, 64-d.
+    "clip-demo": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, patch_size=8, image_size=32),
+}
+HF_IDS = {"clip-vit-b32": "openai/clip-vit-base-patch32", "clip-vit-l14-336": "openai/clip-vit-large-patch14-336"}
+DEMO_SEED = 0
+
+
+@contextmanager
+def _quiet_transformers():
+    """transformers reports every unused text-tower key when loading a vision tower: keep that out."""
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        logging.enable_progress_bar()
+
+
+class ClipEncoder(FrameEncoder):
+    def __init__(self, name: str, vision, transform: ImageTransform, weights_id: str):
+        super().__init__()
+        self.name, self.vision, self.transform, self.weights_id = name, vision, transform, weights_id
+        self.out_dim = vision.config.hidden_size
+        self.eval().requires_grad_(False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) normalised pixels -> (N, out_dim) unit vectors (fp32)."""
+        pooled = self.vision(pixel_values=pixels).pooler_output  # (N, hidden)
+        return F.normalize(pooled.float(), dim=-1)
+
+
+def _random_clip(name: str, seed: int = DEMO_SEED):
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    arch = CLIP_ARCHS[name]
+    torch.manual_seed(seed)
+    model = CLIPVisionModel(CLIPVisionConfig(**arch))
+    return model, ImageTransform(arch["image_size"], arch["image_size"])
+
+
+def _load_clip_dir(name: str, folder: Path) -> ClipEncoder:
+    from transformers import CLIPVisionModel
+
+    try:
+        with _quiet_transformers():
+            model = CLIPVisionModel.from_pretrained(folder)
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"{name}: cannot load CLIP weights from {folder}: {e}") from None
+    cfg_file = folder / "preprocessor_config.json"
+    if cfg_file.is_file():
+        transform = ImageTransform.from_processor_config(json.loads(cfg_file.read_text()))
+    else:  # a bare model folder: the image size fixes the OpenAI preprocessing
+        size = model.config.image_size
+        transform = ImageTransform(size, size)
+    return ClipEncoder(name, model, transform, dir_identity(folder))
+
+
+def create_clip(name: str, weights: str | None = None) -> ClipEncoder:
+    """Build CLIP encoder `name` from `weights`: None (its hub id), a directory, a hub id, or 'random'."""
+    if weights == "random":
+        model, transform = _random_clip(name)
+        return ClipEncoder(name, model, transform, f"random:seed={DEMO_SEED}")
+    source = weights or HF_IDS[name]
+    return _load_clip_dir(name, resolve_hf_weights(source, name))
+
+
+def demo_weights_dir() -> Path:
+    """The tiny demo CLIP, made once with a fixed seed and saved with save_pretrained under runs/models/."""
+    folder = runs_dir() / "models" / "clip-demo"
+    if (folder / "config.json").is_file():
+        return folder
+    import transformers
+
+    model, transform = _random_clip("clip-demo")
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    with _quiet_transformers():
+        model.save_pretrained(tmp)
+    processor_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    processor_cls(
+        size={"shortest_edge": transform.short_side}, crop_size={"height": transform.crop, "width": transform.crop}
+    ).save_pretrained(tmp)
+    try:
+        tmp.rename(folder)  # atomic: a half-written folder never looks complete
+    except OSError:  # another process won the race
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+@ENCODERS.register("clip-vit-b32")
+def clip_vit_b32(weights: str | None = None) -> ClipEncoder:
+    """CLIP ViT-B/32 (openai/clip-vit-base-patch32), 224 px, 768-d pooled output."""
+    return create_clip("clip-vit-b32", weights)
+
+
+@ENCODERS.register("clip-vit-l14-336")
+def clip_vit_l14_336(weights: str | None = None) -> ClipEncoder:
+    """CLIP ViT-L/14 at 336 px (openai/clip-vit-large-patch14-336), 1024-d pooled output: the paper's best."""
+    return create_clip("clip-vit-l14-336", weights)
+
+
+@ENCODERS.register("clip-demo")
+def clip_demo(weights: str | None = None) -> ClipEncoder:
+    """A tiny CLIP vision tower with seeded random weights, saved under runs/models/ and loaded back from there."""
+    if weights == "random":
+        return create_clip("clip-demo", "random")
+    return create_clip("clip-demo", weights or str(demo_weights_dir().resolve()))

@@ -1,0 +1,246 @@
+"""`mem extract`: videos -> cached frame features, batched, resumable, one bad video never stops the rest.
+
+Pipeline (one split):
+    worker threads: decode (decoder resizes to the encoder's short side) -> centre crop, uint8 (T, 3, S, S)
+    main thread:    pack frames of consecutive videos into full batches (B, 3, S, S) -> device ->
+                    normalise -> encoder under autocast -> (B, D) -> back to their videos
+    every `flush_every` finished videos: one segment appended to the split's FeatureStore.
+Memory is bounded by the batch and the prefetch depth (workers x 2 videos), not by the dataset.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
+from mediaeval_mem.encoders import FrameEncoder, build_encoder
+from mediaeval_mem.errors import DecodeError, MemError
+from mediaeval_mem.features.key import cache_dir, feature_key
+from mediaeval_mem.features.store import FeatureStore
+from mediaeval_mem.io import atomic_write_json
+from mediaeval_mem.progress import progress_bar
+from mediaeval_mem.runtime import autocast, resolve_device, resolve_dtype
+from mediaeval_mem.video import Sampling, decode
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    sampling: str = "all"
+    batch_size: int = 64  # frames per forward pass, packed across videos
+    device: str = "auto"
+    dtype: str = "auto"  # auto | bf16 | fp32
+    workers: int = 2  # decoding threads
+    flush_every: int = 32  # videos per stored segment: what an interruption can lose at most
+    backend: str = "auto"  # decoder: auto | decord | pyav
+
+
+@dataclass
+class SplitReport:
+    split: str
+    total: int
+    extracted: int = 0
+    cached: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ExtractReport:
+    dataset: str
+    encoder: str
+    cache_dir: Path
+    key: dict
+    splits: list[SplitReport]
+
+    @property
+    def failed(self) -> int:
+        return sum(len(s.failed) for s in self.splits)
+
+
+def _load_video(item: VideoItem, encoder: FrameEncoder, sampling: Sampling, backend: str) -> torch.Tensor:
+    """Decode + resize + crop one video: uint8 (T, 3, S, S). Runs in a worker thread."""
+    if item.path is None:
+        raise DecodeError(f"{item.video_id}: video file not found")
+    frames = decode(item.path, sampling, short_side=encoder.transform.short_side, backend=backend)
+    return encoder.transform.resize_crop(frames)
+
+
+class _Packer:
+    """Packs the frames of consecutive videos into batches and routes the outputs back to their videos."""
+
+    def __init__(self):
+        self.queue: deque[tuple[str, torch.Tensor]] = deque()  # (video id, frames not yet batched)
+        self.queued = 0
+        self.outputs: dict[str, list[np.ndarray]] = {}
+        self.remaining: dict[str, int] = {}
+        self.order: deque[str] = deque()
+
+    def add(self, video_id: str, frames: torch.Tensor) -> None:
+        self.queue.append((video_id, frames))
+        self.queued += len(frames)
+        self.outputs[video_id], self.remaining[video_id] = [], len(frames)
+        self.order.append(video_id)
+
+    def take(self, n: int) -> tuple[torch.Tensor, list[tuple[str, int]]]:
+        """Up to n frames from the front of the queue: (frames, [(video id, count)])."""
+        parts, owners = [], []
+        while n > 0 and self.queue:
+            vid, frames = self.queue.popleft()
+            head, rest = frames[:n], frames[n:]
+            parts.append(head)
+            owners.append((vid, len(head)))
+            n -= len(head)
+            self.queued -= len(head)
+            if len(rest):
+                self.queue.appendleft((vid, rest))
+        return torch.cat(parts), owners
+
+    def give(self, out: np.ndarray, owners: list[tuple[str, int]]) -> None:
+        pos = 0
+        for vid, n in owners:
+            self.outputs[vid].append(out[pos : pos + n])
+            self.remaining[vid] -= n
+            pos += n
+
+    def finished(self) -> list[tuple[str, np.ndarray]]:
+        """Videos whose every frame has been encoded, in arrival order."""
+        done = []
+        while self.order and self.remaining[self.order[0]] == 0:
+            vid = self.order.popleft()
+            done.append((vid, np.concatenate(self.outputs.pop(vid))))
+            del self.remaining[vid]
+        return done
+
+
+def _encode(encoder: FrameEncoder, frames: torch.Tensor, device: torch.device, dtype: str) -> np.ndarray:
+    """uint8 (B, 3, S, S) -> float16 (B, D) on the CPU."""
+    if device.type == "cuda":
+        frames = frames.pin_memory().to(device, non_blocking=True)
+    with torch.inference_mode(), autocast(device, dtype):
+        out = encoder(encoder.transform.normalize(frames))
+    return out.to(torch.float16).cpu().numpy()
+
+
+def extract_split(
+    encoder: FrameEncoder,
+    items: list[VideoItem],
+    store: FeatureStore,
+    opts: ExtractOptions,
+    device: torch.device,
+    dtype: str,
+    report: SplitReport,
+    progress: bool = True,
+) -> SplitReport:
+    """Extract every video of `items` not yet in `store`. Ctrl-C keeps every finished video."""
+    sampling = Sampling.parse(opts.sampling)
+    with store.writing():
+        done = store.done_ids()
+        todo = [it for it in items if it.video_id not in done]
+        report.cached = len(items) - len(todo)
+        t0 = time.perf_counter()
+        packer, ready, failed = _Packer(), [], {}
+
+        def flush(force: bool = False) -> None:
+            nonlocal ready, failed
+            ready.extend(packer.finished())
+            if ready and (force or len(ready) >= opts.flush_every) or (force and failed):
+                store.append(ready, failed)
+                report.extracted += len(ready)
+                report.failed.update(failed)
+                ready, failed = [], {}
+
+        def run_batch(n: int) -> None:
+            frames, owners = packer.take(n)
+            packer.give(_encode(encoder, frames, device, dtype), owners)
+            report.frames += len(frames)
+            bar.advance(sum(1 for vid, _ in owners if packer.remaining[vid] == 0), frames=len(frames))
+            flush()
+
+        pool = ThreadPoolExecutor(max(1, opts.workers), thread_name_prefix="decode")
+        try:
+            with progress_bar(f"{report.split}", len(todo), enabled=progress and bool(todo)) as bar:
+                pending: deque = deque()
+                it = iter(todo)
+                for item in it:  # keep workers x 2 videos in flight, consume in order
+                    pending.append((item, pool.submit(_load_video, item, encoder, sampling, opts.backend)))
+                    if len(pending) < 2 * max(1, opts.workers):
+                        continue
+                    _consume(pending.popleft(), packer, failed, bar)
+                    while packer.queued >= opts.batch_size:
+                        run_batch(opts.batch_size)
+                while pending:
+                    _consume(pending.popleft(), packer, failed, bar)
+                    while packer.queued >= opts.batch_size:
+                        run_batch(opts.batch_size)
+                while packer.queued:
+                    run_batch(opts.batch_size)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            flush(force=True)  # whatever finished is kept, interrupted or not
+            report.seconds = time.perf_counter() - t0
+        store.consolidate()
+    report.failed.update({k: v for k, v in store.failed().items() if k in {it.video_id for it in items}})
+    return report
+
+
+def _consume(entry, packer: _Packer, failed: dict[str, str], bar) -> None:
+    item, future = entry
+    try:
+        frames = future.result()
+    except DecodeError as e:
+        failed[item.video_id] = str(e)
+        bar.advance(1)
+        return
+    except Exception as e:  # a bug or a corrupt file deep in a decoder: report it per video
+        failed[item.video_id] = f"{item.path}: {type(e).__name__}: {e}"
+        bar.advance(1)
+        return
+    if len(frames) == 0:
+        failed[item.video_id] = f"{item.path}: no frames"
+        bar.advance(1)
+        return
+    packer.add(item.video_id, frames)
+
+
+def extract_features(
+    dataset: str | DatasetIndex,
+    encoder: str | FrameEncoder,
+    splits: tuple[str, ...] = ("train", "dev", "test"),
+    weights: str | None = None,
+    data_root: str | Path | None = None,
+    opts: ExtractOptions = ExtractOptions(),
+    progress: bool = True,
+) -> ExtractReport:
+    """Extract and cache features for `splits` of a dataset; returns what was done, cached and failed.
+
+    >>> report = extract_features("memento10k", "clip-demo", data_root="data/demo")
+    >>> report.splits[0].extracted, report.cache_dir
+    (120, PosixPath('runs/features/memento10k/clip-demo/3f2c...'))
+    """
+    index = dataset if isinstance(dataset, DatasetIndex) else open_dataset(dataset, data_root)
+    device = resolve_device(opts.device)
+    dtype = resolve_dtype(opts.dtype, device)
+    sampling = Sampling.parse(opts.sampling)
+    if opts.batch_size < 1 or opts.workers < 1 or opts.flush_every < 1:
+        raise MemError("batch size, workers and flush_every must each be at least 1")
+    enc = encoder if isinstance(encoder, FrameEncoder) else build_encoder(encoder, weights)
+    enc = enc.to(device)
+    key = feature_key(index.name, index.root, enc.identity(), str(sampling), dtype)
+    folder = cache_dir(key)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "key.json", key)
+    reports = []
+    for split in splits:
+        items = index.split(split)
+        reports.append(
+            extract_split(enc, items, FeatureStore(folder / split), opts, device, dtype, SplitReport(split, len(items)), progress)
+        )
+    return ExtractReport(index.name, enc.name, folder, key, reports)
