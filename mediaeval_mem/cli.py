@@ -68,7 +68,7 @@ def cmd_extract(args) -> int:
 
     opts = ExtractOptions(
         sampling=args.sampling, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
-        workers=args.workers, backend=args.backend,
+        workers=args.workers, backend=args.backend, flush_every=args.flush_every,
     )
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
     report = extract_features(args.dataset, args.encoder, splits, args.weights, args.data_root, opts, progress=not args.quiet)
@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="frames per forward pass (default 64)")
     p.add_argument("--workers", type=int, default=2, help="decoding threads (default 2)")
     p.add_argument("--backend", default="auto", help="decoder: auto (decord, then PyAV), decord, pyav")
+    p.add_argument("--flush-every", type=int, default=32, help="videos per stored segment: the most an interruption loses (default 32)")
     p.add_argument("--weights", help="weights: a save_pretrained directory, a hub id, or 'random'")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_data_root(p)

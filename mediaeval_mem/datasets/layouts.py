@@ -98,7 +98,10 @@ def parse_score(value, file: Path, row: int | None, column: str, problems: list[
     except (TypeError, ValueError):
         problems.append(Problem(file, f"{where}: {value!r} is not a number", row))
         return None
-    if not math.isfinite(score) or not 0.0 <= score <= 1.0:
+    if not math.isfinite(score):
+        problems.append(Problem(file, f"{where}: {value!r} is not a finite number", row))
+        return None
+    if not 0.0 <= score <= 1.0:
         problems.append(Problem(file, f"{where}: {value!r} is outside [0, 1]", row))
         return None
     return score

@@ -37,6 +37,4 @@ class FrameEncoder(nn.Module):
 
 def build_encoder(name: str, weights: str | None = None) -> FrameEncoder:
     """Build encoder `name`; `weights` is a local directory, a hub id, 'random', or None for the default."""
-    import mediaeval_mem.encoders.clip  # noqa: F401  (registers the CLIP names)
-
     return ENCODERS.build(name, weights=weights)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
-from mediaeval_mem.encoders import FrameEncoder, build_encoder
+from mediaeval_mem.encoders import ENCODERS, FrameEncoder, build_encoder
 from mediaeval_mem.errors import DecodeError, MemError
 from mediaeval_mem.features.key import cache_dir, feature_key
 from mediaeval_mem.features.store import FeatureStore
@@ -225,6 +225,8 @@ def extract_features(
     >>> report.splits[0].extracted, report.cache_dir
     (120, PosixPath('runs/features/memento10k/clip-demo/3f2c...'))
     """
+    if isinstance(encoder, str):
+        ENCODERS[encoder]  # an unknown name fails here, before any data is read
     index = dataset if isinstance(dataset, DatasetIndex) else open_dataset(dataset, data_root)
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)

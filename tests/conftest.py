@@ -1,0 +1,52 @@
+"""Shared fixtures: a private runs/ folder, and one small generated demo dataset per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_runs(tmp_path_factory):
+    """Every test writes under a temporary runs/ and submissions/, never the checkout's."""
+    root = tmp_path_factory.mktemp("runs")
+    old = {k: os.environ.get(k) for k in ("MEM_RUNS_DIR", "MEM_SUBMISSIONS_DIR", "MEM_DATA_ROOT")}
+    os.environ["MEM_RUNS_DIR"] = str(root / "runs")
+    os.environ["MEM_SUBMISSIONS_DIR"] = str(root / "submissions")
+    os.environ.pop("MEM_DATA_ROOT", None)
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A tiny demo data root (about a tenth of `mem demo-data`), generated once, never modified."""
+    from mediaeval_mem.datasets.synthetic import generate_demo_data
+
+    root = tmp_path_factory.mktemp("demo")
+    generate_demo_data(root, seed=0, scale=0.1)
+    return root
+
+
+@pytest.fixture
+def demo_copy(demo_root, tmp_path) -> Path:
+    """A private copy of the demo data root that a test may break."""
+    dst = tmp_path / "data"
+    shutil.copytree(demo_root, dst)
+    return dst
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch) -> Path:
+    """A fresh runs/ folder for one test (empty feature cache)."""
+    monkeypatch.setenv("MEM_RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path / "runs"

@@ -1,0 +1,137 @@
+"""Each adapter on each layout against golden files, then table-driven broken inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mediaeval_mem.datasets import open_dataset
+from mediaeval_mem.errors import DataError
+
+from conftest import DATA
+
+LAYOUT_CASES = [  # (fixture folder = data root, dataset, expected layout)
+    ("mediaeval", "memento10k", "mediaeval"),
+    ("mediaeval", "videomem", "mediaeval"),
+    ("memento-json", "memento10k", "memento-json"),
+    ("videomem-csv", "videomem", "videomem-csv"),
+]
+
+
+def as_golden(index) -> dict:
+    """A dataset index as plain data, paths relative to the dataset folder."""
+    return {
+        "layout": index.layout,
+        "split_info": index.split_info,
+        "problems": [str(p) for p in index.problems],
+        "splits": {
+            split: [
+                [it.video_id, str(it.path.relative_to(index.root)) if it.path else None, it.score, it.caption]
+                for it in items
+            ]
+            for split, items in index.splits.items()
+        },
+    }
+
+
+@pytest.mark.parametrize("folder,dataset,layout", LAYOUT_CASES)
+def test_layout_matches_golden(folder, dataset, layout):
+    index = open_dataset(dataset, DATA / "layouts" / folder)
+    assert index.layout == layout
+    golden = json.loads((DATA / "golden" / f"{folder}-{dataset}.json").read_text())
+    assert as_golden(index) == golden
+
+
+def test_videomem_split_is_seeded_and_disjoint():
+    root = DATA / "layouts" / "videomem-csv"
+    a = open_dataset("videomem", root, dev_fraction=0.3, split_seed=1)
+    b = open_dataset("videomem", root, dev_fraction=0.3, split_seed=1)
+    c = open_dataset("videomem", root, dev_fraction=0.3, split_seed=2)
+    ids = lambda ix, s: [it.video_id for it in ix.split(s)]
+    assert ids(a, "dev") == ids(b, "dev") and len(ids(a, "dev")) == 3
+    assert ids(a, "dev") != ids(c, "dev")
+    assert not set(ids(a, "dev")) & set(ids(a, "train"))
+    assert sorted(ids(a, "dev") + ids(a, "train")) == sorted(f"video{i}" for i in range(1, 11))
+    assert ids(a, "test") == ["video11", "video12"]  # on disk, not in the ground truth
+    assert a.split_info == {"source": "seeded split of ground-truth_dev-set.csv", "dev_fraction": 0.3, "split_seed": 1}
+
+
+def test_target_column_is_configurable():
+    root = DATA / "layouts" / "mediaeval"
+    raw = open_dataset("memento10k", root, target="short-term-raw")
+    assert [it.score for it in raw.split("train")] == [0.8, 0.5]
+    vm = open_dataset("videomem", DATA / "layouts" / "videomem-csv", target="long-term")
+    assert all(0.6 < it.score < 0.71 for it in vm.split("train"))
+    with pytest.raises(DataError, match="available: short-term"):
+        open_dataset("memento10k", DATA / "layouts" / "memento-json", target="long-term")
+
+
+def _copy(tmp_path, folder):
+    shutil.copytree(DATA / "layouts" / folder, tmp_path / folder)
+    return tmp_path / folder
+
+
+def _replace(path: Path, old: str, new: str):
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+BROKEN = [  # (layout folder, dataset, how to break it, expected fragment of one problem)
+    ("mediaeval", "memento10k", lambda r: _replace(r / "memento10k/training_set/train_scores.csv", "0.601", "abc"),
+     "training_set/train_scores.csv:3: column 'scores_normalized_short_term': 'abc' is not a number"),
+    ("mediaeval", "memento10k", lambda r: _replace(r / "memento10k/training_set/train_scores.csv", "0.912", "1.5"),
+     "train_scores.csv:2: column 'scores_normalized_short_term': '1.5' is outside [0, 1]"),
+    ("mediaeval", "memento10k", lambda r: _replace(r / "memento10k/training_set/train_scores.csv", "0.912", "nan"),
+     "train_scores.csv:2: column 'scores_normalized_short_term': 'nan' is not a finite number"),
+    ("mediaeval", "memento10k", lambda r: (r / "memento10k/training_set/Videos/00042.mp4").unlink(),
+     "training_set/Videos/00042.mp4: video file not found (listed in train_scores.csv:3)"),
+    ("mediaeval", "memento10k", lambda r: _replace(r / "memento10k/training_set/train_scores.csv", "\n42,", "\n7,"),
+     "train_scores.csv:3: duplicate video id '7' (first seen at train_scores.csv:2)"),
+    ("mediaeval", "memento10k", lambda r: _replace(r / "memento10k/dev_set/dev_scores.csv", "scores_normalized_short_term", "score"),
+     "dev_scores.csv:1: missing column(s) scores_normalized_short_term"),
+    ("mediaeval", "memento10k", lambda r: (r / "memento10k/dev_set/dev_scores.csv").unlink(),
+     "dev_set: no *_scores.csv: the dev split needs its scores"),
+    ("memento-json", "memento10k", lambda r: _replace(r / "memento10k/memento_val_data.json", "0.8", '"high"'),
+     "memento_val_data.json: column 'record 1 mem_score': 'high' is not a number"),
+    ("memento-json", "memento10k", lambda r: _replace(r / "memento10k/memento_val_data.json", "[", "{"),
+     "memento_val_data.json: not valid JSON"),
+    ("memento-json", "memento10k", lambda r: (r / "memento10k/memento_test_data.json").unlink(),
+     "memento_test_data.json: file not found: the test split needs it"),
+    ("videomem-csv", "videomem", lambda r: _replace(r / "videomem/ground-truth_dev-set.csv", "0.83", "-0.2"),
+     "ground-truth_dev-set.csv:4: column 'short-term_memorability': '-0.2' is outside [0, 1]"),
+    ("videomem-csv", "videomem", lambda r: (r / "videomem/videos/video4.webm").unlink(),
+     "videos/video4.webm: video file not found (listed in ground-truth_dev-set.csv:5)"),
+]
+
+
+@pytest.mark.parametrize("folder,dataset,breaker,expected", BROKEN, ids=[e for *_, e in BROKEN])
+def test_broken_inputs_are_located(tmp_path, folder, dataset, breaker, expected):
+    root = _copy(tmp_path, folder)
+    breaker(root)
+    problems = [str(p) for p in open_dataset(dataset, root).problems]
+    assert any(expected in p for p in problems), problems
+
+
+def test_missing_dataset_folder_says_what_to_do(tmp_path):
+    with pytest.raises(DataError, match="does not exist: pass --data-root"):
+        open_dataset("memento10k", tmp_path / "nowhere")
+    (tmp_path / "other").mkdir()
+    with pytest.raises(DataError, match="no memento10k folder under .*found: other"):
+        open_dataset("memento10k", tmp_path)
+    (tmp_path / "Memento10k").mkdir()
+    with pytest.raises(DataError, match="matches no known memento10k layout"):
+        open_dataset("memento10k", tmp_path)
+
+
+def test_demo_data_reads_as_mediaeval_release(demo_root):
+    for name, first in (("memento10k", "0"), ("videomem", "7000")):
+        index = open_dataset(name, demo_root)
+        assert index.layout == "mediaeval" and not index.problems
+        assert index.split("train")[0].video_id == first
+        assert all(it.score is None for it in index.split("test"))
+        assert all(0 <= it.score <= 1 for it in index.split("train") + index.split("dev"))
+        assert index.split("test")[0].caption.startswith("a ")
