@@ -22,3 +22,7 @@ class UnknownNameError(MemError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]
+
+
+class ConfigError(MemError):
+    """A config file or override is malformed (unknown key, bad value)."""

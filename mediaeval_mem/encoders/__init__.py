@@ -1,6 +1,6 @@
 """Frame encoders: a registry of names, each fixing its weights and preprocessing."""
 
-from mediaeval_mem.encoders.base import ENCODERS, FrameEncoder, build_encoder
+from mediaeval_mem.encoders.base import ENCODERS, EncoderRecipe, FrameEncoder, build_encoder, encoder_recipe
 from mediaeval_mem.encoders import clip  # noqa: F401,E402  (registers the CLIP names; transformers loads lazily)
 
-__all__ = ["ENCODERS", "FrameEncoder", "build_encoder"]
+__all__ = ["ENCODERS", "EncoderRecipe", "FrameEncoder", "build_encoder", "encoder_recipe"]

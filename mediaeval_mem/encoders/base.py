@@ -1,6 +1,14 @@
-"""The encoder registry and the one interface every frame encoder offers (STYLE.md 1-4)."""
+"""The encoder registry and the one interface every frame encoder offers (STYLE.md 1-4).
+
+A registered name maps to a builder(weights) -> EncoderRecipe: what the name fixes (weights identity,
+preprocessing), known without loading the model, so a fully cached feature set never loads weights.
+`recipe.load()` gives the FrameEncoder itself.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -8,8 +16,20 @@ from torch import nn
 from mediaeval_mem.encoders.preprocess import ImageTransform
 from mediaeval_mem.registry import Registry
 
-# name -> builder(weights: str | None = None) -> FrameEncoder
+# name -> builder(weights: str | None = None) -> EncoderRecipe
 ENCODERS: Registry = Registry("encoder")
+
+
+@dataclass(frozen=True)
+class EncoderRecipe:
+    name: str
+    weights_id: str
+    transform: ImageTransform
+    load: Callable[[], "FrameEncoder"]
+
+    def identity(self) -> dict:
+        """Everything that fixes this encoder's features, for the feature-cache key."""
+        return {"encoder": self.name, "weights": self.weights_id, "preprocess": self.transform.describe()}
 
 
 class FrameEncoder(nn.Module):
@@ -24,9 +44,7 @@ class FrameEncoder(nn.Module):
     transform: ImageTransform
     weights_id: str
 
-    def identity(self) -> dict:
-        """Everything that fixes this encoder's features, for the feature-cache key."""
-        return {"encoder": self.name, "weights": self.weights_id, "preprocess": self.transform.describe()}
+    identity = EncoderRecipe.identity
 
     @torch.inference_mode()
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
@@ -35,6 +53,11 @@ class FrameEncoder(nn.Module):
         return self(self.transform.normalize(self.transform.resize_crop(frames).to(device)))
 
 
-def build_encoder(name: str, weights: str | None = None) -> FrameEncoder:
-    """Build encoder `name`; `weights` is a local directory, a hub id, 'random', or None for the default."""
+def encoder_recipe(name: str, weights: str | None = None) -> EncoderRecipe:
+    """What encoder `name` with `weights` (a directory, a hub id, 'random', or None for its default) fixes."""
     return ENCODERS.build(name, weights=weights)
+
+
+def build_encoder(name: str, weights: str | None = None) -> FrameEncoder:
+    """Load encoder `name` with `weights` (see encoder_recipe)."""
+    return encoder_recipe(name, weights).load()

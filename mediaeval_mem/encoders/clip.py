@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mediaeval_mem.encoders.base import ENCODERS, FrameEncoder
+from mediaeval_mem.encoders.base import ENCODERS, EncoderRecipe, FrameEncoder
 from mediaeval_mem.encoders.preprocess import ImageTransform
 from mediaeval_mem.encoders.weights import dir_identity, resolve_hf_weights
 from mediaeval_mem.errors import WeightsError
@@ -63,36 +63,43 @@ class ClipEncoder(FrameEncoder):
 def _random_clip(name: str, seed: int = DEMO_SEED):
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
-    arch = CLIP_ARCHS[name]
     torch.manual_seed(seed)
-    model = CLIPVisionModel(CLIPVisionConfig(**arch))
-    return model, ImageTransform(arch["image_size"], arch["image_size"])
+    return CLIPVisionModel(CLIPVisionConfig(**CLIP_ARCHS[name]))
 
 
-def _load_clip_dir(name: str, folder: Path) -> ClipEncoder:
+def _load_clip_dir(name: str, folder: Path):
     from transformers import CLIPVisionModel
 
     try:
         with _quiet_transformers():
-            model = CLIPVisionModel.from_pretrained(folder)
+            return CLIPVisionModel.from_pretrained(folder)
     except (OSError, ValueError) as e:
         raise WeightsError(f"{name}: cannot load CLIP weights from {folder}: {e}") from None
+
+
+def _dir_transform(name: str, folder: Path) -> ImageTransform:
+    """The preprocessing a weights folder asks for: its preprocessor_config.json, else its image size."""
     cfg_file = folder / "preprocessor_config.json"
     if cfg_file.is_file():
-        transform = ImageTransform.from_processor_config(json.loads(cfg_file.read_text()))
-    else:  # a bare model folder: the image size fixes the OpenAI preprocessing
-        size = model.config.image_size
-        transform = ImageTransform(size, size)
-    return ClipEncoder(name, model, transform, dir_identity(folder))
+        return ImageTransform.from_processor_config(json.loads(cfg_file.read_text()))
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"{name}: {folder} has no readable config.json ({e}): is it a save_pretrained folder?") from None
+    size = cfg.get("vision_config", cfg).get("image_size", 224)
+    return ImageTransform(size, size)
 
 
-def create_clip(name: str, weights: str | None = None) -> ClipEncoder:
-    """Build CLIP encoder `name` from `weights`: None (its hub id), a directory, a hub id, or 'random'."""
+def create_clip(name: str, weights: str | None = None) -> EncoderRecipe:
+    """CLIP encoder `name` from `weights`: None (its hub id), a directory, a hub id, or 'random'."""
     if weights == "random":
-        model, transform = _random_clip(name)
-        return ClipEncoder(name, model, transform, f"random:seed={DEMO_SEED}")
-    source = weights or HF_IDS[name]
-    return _load_clip_dir(name, resolve_hf_weights(source, name))
+        size = CLIP_ARCHS[name]["image_size"]
+        transform = ImageTransform(size, size)
+        load = lambda: ClipEncoder(name, _random_clip(name), transform, f"random:seed={DEMO_SEED}")
+        return EncoderRecipe(name, f"random:seed={DEMO_SEED}", transform, load)
+    folder = resolve_hf_weights(weights or HF_IDS[name], name)
+    transform, weights_id = _dir_transform(name, folder), dir_identity(folder)
+    return EncoderRecipe(name, weights_id, transform, lambda: ClipEncoder(name, _load_clip_dir(name, folder), transform, weights_id))
 
 
 def demo_weights_dir() -> Path:
@@ -102,13 +109,14 @@ def demo_weights_dir() -> Path:
         return folder
     import transformers
 
-    model, transform = _random_clip("clip-demo")
+    model = _random_clip("clip-demo")
+    size = CLIP_ARCHS["clip-demo"]["image_size"]
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
     with _quiet_transformers():
         model.save_pretrained(tmp)
     processor_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
     processor_cls(
-        size={"shortest_edge": transform.short_side}, crop_size={"height": transform.crop, "width": transform.crop}
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
     ).save_pretrained(tmp)
     try:
         tmp.rename(folder)  # atomic: a half-written folder never looks complete
@@ -120,19 +128,19 @@ def demo_weights_dir() -> Path:
 
 
 @ENCODERS.register("clip-vit-b32")
-def clip_vit_b32(weights: str | None = None) -> ClipEncoder:
+def clip_vit_b32(weights: str | None = None) -> EncoderRecipe:
     """CLIP ViT-B/32 (openai/clip-vit-base-patch32), 224 px, 768-d pooled output."""
     return create_clip("clip-vit-b32", weights)
 
 
 @ENCODERS.register("clip-vit-l14-336")
-def clip_vit_l14_336(weights: str | None = None) -> ClipEncoder:
+def clip_vit_l14_336(weights: str | None = None) -> EncoderRecipe:
     """CLIP ViT-L/14 at 336 px (openai/clip-vit-large-patch14-336), 1024-d pooled output: the paper's best."""
     return create_clip("clip-vit-l14-336", weights)
 
 
 @ENCODERS.register("clip-demo")
-def clip_demo(weights: str | None = None) -> ClipEncoder:
+def clip_demo(weights: str | None = None) -> EncoderRecipe:
     """A tiny CLIP vision tower with seeded random weights, saved under runs/models/ and loaded back from there."""
     if weights == "random":
         return create_clip("clip-demo", "random")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
-from mediaeval_mem.encoders import ENCODERS, FrameEncoder, build_encoder
+from mediaeval_mem.encoders import ENCODERS, EncoderRecipe, FrameEncoder, encoder_recipe
 from mediaeval_mem.errors import DecodeError, MemError
 from mediaeval_mem.features.key import cache_dir, feature_key
 from mediaeval_mem.features.store import FeatureStore
@@ -212,7 +212,7 @@ def _consume(entry, packer: _Packer, failed: dict[str, str], bar) -> None:
 
 def extract_features(
     dataset: str | DatasetIndex,
-    encoder: str | FrameEncoder,
+    encoder: str | EncoderRecipe | FrameEncoder,
     splits: tuple[str, ...] = ("train", "dev", "test"),
     weights: str | None = None,
     data_root: str | Path | None = None,
@@ -224,6 +224,8 @@ def extract_features(
     >>> report = extract_features("memento10k", "clip-demo", data_root="data/demo")
     >>> report.splits[0].extracted, report.cache_dir
     (120, PosixPath('runs/features/memento10k/clip-demo/3f2c...'))
+
+    The model is loaded only if some video is not cached yet.
     """
     if isinstance(encoder, str):
         ENCODERS[encoder]  # an unknown name fails here, before any data is read
@@ -233,16 +235,21 @@ def extract_features(
     sampling = Sampling.parse(opts.sampling)
     if opts.batch_size < 1 or opts.workers < 1 or opts.flush_every < 1:
         raise MemError("batch size, workers and flush_every must each be at least 1")
-    enc = encoder if isinstance(encoder, FrameEncoder) else build_encoder(encoder, weights)
-    enc = enc.to(device)
-    key = feature_key(index.name, index.root, enc.identity(), str(sampling), dtype)
+    recipe = encoder_recipe(encoder, weights) if isinstance(encoder, str) else encoder
+    key = feature_key(index.name, index.root, recipe.identity(), str(sampling), dtype)
     folder = cache_dir(key)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / "key.json", key)
+    loaded: list[FrameEncoder] = [encoder] if isinstance(encoder, FrameEncoder) else []
     reports = []
     for split in splits:
-        items = index.split(split)
-        reports.append(
-            extract_split(enc, items, FeatureStore(folder / split), opts, device, dtype, SplitReport(split, len(items)), progress)
-        )
-    return ExtractReport(index.name, enc.name, folder, key, reports)
+        items, store = index.split(split), FeatureStore(folder / split)
+        report = SplitReport(split, len(items))
+        if {it.video_id for it in items} <= store.done_ids():
+            report.cached = len(items)  # nothing to do: no model load, no lock
+        else:
+            if not loaded:
+                loaded.append(recipe.load().to(device))
+            extract_split(loaded[0], items, store, opts, device, dtype, report, progress)
+        reports.append(report)
+    return ExtractReport(index.name, recipe.name, folder, key, reports)

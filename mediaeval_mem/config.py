@@ -1,0 +1,207 @@
+"""Run configs: plain YAML that becomes one frozen dataclass, in one place (STYLE.md 5-6).
+
+The defaults are the paper's model and recipe; a config file states only what it changes:
+
+    # configs/demo.yaml
+    features: {encoder: clip-demo}
+    train: {epochs: 30, lr: 1.0e-3}
+
+`load_config("configs/demo.yaml", ["train.seed=1"])` -> RunConfig. An unknown section or key, or a
+value of the wrong type, raises ConfigError naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from mediaeval_mem.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class FeaturesCfg:
+    encoder: str = "clip-vit-l14-336"
+    weights: str | None = None  # a save_pretrained folder, a hub id, 'random'; None = the encoder's default
+    sampling: str = "all"  # the paper encodes every frame
+    dtype: str = "auto"
+    batch_size: int = 64  # frames per forward pass when extracting
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    aggregator: str = "bigru-attention"
+    aggregator_args: Mapping[str, Any] = field(default_factory=dict)
+    head: str = "mlp"
+    head_args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainCfg:
+    epochs: int = 100  # at most
+    batch_size: int = 8
+    lr: float = 1e-4  # Adam
+    lr_decay: float = 0.95  # multiplied in ...
+    lr_step_epochs: int = 5  # ... every this many epochs
+    patience: int = 5  # epochs without improvement before stopping
+    loss: str = "l1"  # l1 | mse
+    shuffle_frames: bool = True  # the paper's augmentation: frame order shuffled in training
+    select_on: str = "holdout"  # holdout: a seeded slice of the training split; dev: the paper's protocol
+    holdout_fraction: float = 0.1
+    monitor: str = "srocc"  # what early stopping watches on the selection split: srocc | loss
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        checks = [
+            (self.epochs >= 1, "train.epochs must be >= 1"),
+            (self.batch_size >= 1, "train.batch_size must be >= 1"),
+            (self.lr > 0, "train.lr must be > 0"),
+            (0 < self.lr_decay <= 1, "train.lr_decay must lie in (0, 1]"),
+            (self.lr_step_epochs >= 1, "train.lr_step_epochs must be >= 1"),
+            (self.patience >= 1, "train.patience must be >= 1"),
+            (self.loss in ("l1", "mse"), "train.loss must be l1 or mse"),
+            (self.select_on in ("holdout", "dev"), "train.select_on must be holdout or dev"),
+            (0 < self.holdout_fraction < 1, "train.holdout_fraction must lie in (0, 1)"),
+            (self.monitor in ("srocc", "loss"), "train.monitor must be srocc or loss"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class DataCfg:
+    target: str = "short-term"  # the normalised short-term score
+    dev_fraction: float = 0.2  # only for layouts without an official dev split (original VideoMem)
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class SubmissionCfg:
+    # The 2022 run-file name is unverified; this follows the one seen in a 2023 team's script.
+    filename: str = "me22mem-{team}-subtask{subtask}-run{run}.csv"
+    columns: tuple[str, str] = ("video_id", "mem_score")
+    max_runs: int = 5  # per subtask per team
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "paper-best"
+    features: FeaturesCfg = field(default_factory=FeaturesCfg)
+    model: ModelCfg = field(default_factory=ModelCfg)
+    train: TrainCfg = field(default_factory=TrainCfg)
+    data: DataCfg = field(default_factory=DataCfg)
+    submission: SubmissionCfg = field(default_factory=SubmissionCfg)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check (and where lossless, convert) a YAML value against a field's type hint."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or type(hint).__name__ == "UnionType":
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        return _coerce(value, next(a for a in args if a is not type(None)), where)
+    if origin in (Mapping, dict) or hint is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls, data: Mapping, where: str):
+    where_ = where or "top level"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where_}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where_}: unknown key {unknown[0]!r} (valid: {', '.join(sorted(names))})")
+    kwargs = {}
+    for k, v in data.items():
+        hint = hints[k]
+        where_k = f"{where}.{k}" if where else k
+        kwargs[k] = _build(hint, v, where_k) if dataclasses.is_dataclass(hint) else _coerce(v, hint, where_k)
+    return cls(**kwargs)
+
+
+def _set(tree: dict, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for p in parents:
+        node = tree.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {p!r} is not a section")
+        tree = node
+    tree[last] = value
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> RunConfig:
+    """Read a YAML config (None: the defaults) and apply `key=value` overrides (values parsed as YAML)."""
+    import yaml
+
+    data: dict = {}
+    source = "--set" if overrides else "defaults"
+    if path is not None:
+        path, source = Path(path), str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        data.setdefault("name", path.stem)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=20")
+        key, raw = item.split("=", 1)
+        _set(data, key.strip(), yaml.safe_load(raw))
+    try:
+        return _build(RunConfig, data, "")
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def to_dict(cfg) -> dict:
+    """A config as plain data (tuples as lists), ready for YAML or JSON."""
+    def plain(x):
+        if isinstance(x, Mapping):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        return x
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def to_yaml(cfg) -> str:
+    import yaml
+
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def flatten(cfg) -> dict[str, Any]:
+    """{'train.epochs': 100, 'model.aggregator_args.hidden': 64, ...} for MLflow params."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, x: Any) -> None:
+        if isinstance(x, dict) and x:
+            for k, v in x.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            out[prefix] = x
+
+    walk("", to_dict(cfg))
+    return out

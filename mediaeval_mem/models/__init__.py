@@ -1,0 +1,7 @@
+"""Models: aggregator and head registries, and the model that joins them."""
+
+from mediaeval_mem.models.aggregators import AGGREGATORS
+from mediaeval_mem.models.heads import HEADS
+from mediaeval_mem.models.model import MemModel, build_model, count_trainable
+
+__all__ = ["AGGREGATORS", "HEADS", "MemModel", "build_model", "count_trainable"]

@@ -1,0 +1,48 @@
+"""The challenge's subtasks as data: which splits train, select, are evaluated and are predicted.
+
+Subtask 1: train and predict on Memento10k. Subtask 2 (generalisation): train on one of Memento10k /
+VideoMem, predict the other. The evaluated split is the test dataset's dev split (its test scores are
+hidden); the predicted split is its test split, which is what a submission holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mediaeval_mem.errors import MemError
+
+ALLOWED = {
+    1: (("memento10k", "memento10k"),),
+    2: (("memento10k", "videomem"), ("videomem", "memento10k")),
+}
+NAMES = {"memento10k": "Memento10k", "videomem": "VideoMem"}
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    task: int
+    train_dataset: str
+    test_dataset: str
+    train_splits: tuple[str, ...]  # of train_dataset
+    select: str  # "holdout" (a slice of the training rows) or "dev" (the evaluated split: the paper's protocol)
+    evaluate: tuple[str, str]  # (dataset, split) that is reported
+    predict: tuple[str, str]  # (dataset, split) written for submission
+
+    @property
+    def experiment_name(self) -> str:
+        """One MLflow experiment per task and dataset pair, named for people."""
+        return f"Task {self.task}: train {NAMES[self.train_dataset]}, test {NAMES[self.test_dataset]}"
+
+    @property
+    def pair(self) -> str:
+        return f"{self.train_dataset}->{self.test_dataset}"
+
+
+def plan_task(task: int, train: str, test: str, select_on: str = "holdout") -> TaskPlan:
+    """The splits of (task, train dataset, test dataset); refuses pairs the task does not allow."""
+    if task not in ALLOWED:
+        raise MemError(f"unknown task {task}: the challenge has subtasks 1 and 2 (3 used EEG and is out of scope)")
+    if (train, test) not in ALLOWED[task]:
+        allowed = "; ".join(f"--train {a} --test {b}" for a, b in ALLOWED[task])
+        raise MemError(f"task {task} does not allow training on {train} and testing on {test}; allowed: {allowed}")
+    return TaskPlan(task, train, test, ("train",), select_on, (test, "dev"), (test, "test"))
