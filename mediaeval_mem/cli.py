@@ -15,7 +15,8 @@ DEMO_ROOT = "data/demo"
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False)
+    con = Console(highlight=False)
+    return con if con.is_terminal else Console(highlight=False, width=140)  # logs and pipes: don't squeeze tables
 
 
 def _add_data_root(p: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -76,32 +77,117 @@ def cmd_extract(args) -> int:
     return 1 if report.failed else 0
 
 
-def cmd_demo(args) -> int:
-    """Generate the demo data, check it, extract clip-demo features for both datasets."""
+def _render_results(results, con, title: str = "results on the dev split of the test dataset") -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("task", "train -> test", "config", "PLCC", "SROCC", "MSE", "best epoch", "MLflow run id"):
+        table.add_column(col, justify="right" if col in ("PLCC", "SROCC", "MSE", "best epoch") else "left")
+    for r in results:
+        m = r.metrics
+        table.add_row(str(r.plan.task), r.plan.pair, r.config.name, f"{m['plcc']:.4f}", f"{m['srocc']:.4f}",
+                      f"{m['mse']:.4f}", f"{r.best_epoch}/{r.epochs}", r.run_id)
+    con.print(table)
+
+
+def cmd_run(args) -> int:
+    from mediaeval_mem.config import load_config
+    from mediaeval_mem.runner import run_experiment
+
+    cfg = load_config(args.config, args.set)
+    con = _console()
+    result = run_experiment(args.task, args.train, args.test, cfg, args.data_root, progress=not args.quiet,
+                            echo=lambda line: con.print(line, highlight=False))
+    _render_results([result], con)
+    con.print(f"logged to MLflow experiment '{result.experiment}', run {result.run_id}; browse with `mem ui`")
+    return 0
+
+
+def cmd_describe(args) -> int:
+    from mediaeval_mem.config import load_config
+    from mediaeval_mem.describe import describe
+
+    for line in describe(load_config(args.config, args.set), args.in_dim):
+        print(line)
+    return 0
+
+
+def cmd_ui(args) -> int:
+    import subprocess
+
+    from mediaeval_mem.tracking import tracking_uri, ui_command
+
+    print(f"MLflow UI for {tracking_uri()} at http://127.0.0.1:{args.port} (Ctrl-C to stop)")
+    return subprocess.call(ui_command(args.port))
+
+
+def cmd_package(args) -> int:
+    from mediaeval_mem.config import load_config
+    from mediaeval_mem.submission import package_submission
+
+    cfg = load_config(args.config).submission
+    paths = package_submission(args.team, args.subtask, args.run_ids, args.data_root, cfg)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def _demo_config():
+    """configs/demo.yaml from the working directory, else from the checkout this package lives in."""
     from pathlib import Path
 
+    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        if (base / "configs" / "demo.yaml").is_file():
+            return base / "configs" / "demo.yaml"
+    from mediaeval_mem.errors import MemError
+
+    raise MemError("configs/demo.yaml not found: run `mem demo` from the repository's root")
+
+
+def cmd_demo(args) -> int:
+    """Generate the demo data, check it, extract features, train the paper's model on every pair, package."""
+    from pathlib import Path
+
+    from mediaeval_mem.config import load_config
     from mediaeval_mem.datasets import open_dataset
     from mediaeval_mem.datasets.check import render_check
     from mediaeval_mem.datasets.synthetic import generate_demo_data
     from mediaeval_mem.features.extract import extract_features
+    from mediaeval_mem.paths import submissions_dir
+    from mediaeval_mem.runner import run_experiment
+    from mediaeval_mem.submission import package_submission
 
     con = _console()
-    con.rule("1/3 generate demo data")
+    con.rule("1/5 generate demo data")
     generate_demo_data(Path(args.data_root), seed=args.seed)
-    con.rule("2/3 check it")
-    indexes = {}
+    con.rule("2/5 check it")
     for name in DATASET_NAMES:
-        indexes[name] = open_dataset(name, args.data_root)
-        render_check(indexes[name], con)
-        if indexes[name].problems:
+        index = open_dataset(name, args.data_root)
+        render_check(index, con)
+        if index.problems:
             return 1
-    con.rule("3/3 extract clip-demo frame features")
-    for name, index in indexes.items():
-        report = extract_features(index, "clip-demo", progress=not args.quiet)
+    cfg = load_config(_demo_config(), [f"train.seed={args.seed}"])
+    con.rule(f"3/5 extract {cfg.features.encoder} frame features")
+    for name in DATASET_NAMES:
+        report = extract_features(name, cfg.features.encoder, data_root=args.data_root, progress=not args.quiet)
         _render_extract(report, con)
         if report.failed:
             return 1
-    con.print(f"features cached under {report.cache_dir.parent.parent.parent}; a second `mem demo` finds them all cached")
+    con.rule("4/5 train the paper's model: task 1, and task 2 both ways")
+    results = []
+    for task, train, test in ((1, "memento10k", "memento10k"), (2, "memento10k", "videomem"), (2, "videomem", "memento10k")):
+        con.print(f"[bold]task {task}: train {train}, test {test}[/]")
+        results.append(run_experiment(task, train, test, cfg, args.data_root, progress=False, echo=con.print))
+    _render_results(results, con)
+    con.rule("5/5 package a submission")
+    for subtask in (1, 2):
+        for p in package_submission("demo", subtask, [r.run_id for r in results if r.plan.task == subtask], args.data_root):
+            con.print(f"wrote {p}")
+    con.print(
+        f"\nnext: `mem ui` to browse the runs in MLflow; the run files are in {submissions_dir()}/; "
+        f"`mem describe configs/paper-best.yaml` shows the paper's model; `mem run --task 2 --train videomem "
+        f"--test memento10k --config configs/demo.yaml --data-root {args.data_root}` trains one pair."
+    )
     return 0
 
 
@@ -110,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mem", description="MediaEval Predicting Media Memorability harness")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="generate demo data, check it and extract features (minutes on 2 CPU cores)")
+    p = sub.add_parser("demo", help="the whole pipeline on generated data: check, extract, train 3 pairs, package (minutes on 2 CPU cores)")
     p.add_argument("--data-root", default=DEMO_ROOT, help=f"where the demo data goes (default {DEMO_ROOT})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -145,6 +231,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_data_root(p)
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("run", help="train and evaluate one task pair, predict its test split, log to MLflow")
+    p.add_argument("--task", type=int, required=True, choices=(1, 2), help="1: Memento10k; 2: train on one dataset, test on the other")
+    p.add_argument("--train", required=True, choices=DATASET_NAMES, help="training dataset")
+    p.add_argument("--test", required=True, choices=DATASET_NAMES, help="dataset evaluated (dev) and predicted (test)")
+    p.add_argument("--config", help="YAML config (default: the paper's model and recipe)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=20 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_data_root(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("describe", help="print a config's parts, widths and trainable parameters")
+    p.add_argument("config", nargs="?", help="YAML config (default: the paper's model)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--in-dim", type=int, help="feature width (default: the encoder architecture's)")
+    p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the harness's store")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=cmd_ui)
+
+    p = sub.add_parser("package-submission", help="validate runs' test predictions and write the challenge's CSVs")
+    p.add_argument("--team", required=True)
+    p.add_argument("--subtask", type=int, required=True, choices=(1, 2))
+    p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids, in run order (at most 5)")
+    p.add_argument("--config", help="YAML with a submission: section (file-name template, columns)")
+    _add_data_root(p)
+    p.set_defaults(func=cmd_package)
     return parser
 
 

@@ -18,6 +18,8 @@ from mediaeval_mem.registry import Registry
 
 # name -> builder(weights: str | None = None) -> EncoderRecipe
 ENCODERS: Registry = Registry("encoder")
+# name -> feature width of the architecture the name stands for (known without any weights)
+NATIVE_WIDTHS: dict[str, int] = {}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,145 @@
+"""`mem run`: features (extracted where not cached) -> train -> evaluate on dev -> predict test -> MLflow."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mediaeval_mem.config import RunConfig, flatten, to_dict, to_yaml
+from mediaeval_mem.datasets import DatasetIndex, open_dataset
+from mediaeval_mem.errors import DataError
+from mediaeval_mem.features.extract import ExtractOptions, extract_features
+from mediaeval_mem.features.key import key_digest
+from mediaeval_mem.features.store import FeatureStore
+from mediaeval_mem.tasks import TaskPlan, plan_task
+from mediaeval_mem.training.batches import LabelledSplit
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    experiment: str
+    plan: TaskPlan
+    config: RunConfig
+    metrics: dict[str, float]  # dev plcc / srocc / mse of the test dataset
+    best_epoch: int
+    epochs: int
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+def open_checked(name: str, data_root, cfg: RunConfig, echo: Callable[[str], None]) -> DatasetIndex:
+    """Open a dataset and refuse to train on broken files; missing videos are only warned about."""
+    index = open_dataset(name, data_root, cfg.data.target, cfg.data.dev_fraction, cfg.data.split_seed)
+    missing = [p for p in index.problems if "video file not found" in p.message]
+    other = [p for p in index.problems if p not in missing]
+    if other:
+        raise DataError(
+            f"{name} has {len(other)} problem(s) in its files, e.g. {other[0]}: "
+            f"run `mem data check {name}` for the full list"
+        )
+    if missing:
+        echo(f"warning: {name}: {len(missing)} video file(s) missing (e.g. {missing[0].file}); they are left out")
+    return index
+
+
+def load_split(index: DatasetIndex, split: str, store: FeatureStore, scored: bool, echo) -> LabelledSplit:
+    """The cached features of a split's videos (those that failed to decode are left out, with a warning)."""
+    done = store.done_ids()
+    items = [it for it in index.split(split) if it.video_id in done]
+    if len(items) < len(index.split(split)):
+        echo(f"warning: {index.name}/{split}: {len(index.split(split)) - len(items)} video(s) have no features and are left out")
+    if not items:
+        raise DataError(f"{index.name}/{split}: no video has features in {store.folder}")
+    scores = np.array([it.score for it in items], np.float32) if scored else None
+    return LabelledSplit(store.load([it.video_id for it in items]), scores)
+
+
+def holdout(train: LabelledSplit, fraction: float, seed: int) -> tuple[LabelledSplit, LabelledSplit]:
+    """(fit, select): a seeded slice of the training rows held out for model selection."""
+    perm = np.random.default_rng(seed).permutation(len(train))
+    n_sel = max(1, int(round(len(train) * fraction)))
+    return train.subset(np.sort(perm[n_sel:])), train.subset(np.sort(perm[:n_sel]))
+
+
+def run_experiment(
+    task: int,
+    train: str,
+    test: str,
+    cfg: RunConfig,
+    data_root: str | Path | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> RunResult:
+    """Train `cfg` on `train`, evaluate on `test`'s dev split, predict its test split, log it all to MLflow.
+
+    >>> r = run_experiment(1, "memento10k", "memento10k", load_config("configs/demo.yaml"), "data/demo")
+    >>> r.metrics["srocc"], r.run_id
+    """
+    import torch
+
+    from mediaeval_mem.models import build_model, count_trainable
+    from mediaeval_mem.runtime import resolve_device
+    from mediaeval_mem.tracking import TrackedRun, git_commit
+    from mediaeval_mem.training.loop import predict, train_model
+    from mediaeval_mem.training.metrics import evaluate
+
+    plan = plan_task(task, train, test, cfg.train.select_on)
+    needed = {plan.train_dataset: set(plan.train_splits)}
+    needed.setdefault(plan.test_dataset, set()).update({plan.evaluate[1], plan.predict[1]})
+    f = cfg.features
+    opts = ExtractOptions(sampling=f.sampling, batch_size=f.batch_size, dtype=f.dtype, workers=f.workers, device=cfg.train.device)
+    indexes, stores, keys = {}, {}, {}
+    for name, splits in needed.items():
+        indexes[name] = open_checked(name, data_root, cfg, echo)
+        report = extract_features(indexes[name], f.encoder, tuple(s for s in ("train", "dev", "test") if s in splits), f.weights, opts=opts, progress=progress)
+        stores[name], keys[name] = report.cache_dir, report.key
+
+    train_all = load_split(indexes[train], "train", FeatureStore(stores[train] / "train"), True, echo)
+    dev = load_split(indexes[test], "dev", FeatureStore(stores[test] / "dev"), True, echo)
+    test_split = load_split(indexes[test], "test", FeatureStore(stores[test] / "test"), False, echo)
+    if cfg.train.select_on == "holdout":
+        fit, select = holdout(train_all, cfg.train.holdout_fraction, cfg.train.seed)
+        selection = f"holdout: {len(select)} of {len(train_all)} {train} train videos (seed {cfg.train.seed})"
+    else:
+        fit, select = train_all, dev
+        selection = f"dev: selected on the reported split ({test} dev), the paper's protocol"
+
+    device = resolve_device(cfg.train.device)
+    model = build_model(cfg.model, train_all.features.dim)
+    sizes = {"train": len(fit), "select": len(select), "dev": len(dev), "test": len(test_split)}
+    tags = {
+        "task": task, "train_dataset": train, "test_dataset": test, "pair": plan.pair, "config": cfg.name,
+        "encoder": f.encoder, "aggregator": cfg.model.aggregator, "head": cfg.model.head, "selection": selection,
+        "git_commit": git_commit(), **{f"feature_key.{n}": key_digest(k) for n, k in keys.items()},
+    }
+    with TrackedRun(plan.experiment_name, f"{cfg.name} {plan.pair} seed{cfg.train.seed}", tags) as run:
+        run.log_params({**flatten(cfg), "derived.in_dim": train_all.features.dim,
+                        "derived.trainable_params": count_trainable(model), **{f"derived.n_{k}": v for k, v in sizes.items()}})
+        run.log_text(to_yaml(cfg), "config.yaml")
+        run.log_text(json.dumps({n: {"key": k, "split_info": indexes[n].split_info, "layout": indexes[n].layout}
+                                 for n, k in keys.items()}, indent=1, default=str), "features.json")
+        run.log_text("\n".join(select.ids) + "\n", "selection_ids.txt")
+
+        def on_epoch(log):
+            run.log_metrics({"train_loss": log.train_loss, "select_loss": log.select_loss,
+                             "select_srocc": log.select_srocc, "lr": log.lr}, step=log.epoch)
+            if progress:
+                echo(f"epoch {log.epoch:3d}  lr {log.lr:.2e}  train {cfg.train.loss} {log.train_loss:.4f}  "
+                     f"select {cfg.train.loss} {log.select_loss:.4f}  select SROCC {log.select_srocc:.4f}  ({log.seconds:.1f}s)")
+
+        result = train_model(model, fit, select, cfg.train, device, on_epoch)
+        dev_pred = predict(model, dev, device=device)
+        metrics = evaluate(dev.scores, dev_pred)
+        run.log_metrics({f"dev_{k}": v for k, v in metrics.items()} | {"best_epoch": result.best_epoch})
+        run.log_csv(["video_id", "ground_truth", "prediction"],
+                    ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(dev.ids, dev.scores, dev_pred)), "dev_predictions.csv")
+        test_pred = predict(model, test_split, device=device)
+        run.log_csv(["video_id", "prediction"], ((v, f"{p:.6f}") for v, p in zip(test_split.ids, test_pred)), "test_predictions.csv")
+        run.log_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()},
+                           metadata={"config": json.dumps(to_dict(cfg)), "in_dim": str(train_all.features.dim)})
+        run.set_tags({"best_epoch": result.best_epoch, "epochs_run": len(result.history)})
+    return RunResult(run.run_id, plan.experiment_name, plan, cfg, metrics, result.best_epoch, len(result.history), sizes)

@@ -1,0 +1,140 @@
+"""`mem package-submission`: runs' test predictions -> the challenge's run files, validated first.
+
+Nothing is written unless every run passes: each test video of the dataset present exactly once, no
+unknown id, every value finite and within [0, 1]. Files are written to a temporary folder and moved
+into submissions/ only when all of them are complete, with a manifest tying each file to its run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mediaeval_mem.config import SubmissionCfg
+from mediaeval_mem.errors import MemError
+from mediaeval_mem.paths import submissions_dir
+
+
+@dataclass(frozen=True)
+class Prediction:
+    video_id: str
+    value: str  # as read, so that a bad cell is reported as written
+
+
+def validate_predictions(predictions: list[Prediction], expected_ids: list[str]) -> list[str]:
+    """Every problem with a run's test predictions, each naming the offending ids (empty list: valid)."""
+    problems = []
+    seen: dict[str, int] = {}
+    for p in predictions:
+        seen[p.video_id] = seen.get(p.video_id, 0) + 1
+    expected = set(expected_ids)
+    dup = sorted(v for v, n in seen.items() if n > 1)
+    missing = [v for v in expected_ids if v not in seen]
+    unknown = sorted(v for v in seen if v not in expected)
+    bad, out = [], []
+    for p in predictions:
+        try:
+            x = float(p.value)
+        except ValueError:
+            bad.append(f"{p.video_id}={p.value!r}")
+            continue
+        if not math.isfinite(x):
+            bad.append(f"{p.video_id}={p.value}")
+        elif not 0.0 <= x <= 1.0:
+            out.append(f"{p.video_id}={p.value}")
+
+    def ids(label: str, values: list[str]) -> None:
+        if values:
+            shown = ", ".join(values[:10]) + (f" and {len(values) - 10} more" if len(values) > 10 else "")
+            problems.append(f"{len(values)} {label}: {shown}")
+
+    ids("test videos missing", missing)
+    ids("unknown ids (not in the test split)", unknown)
+    ids("ids given more than once", dup)
+    ids("values not a finite number", bad)
+    ids("values outside [0, 1]", out)
+    return problems
+
+
+def read_predictions(text: str, source: str) -> list[Prediction]:
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows or not {"video_id", "prediction"} <= set(rows[0]):
+        raise MemError(f"{source}: expected columns video_id,prediction")
+    return [Prediction(r["video_id"].strip(), (r["prediction"] or "").strip()) for r in rows]
+
+
+def write_run_file(path: Path, predictions: list[Prediction], columns: tuple[str, str]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(columns)
+        for p in predictions:
+            w.writerow([p.video_id, f"{float(p.value):.6f}"])
+
+
+def package_submission(
+    team: str,
+    subtask: int,
+    run_ids: list[str],
+    data_root: str | Path | None = None,
+    cfg: SubmissionCfg = SubmissionCfg(),
+    out_dir: Path | None = None,
+) -> list[Path]:
+    """Validate then write one CSV per run (run 1..N in the order given) and a manifest; returns the paths."""
+    from mediaeval_mem.datasets import open_dataset
+    from mediaeval_mem.tracking import get_run, read_artifact_text
+
+    if not run_ids:
+        raise MemError("give at least one MLflow run id")
+    if len(run_ids) > cfg.max_runs:
+        raise MemError(f"{len(run_ids)} runs given; the challenge takes at most {cfg.max_runs} per subtask")
+    if len(set(run_ids)) < len(run_ids):
+        raise MemError("a run id is given twice")
+    if not team or any(c in team for c in "/\\ "):
+        raise MemError(f"bad team name {team!r}: use letters, digits, '-' or '_'")
+    out_dir = Path(out_dir or submissions_dir())
+
+    errors, entries = [], []
+    expected_cache: dict[str, list[str]] = {}
+    for n, run_id in enumerate(run_ids, start=1):
+        run = get_run(run_id)
+        tags = run.data.tags
+        if str(tags.get("task")) != str(subtask):
+            errors.append(f"run {n} ({run_id}): made for task {tags.get('task')}, not subtask {subtask}")
+            continue
+        test_ds = tags["test_dataset"]
+        if test_ds not in expected_cache:
+            expected_cache[test_ds] = [it.video_id for it in open_dataset(test_ds, data_root).split("test")]
+        preds = read_predictions(read_artifact_text(run_id, "test_predictions.csv"), f"run {run_id} test_predictions.csv")
+        for problem in validate_predictions(preds, expected_cache[test_ds]):
+            errors.append(f"run {n} ({run_id}, {test_ds} test): {problem}")
+        name = cfg.filename.format(team=team, subtask=subtask, run=n)
+        metrics = {k[4:]: v for k, v in run.data.metrics.items() if k.startswith("dev_")}
+        entries.append((name, preds, {
+            "file": name, "run": n, "run_id": run_id, "experiment_id": run.info.experiment_id,
+            "train_dataset": tags.get("train_dataset"), "test_dataset": test_ds, "config": tags.get("config"),
+            "encoder": tags.get("encoder"), "aggregator": tags.get("aggregator"), "head": tags.get("head"),
+            "git_commit": tags.get("git_commit"), "selection": tags.get("selection"),
+            "feature_keys": {k: v for k, v in tags.items() if k.startswith("feature_key.")},
+            "dev_metrics": metrics,
+        }))
+    if errors:
+        raise MemError("nothing written; fix these first:\n  " + "\n  ".join(errors))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_name = f"{team}-subtask{subtask}-manifest.json"
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".staging-") as tmp:
+        for name, preds, _ in entries:
+            write_run_file(Path(tmp) / name, preds, tuple(cfg.columns))
+        manifest = {"team": team, "subtask": subtask, "columns": list(cfg.columns), "runs": [e for *_, e in entries]}
+        (Path(tmp) / manifest_name).write_text(json.dumps(manifest, indent=1) + "\n")
+        written = []
+        for name in [e[0] for e in entries] + [manifest_name]:
+            shutil.move(str(Path(tmp) / name), out_dir / name)  # same filesystem: renames
+            written.append(out_dir / name)
+    return written

@@ -1,0 +1,59 @@
+"""Models: the paper's exact size, masking, and config-driven building."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mediaeval_mem.config import ModelCfg, load_config
+from mediaeval_mem.errors import ConfigError
+from mediaeval_mem.models import AGGREGATORS, HEADS, build_model, count_trainable
+
+from conftest import REPO
+
+
+def test_paper_model_has_exactly_the_papers_parameter_count():
+    model = build_model(load_config(REPO / "configs" / "paper-best.yaml").model, 1024)
+    assert count_trainable(model) == 1_381_762
+    assert count_trainable(build_model(ModelCfg(), 1024)) == 1_381_762  # the defaults are the paper's
+
+
+@pytest.mark.parametrize("aggregator", sorted(AGGREGATORS))
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_padding_never_changes_a_videos_output(aggregator, head):
+    """Each video alone vs. the same videos padded into one batch: identical outputs."""
+    torch.manual_seed(0)
+    model = build_model(ModelCfg(aggregator=aggregator, head=head), 16).eval()
+    videos = [torch.randn(t, 16) for t in (5, 9, 2)]
+    alone = torch.cat([model(v[None], torch.ones(1, len(v), dtype=torch.bool)) for v in videos])
+    x = torch.zeros(3, 9, 16)
+    mask = torch.zeros(3, 9, dtype=torch.bool)
+    for i, v in enumerate(videos):
+        x[i, : len(v)], mask[i, : len(v)] = v, True
+    x[~mask] = 123.0  # whatever sits in the padding must not matter
+    batched = model(x, mask)
+    assert batched.shape == (3,) and torch.allclose(alone, batched, atol=1e-5)
+    assert ((batched >= 0) & (batched <= 1)).all()
+
+
+def test_attention_is_the_papers_equation():
+    """e_v = (1/T) sum_t e_t * w_t with w = Linear(BiGRU(E)), no softmax."""
+    torch.manual_seed(1)
+    agg = AGGREGATORS.build("bigru-attention", in_dim=8, hidden=4, layers=2, dropout=0.0).eval()
+    e = torch.randn(1, 6, 8)
+    h, _ = agg.gru(e)
+    w = agg.score(h)  # (1, 6, 1)
+    expected = (e * w).sum(1) / 6
+    assert torch.allclose(agg(e, torch.ones(1, 6, dtype=torch.bool)), expected, atol=1e-6)
+    assert h.shape == (1, 6, 8)  # 2 x hidden
+
+
+def test_widths_are_derived_from_the_input():
+    model = build_model(ModelCfg(), 64)
+    assert model.aggregator.out_dim == 64
+    assert model.head.layers[0].in_features == 64
+
+
+def test_bad_builder_arguments_name_the_key():
+    with pytest.raises(ConfigError, match=r"model.aggregator_args: bad arguments \['hiden'\]"):
+        build_model(ModelCfg(aggregator_args={"hiden": 3}), 16)
