@@ -84,7 +84,7 @@ def run_experiment(
     from mediaeval_mem.models import build_model, count_trainable
     from mediaeval_mem.runtime import resolve_device
     from mediaeval_mem.tracking import TrackedRun, git_commit
-    from mediaeval_mem.training.loop import predict, train_model
+    from mediaeval_mem.training.loop import predict, seed_everything, train_model
     from mediaeval_mem.training.metrics import evaluate
 
     plan = plan_task(task, train, test, cfg.train.select_on)
@@ -109,6 +109,7 @@ def run_experiment(
         selection = f"dev: selected on the reported split ({test} dev), the paper's protocol"
 
     device = resolve_device(cfg.train.device)
+    seed_everything(cfg.train.seed)  # the initial weights follow the seed too
     model = build_model(cfg.model, train_all.features.dim)
     sizes = {"train": len(fit), "select": len(select), "dev": len(dev), "test": len(test_split)}
     tags = {
