@@ -62,3 +62,15 @@ def test_demo_data_is_deterministic(tmp_path):
     assert not (tmp_path / "a" / "memento10k" / "test_set" / "test_scores.csv").exists()
     a = sorted(p.name for p in (tmp_path / "a" / "videomem" / "train_set" / "Videos").iterdir())
     assert a and all(n.endswith(".webm") for n in a)
+
+
+def test_ui_serves_the_same_store_on_loopback(monkeypatch, tmp_path):
+    from mediaeval_mem.tracking import tracking_uri, ui_command
+
+    monkeypatch.setenv("MEM_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cmd = ui_command(5123)
+    assert cmd[cmd.index("--backend-store-uri") + 1] == tracking_uri() == f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "5123"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5005")
+    assert tracking_uri() == "http://127.0.0.1:5005"  # a real server wins
