@@ -32,11 +32,22 @@ class FeaturesCfg:
 
 
 @dataclass(frozen=True)
-class ModelCfg:
-    aggregator: str = "bigru-attention"
+class StreamCfg:
+    """A further feature stream for fusion: its own encoder and aggregator."""
+
+    encoder: str
+    weights: str | None = None
+    aggregator: str = "linear-avg"
     aggregator_args: Mapping[str, Any] = field(default_factory=dict)
-    head: str = "mlp"
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    aggregator: str = "bigru-attention"  # over the frames of features.encoder
+    aggregator_args: Mapping[str, Any] = field(default_factory=dict)
+    head: str = "mlp"  # over the concatenated outputs of every stream
     head_args: Mapping[str, Any] = field(default_factory=dict)
+    fuse: tuple[StreamCfg, ...] = ()  # more streams (the paper's CLIP + I3D rows), concatenated before the head
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
+        item = typing.get_args(hint)[0]
+        if dataclasses.is_dataclass(item):
+            return tuple(_build(item, v, f"{where}[{i}]") for i, v in enumerate(value))
         return tuple(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -135,6 +149,10 @@ def _build(cls, data: Mapping, where: str):
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where_}: unknown key {unknown[0]!r} (valid: {', '.join(sorted(names))})")
+    missing = sorted(f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING and f.name not in data)
+    if missing:
+        raise ConfigError(f"{where_}: missing key {missing[0]!r}")
     kwargs = {}
     for k, v in data.items():
         hint = hints[k]
@@ -205,6 +223,9 @@ def flatten(cfg) -> dict[str, Any]:
         if isinstance(x, dict) and x:
             for k, v in x.items():
                 walk(f"{prefix}.{k}" if prefix else k, v)
+        elif isinstance(x, list) and x and all(isinstance(v, dict) for v in x):
+            for i, v in enumerate(x):
+                walk(f"{prefix}.{i}", v)
         else:
             out[prefix] = x
 

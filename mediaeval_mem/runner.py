@@ -46,16 +46,17 @@ def open_checked(name: str, data_root, cfg: RunConfig, echo: Callable[[str], Non
     return index
 
 
-def load_split(index: DatasetIndex, split: str, store: FeatureStore, scored: bool, echo) -> LabelledSplit:
-    """The cached features of a split's videos (those that failed to decode are left out, with a warning)."""
-    done = store.done_ids()
-    items = [it for it in index.split(split) if it.video_id in done]
+def load_split(index: DatasetIndex, split: str, stores: list[FeatureStore], scored: bool, echo) -> LabelledSplit:
+    """A split's cached features in every stream; videos without features (failed to decode) are left out."""
+    done = [store.done_ids() for store in stores]
+    items = [it for it in index.split(split) if all(it.video_id in d for d in done)]
     if len(items) < len(index.split(split)):
         echo(f"warning: {index.name}/{split}: {len(index.split(split)) - len(items)} video(s) have no features and are left out")
     if not items:
-        raise DataError(f"{index.name}/{split}: no video has features in {store.folder}")
+        raise DataError(f"{index.name}/{split}: no video has features in {stores[0].folder}")
     scores = np.array([it.score for it in items], np.float32) if scored else None
-    return LabelledSplit(store.load([it.video_id for it in items]), scores)
+    ids = [it.video_id for it in items]
+    return LabelledSplit([store.load(ids) for store in stores], scores)
 
 
 def holdout(train: LabelledSplit, fraction: float, seed: int) -> tuple[LabelledSplit, LabelledSplit]:
@@ -82,25 +83,34 @@ def run_experiment(
     import torch
 
     from mediaeval_mem.models import build_model, count_trainable
+    from mediaeval_mem.models.model import check_compatible, streams_of
     from mediaeval_mem.runtime import resolve_device
     from mediaeval_mem.tracking import TrackedRun, git_commit
     from mediaeval_mem.training.loop import predict, seed_everything, train_model
     from mediaeval_mem.training.metrics import evaluate
 
     plan = plan_task(task, train, test, cfg.train.select_on)
+    streams = streams_of(cfg)
+    for encoder, _, aggregator, _, where in streams:
+        check_compatible(encoder, aggregator, where)  # before any extraction
     needed = {plan.train_dataset: set(plan.train_splits)}
     needed.setdefault(plan.test_dataset, set()).update({plan.evaluate[1], plan.predict[1]})
     f = cfg.features
     opts = ExtractOptions(sampling=f.sampling, batch_size=f.batch_size, dtype=f.dtype, workers=f.workers, device=cfg.train.device)
-    indexes, stores, keys = {}, {}, {}
+    indexes, folders, keys = {}, {}, {}  # folders[(dataset, stream)] = the feature cache folder
     for name, splits in needed.items():
         indexes[name] = open_checked(name, data_root, cfg, echo)
-        report = extract_features(indexes[name], f.encoder, tuple(s for s in ("train", "dev", "test") if s in splits), f.weights, opts=opts, progress=progress)
-        stores[name], keys[name] = report.cache_dir, report.key
+        for i, (encoder, weights, *_) in enumerate(streams):
+            report = extract_features(indexes[name], encoder, tuple(s for s in ("train", "dev", "test") if s in splits),
+                                      weights, opts=opts, progress=progress)
+            folders[name, i], keys[f"{name}.{encoder}"] = report.cache_dir, report.key
 
-    train_all = load_split(indexes[train], "train", FeatureStore(stores[train] / "train"), True, echo)
-    dev = load_split(indexes[test], "dev", FeatureStore(stores[test] / "dev"), True, echo)
-    test_split = load_split(indexes[test], "test", FeatureStore(stores[test] / "test"), False, echo)
+    def stores(name: str, split: str) -> list[FeatureStore]:
+        return [FeatureStore(folders[name, i] / split) for i in range(len(streams))]
+
+    train_all = load_split(indexes[train], "train", stores(train, "train"), True, echo)
+    dev = load_split(indexes[test], "dev", stores(test, "dev"), True, echo)
+    test_split = load_split(indexes[test], "test", stores(test, "test"), False, echo)
     if cfg.train.select_on == "holdout":
         fit, select = holdout(train_all, cfg.train.holdout_fraction, cfg.train.seed)
         selection = f"holdout: {len(select)} of {len(train_all)} {train} train videos (seed {cfg.train.seed})"
@@ -110,19 +120,19 @@ def run_experiment(
 
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)  # the initial weights follow the seed too
-    model = build_model(cfg.model, train_all.features.dim)
+    model = build_model(cfg, train_all.dims)
     sizes = {"train": len(fit), "select": len(select), "dev": len(dev), "test": len(test_split)}
     tags = {
         "task": task, "train_dataset": train, "test_dataset": test, "pair": plan.pair, "config": cfg.name,
-        "encoder": f.encoder, "aggregator": cfg.model.aggregator, "head": cfg.model.head, "selection": selection,
+        "encoder": "+".join(e for e, *_ in streams), "aggregator": cfg.model.aggregator, "head": cfg.model.head, "selection": selection,
         "git_commit": git_commit(), **{f"feature_key.{n}": key_digest(k) for n, k in keys.items()},
     }
     with TrackedRun(plan.experiment_name, f"{cfg.name} {plan.pair} seed{cfg.train.seed}", tags) as run:
-        run.log_params({**flatten(cfg), "derived.in_dim": train_all.features.dim,
+        run.log_params({**flatten(cfg), "derived.in_dims": train_all.dims,
                         "derived.trainable_params": count_trainable(model), **{f"derived.n_{k}": v for k, v in sizes.items()}})
         run.log_text(to_yaml(cfg), "config.yaml")
-        run.log_text(json.dumps({n: {"key": k, "split_info": indexes[n].split_info, "layout": indexes[n].layout}
-                                 for n, k in keys.items()}, indent=1, default=str), "features.json")
+        run.log_text(json.dumps({"keys": keys, "datasets": {n: {"split_info": ix.split_info, "layout": ix.layout}
+                                 for n, ix in indexes.items()}}, indent=1, default=str), "features.json")
         run.log_text("\n".join(select.ids) + "\n", "selection_ids.txt")
 
         def on_epoch(log):
@@ -141,6 +151,6 @@ def run_experiment(
         test_pred = predict(model, test_split, device=device)
         run.log_csv(["video_id", "prediction"], ((v, f"{p:.6f}") for v, p in zip(test_split.ids, test_pred)), "test_predictions.csv")
         run.log_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()},
-                           metadata={"config": json.dumps(to_dict(cfg)), "in_dim": str(train_all.features.dim)})
+                           metadata={"config": json.dumps(to_dict(cfg)), "in_dims": json.dumps(train_all.dims)})
         run.set_tags({"best_epoch": result.best_epoch, "epochs_run": len(result.history)})
     return RunResult(run.run_id, plan.experiment_name, plan, cfg, metrics, result.best_epoch, len(result.history), sizes)

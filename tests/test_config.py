@@ -64,4 +64,4 @@ def test_describe_prints_the_papers_count(capsys):
     out = capsys.readouterr().out
     assert "trainable parameters: 1381762\n" in out and "(B, T, 1024) -> (B, 1024)" in out
     assert main(["describe", str(REPO / "configs" / "demo.yaml")]) == 0
-    assert "frames -> 64-d" in capsys.readouterr().out
+    assert "clip-demo: one 64-d vector per frame" in capsys.readouterr().out

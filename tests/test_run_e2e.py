@@ -57,7 +57,7 @@ def test_mlflow_holds_params_metrics_artifacts(store):
     assert run.info.status == "FINISHED"
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
     assert tags["task"] == "1" and tags["encoder"] == "clip-demo" and tags["aggregator"] == "bigru-attention"
-    assert tags["head"] == "mlp" and tags["git_commit"] and tags["feature_key.memento10k"]
+    assert tags["head"] == "mlp" and tags["git_commit"] and tags["feature_key.memento10k.clip-demo"]
     assert tags["selection"].startswith("holdout:")
     assert params["train.epochs"] == "3" and params["train.lr"] == "0.002" and params["features.encoder"] == "clip-demo"
     assert {"dev_plcc", "dev_srocc", "dev_mse"} <= set(metrics)

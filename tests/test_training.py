@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from mediaeval_mem.config import ModelCfg, TrainCfg
+from mediaeval_mem.config import TrainCfg, load_config
 from mediaeval_mem.features.store import SplitFeatures
 from mediaeval_mem.models import build_model
 from mediaeval_mem.tasks import plan_task
@@ -37,13 +37,17 @@ def _toy_split(n=40, t=6, d=8, seed=0) -> LabelledSplit:
     frames = rng.normal(0, 1, (int(lengths.sum()), d)).astype(np.float16)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     scores = np.array([1 / (1 + np.exp(-frames[s : s + l, 0].astype(float).mean() * 2)) for s, l in zip(starts, lengths)], np.float32)
-    return LabelledSplit(SplitFeatures([str(i) for i in range(n)], frames, starts, lengths), scores)
+    return LabelledSplit([SplitFeatures([str(i) for i in range(n)], frames, starts, lengths)], scores)
+
+
+def model_of(*overrides):
+    return build_model(load_config(None, ["features.encoder=clip-demo", *overrides]), [8])
 
 
 def test_collate_pads_and_masks():
     split = _toy_split(5)
-    x, mask, y = collate(split, np.array([0, 3]))
-    assert x.shape[0] == 2 and mask.sum(1).tolist() == split.features.lengths[[0, 3]].tolist()
+    [(x, mask)], y = collate(split, np.array([0, 3]))
+    assert x.shape[0] == 2 and mask.sum(1).tolist() == split.streams[0].lengths[[0, 3]].tolist()
     assert (x[~mask] == 0).all() and torch.equal(y, torch.from_numpy(split.scores[[0, 3]]))
 
 
@@ -51,7 +55,7 @@ def test_learning_rate_follows_the_recipe():
     """x0.95 every 5 epochs: epochs 1-5 at lr, 6-10 at 0.95 lr, 11-15 at 0.9025 lr."""
     train = _toy_split(16)
     cfg = TrainCfg(epochs=12, lr=1e-3, lr_decay=0.95, lr_step_epochs=5, patience=100, batch_size=8)
-    result = train_model(build_model(ModelCfg(aggregator="avg", head="linear"), 8), train, train, cfg)
+    result = train_model(model_of("model.aggregator=avg", "model.head=linear"), train, train, cfg)
     lrs = [log.lr for log in result.history]
     assert lrs[:5] == pytest.approx([1e-3] * 5)
     assert lrs[5:10] == pytest.approx([0.95e-3] * 5)
@@ -81,7 +85,7 @@ def test_early_stopping(values, mode, patience, best, stop_after):
 def test_training_stops_early_and_restores_the_best_epoch():
     train, select = _toy_split(40, seed=1), _toy_split(20, seed=2)
     cfg = TrainCfg(epochs=60, lr=3e-3, batch_size=8, patience=3, lr_step_epochs=5)
-    model = build_model(ModelCfg(aggregator="avg", head="mlp", head_args={"hidden": [16]}), 8)
+    model = model_of("model.aggregator=avg", "model.head_args={hidden: [16]}")
     result = train_model(model, train, select, cfg)
     assert result.stopped_early and len(result.history) == result.best_epoch + 3
     best = max(result.history, key=lambda log: log.select_srocc)
@@ -98,7 +102,7 @@ def test_same_seed_same_metrics():
     def run(seed):
         cfg = TrainCfg(epochs=4, lr=1e-3, batch_size=8, seed=seed)
         torch.manual_seed(seed)  # the initial weights follow the seed too
-        model = build_model(ModelCfg(aggregator_args={"hidden": 8, "layers": 2}), 8)
+        model = model_of("model.aggregator_args={hidden: 8, layers: 2}")
         return [(log.train_loss, log.select_srocc) for log in train_model(model, train, select, cfg).history]
 
     assert run(0) == run(0)

@@ -18,8 +18,18 @@ from mediaeval_mem.registry import Registry
 
 # name -> builder(weights: str | None = None) -> EncoderRecipe
 ENCODERS: Registry = Registry("encoder")
-# name -> feature width of the architecture the name stands for (known without any weights)
-NATIVE_WIDTHS: dict[str, int] = {}
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What a name says about its features before any weights are loaded."""
+
+    width: int  # feature width of the architecture the name stands for
+    clip_level: bool = False  # one vector per video (I3D) rather than one per frame (CLIP)
+
+
+# name -> EncoderInfo, filled in by each encoder module beside its registrations
+ENCODER_INFO: dict[str, EncoderInfo] = {}
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mediaeval_mem.encoders.base import ENCODERS, NATIVE_WIDTHS, EncoderRecipe, FrameEncoder
+from mediaeval_mem.encoders.base import ENCODER_INFO, ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder
 from mediaeval_mem.encoders.preprocess import ImageTransform
 from mediaeval_mem.encoders.weights import dir_identity, resolve_hf_weights
 from mediaeval_mem.errors import WeightsError
@@ -28,7 +28,7 @@ CLIP_ARCHS = {
     # Tiny, for the demo and tests: 32 px, 16 patches, 2 layers, 64-d.
     "clip-demo": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, patch_size=8, image_size=32),
 }
-NATIVE_WIDTHS.update({name: arch["hidden_size"] for name, arch in CLIP_ARCHS.items()})
+ENCODER_INFO.update({name: EncoderInfo(arch["hidden_size"]) for name, arch in CLIP_ARCHS.items()})
 HF_IDS = {"clip-vit-b32": "openai/clip-vit-base-patch32", "clip-vit-l14-336": "openai/clip-vit-large-patch14-336"}
 DEMO_SEED = 0
 

@@ -60,6 +60,10 @@ class SplitFeatures:
     def get(self, video_id: str) -> np.ndarray:
         return self[self.ids.index(video_id)]
 
+    def subset(self, idx: np.ndarray) -> "SplitFeatures":
+        """Videos `idx` (positions), sharing the same array."""
+        return SplitFeatures([self.ids[i] for i in idx], self.frames, self.starts[idx], self.lengths[idx])
+
 
 class FeatureStore:
     """Cached features of one split of one dataset under one feature key."""
@@ -101,8 +105,7 @@ class FeatureStore:
                 f"{len(missing)} video(s) have no cached features in {self.folder} "
                 f"(e.g. {', '.join(missing[:5])}): run `mem extract` for this split"
             )
-        pick = np.array([where[vid] for vid in ids], dtype=np.int64)
-        return SplitFeatures(list(ids), frames, starts[pick], lengths[pick])
+        return SplitFeatures(all_ids, frames, starts, lengths).subset(np.array([where[vid] for vid in ids], dtype=np.int64))
 
     # ------------------------------------------------------------------ writing
     @contextmanager

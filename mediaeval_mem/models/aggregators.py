@@ -6,18 +6,21 @@ Every aggregator treats padding as absent: a video's output is the same alone or
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mediaeval_mem.registry import Registry
 
-# name -> builder(in_dim: int, **args) -> Aggregator
+# name -> Aggregator class, built as cls(in_dim, **args); `cls.temporal` is known without building
 AGGREGATORS: Registry = Registry("aggregator")
 
 
 class Aggregator(nn.Module):
     out_dim: int
+    temporal = False  # True: models the order of frames, so it needs frame-level features (T > 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # (B, T, D), (B, T) bool -> (B, out_dim)
         raise NotImplementedError
@@ -40,6 +43,7 @@ def run_gru(gru: nn.GRU, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return out
 
 
+@AGGREGATORS.register("avg")
 class Average(Aggregator):
     """The temporal mean of the frame vectors."""
 
@@ -51,6 +55,81 @@ class Average(Aggregator):
         return masked_mean(x, mask)
 
 
+@AGGREGATORS.register("linear-avg")
+class LinearAverage(Aggregator):
+    """A per-frame linear projection D -> dim, then the temporal mean (the paper's "Linear+Avg")."""
+
+    def __init__(self, in_dim: int, dim: int = 256):
+        super().__init__()
+        self.proj = nn.Linear(in_dim, dim)
+        self.out_dim = dim
+
+    def forward(self, x, mask):
+        return masked_mean(self.proj(x), mask)  # (B, T, dim) -> (B, dim)
+
+
+@AGGREGATORS.register("none")
+class PassThrough(Aggregator):
+    """For clip-level features (one vector per video, T = 1): the vector itself."""
+
+    def __init__(self, in_dim: int):
+        super().__init__()
+        self.out_dim = in_dim
+
+    def forward(self, x, mask):
+        if x.shape[1] != 1:
+            raise ValueError(f"aggregator 'none' takes one vector per video (a clip-level encoder), got T={x.shape[1]}: use avg")
+        return x[:, 0]
+
+
+@AGGREGATORS.register("bigru")
+class BiGRUMean(Aggregator):
+    """A Bi-GRU over the frames, then the mean of its outputs: (B, T, D) -> (B, 2*hidden)."""
+
+    temporal = True
+
+    def __init__(self, in_dim: int, hidden: int = 64, layers: int = 6, dropout: float = 0.2):
+        super().__init__()
+        self.gru = nn.GRU(in_dim, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
+                          batch_first=True, bidirectional=True)
+        self.out_dim = 2 * hidden
+
+    def forward(self, x, mask):
+        return masked_mean(run_gru(self.gru, x, mask), mask)
+
+
+@AGGREGATORS.register("transformer")
+class TransformerPool(Aggregator):
+    """Linear D -> dim, sinusoidal positions, a transformer encoder over the valid frames, then the mean.
+
+    Padding is excluded from attention (key padding mask) and from the mean.
+    """
+
+    temporal = True
+
+    def __init__(self, in_dim: int, dim: int = 256, layers: int = 2, heads: int = 4, ff: int = 512, dropout: float = 0.1):
+        super().__init__()
+        self.proj = nn.Linear(in_dim, dim)
+        layer = nn.TransformerEncoderLayer(dim, heads, ff, dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.out_dim = dim
+
+    @staticmethod
+    def positions(t: int, dim: int, device) -> torch.Tensor:
+        """(t, dim) sinusoidal position codes (Vaswani et al.): no length limit, nothing to learn."""
+        pos = torch.arange(t, device=device, dtype=torch.float32)[:, None]
+        freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+        pe = torch.zeros(t, dim, device=device)
+        pe[:, 0::2], pe[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+        return pe
+
+    def forward(self, x, mask):
+        h = self.proj(x) + self.positions(x.shape[1], self.out_dim, x.device)  # (B, T, dim)
+        h = self.encoder(h, src_key_padding_mask=~mask)
+        return masked_mean(h, mask)
+
+
+@AGGREGATORS.register("bigru-attention")
 class BiGRUAttention(Aggregator):
     """The paper's temporal attention: a Bi-GRU scores each frame, e_v = (1/T) sum_t e_t * w_t.
 
@@ -66,17 +145,9 @@ class BiGRUAttention(Aggregator):
         self.score = nn.Linear(2 * hidden, 1)
         self.out_dim = in_dim
 
+    temporal = True
+
     def forward(self, x, mask):
         h = run_gru(self.gru, x, mask)  # (B, T, 2*hidden)
         w = self.score(h)  # (B, T, 1)
         return masked_mean(x * w, mask)  # (B, D)
-
-
-@AGGREGATORS.register("avg")
-def avg(in_dim: int) -> Aggregator:
-    return Average(in_dim)
-
-
-@AGGREGATORS.register("bigru-attention")
-def bigru_attention(in_dim: int, hidden: int = 64, layers: int = 6, dropout: float = 0.2) -> Aggregator:
-    return BiGRUAttention(in_dim, hidden, layers, dropout)

@@ -1,6 +1,7 @@
-"""Batches cut straight from a split's feature array: no file per video, no DataLoader.
+"""Batches cut straight from the features' arrays: no file per video, no DataLoader.
 
-A batch of videos i_1..i_B becomes x (B, T_max, D) float32, zero-padded, and mask (B, T_max) bool.
+A batch of videos i_1..i_B becomes, per feature stream, x (B, T_max, D) float32 zero-padded and
+mask (B, T_max) bool; a single-stream model simply has one stream.
 """
 
 from __future__ import annotations
@@ -15,41 +16,50 @@ from mediaeval_mem.features.store import SplitFeatures
 
 @dataclass
 class LabelledSplit:
-    """Features of a list of videos, with their scores where known."""
+    """The same videos in every feature stream (same ids, same order), with their scores where known."""
 
-    features: SplitFeatures
+    streams: list[SplitFeatures]
     scores: np.ndarray | None  # (N,) float32, None for an unscored (test) split
 
+    def __post_init__(self):
+        if any(s.ids != self.streams[0].ids for s in self.streams[1:]):
+            raise ValueError("every stream must list the same videos in the same order")
+
     def __len__(self) -> int:
-        return len(self.features)
+        return len(self.streams[0])
 
     @property
     def ids(self) -> list[str]:
-        return self.features.ids
+        return self.streams[0].ids
+
+    @property
+    def dims(self) -> list[int]:
+        return [s.dim for s in self.streams]
 
     def subset(self, idx: np.ndarray) -> "LabelledSplit":
-        f = self.features
-        feats = SplitFeatures([f.ids[i] for i in idx], f.frames, f.starts[idx], f.lengths[idx])
-        return LabelledSplit(feats, None if self.scores is None else self.scores[idx])
+        return LabelledSplit([s.subset(idx) for s in self.streams], None if self.scores is None else self.scores[idx])
+
+
+def _pad(f: SplitFeatures, idx: np.ndarray, rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = f.lengths[idx]
+    x = np.zeros((len(idx), int(lengths.max()), f.dim), np.float32)
+    for row, i in enumerate(idx):
+        frames = f[i]
+        if rng is not None:
+            frames = frames[rng.permutation(len(frames))]
+        x[row, : len(frames)] = frames
+    mask = np.arange(x.shape[1])[None, :] < lengths[:, None]
+    return torch.from_numpy(x), torch.from_numpy(mask)
 
 
 def collate(split: LabelledSplit, idx: np.ndarray, shuffle_rng: np.random.Generator | None = None):
-    """Videos `idx` of `split` -> (x (B, T, D) float32, mask (B, T) bool, y (B,) or None).
+    """Videos `idx` -> ([(x (B, T, D) float32, mask (B, T) bool) per stream], y (B,) or None).
 
     shuffle_rng: permute each video's frame order (the paper's training augmentation).
     """
-    f = split.features
-    lengths = f.lengths[idx]
-    t_max = int(lengths.max())
-    x = np.zeros((len(idx), t_max, f.dim), np.float32)
-    for row, i in enumerate(idx):
-        frames = f[i]
-        if shuffle_rng is not None:
-            frames = frames[shuffle_rng.permutation(len(frames))]
-        x[row, : len(frames)] = frames
-    mask = np.arange(t_max)[None, :] < lengths[:, None]
+    streams = [_pad(f, idx, shuffle_rng) for f in split.streams]
     y = None if split.scores is None else torch.from_numpy(split.scores[idx])
-    return torch.from_numpy(x), torch.from_numpy(mask), y
+    return streams, y
 
 
 def batch_indices(n: int, batch_size: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:

@@ -46,6 +46,10 @@ class TrainResult:
     stopped_early: bool = False
 
 
+def to_device(streams, device: torch.device):
+    return [(x.to(device, non_blocking=True), m.to(device, non_blocking=True)) for x, m in streams]
+
+
 def make_loss(name: str) -> nn.Module:
     return {"l1": nn.L1Loss, "mse": nn.MSELoss}[name]()
 
@@ -56,8 +60,8 @@ def predict(model: nn.Module, split: LabelledSplit, batch_size: int = 64, device
     model.eval()
     out = []
     for idx in batch_indices(len(split), batch_size):
-        x, mask, _ = collate(split, idx)
-        out.append(model(x.to(device), mask.to(device)).float().cpu().numpy())
+        streams, _ = collate(split, idx)
+        out.append(model(to_device(streams, device)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
@@ -105,8 +109,8 @@ def train_model(
         model.train()
         total, seen = 0.0, 0
         for idx in batch_indices(len(train), cfg.batch_size, rng):
-            x, mask, y = collate(train, idx, rng if cfg.shuffle_frames else None)
-            pred = model(x.to(device, non_blocking=True), mask.to(device, non_blocking=True))
+            streams, y = collate(train, idx, rng if cfg.shuffle_frames else None)
+            pred = model(to_device(streams, device))
             loss = loss_fn(pred, y.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
