@@ -43,12 +43,17 @@ def resolve_hf_weights(source: str, encoder: str, allow_patterns=("*.json", "*.s
 
 
 def dir_identity(path: Path) -> str:
-    """A short digest of a weights directory: config files whole, weight files by name, size, head and tail.
+    """A short digest of a weights directory: config files whole, weight files by name, size, head and tail."""
+    return files_identity(sorted(p for p in Path(path).iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file()))
+
+
+def files_identity(files: list[Path]) -> str:
+    """A short digest of weight files by name, size, first and last MB (whole, for small files).
 
     Cheap (a few MB read) yet changes with any retrained or replaced checkpoint.
     """
     h = hashlib.sha256()
-    for f in sorted(p for p in Path(path).iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file()):
+    for f in files:
         size = f.stat().st_size
         h.update(f"{f.name}:{size}".encode())
         with open(f, "rb") as fh:

@@ -50,6 +50,7 @@ class SplitReport:
     frames: int = 0
     seconds: float = 0.0
     failed: dict[str, str] = field(default_factory=dict)
+    padded: dict[str, int] = field(default_factory=dict)  # clip-level encoders: videos shorter than the network needs
 
 
 @dataclass
@@ -139,23 +140,29 @@ def extract_split(
     report: SplitReport,
     progress: bool = True,
 ) -> SplitReport:
-    """Extract every video of `items` not yet in `store`. Ctrl-C keeps every finished video."""
+    """Extract every video of `items` not yet in `store`. Ctrl-C keeps every finished video.
+
+    Frame-level encoders (CLIP) see batches packed across videos; clip-level ones (I3D) see one
+    whole video at a time and give one vector for it.
+    """
     sampling = Sampling.parse(opts.sampling)
+    clip_level = getattr(encoder, "clip_level", False)
     with store.writing():
         done = store.done_ids()
         todo = [it for it in items if it.video_id not in done]
         report.cached = len(items) - len(todo)
         t0 = time.perf_counter()
-        packer, ready, failed = _Packer(), [], {}
+        packer, ready, failed, padded = _Packer(), [], {}, {}
 
         def flush(force: bool = False) -> None:
-            nonlocal ready, failed
+            nonlocal ready, failed, padded
             ready.extend(packer.finished())
             if ready and (force or len(ready) >= opts.flush_every) or (force and failed):
-                store.append(ready, failed)
+                store.append(ready, failed, padded)
                 report.extracted += len(ready)
                 report.failed.update(failed)
-                ready, failed = [], {}
+                report.padded.update(padded)
+                ready, failed, padded = [], {}, {}
 
         def run_batch(n: int) -> None:
             frames, owners = packer.take(n)
@@ -164,22 +171,32 @@ def extract_split(
             bar.advance(sum(1 for vid, _ in owners if packer.remaining[vid] == 0), frames=len(frames))
             flush()
 
+        def take(entry) -> None:
+            item, frames = _result(entry, failed, bar)
+            if frames is None:
+                return
+            if clip_level:  # one forward per video: (T, 3, S, S) -> (1, D)
+                ready.append((item.video_id, _encode(encoder, frames, device, dtype)))
+                if len(frames) < encoder.min_frames:
+                    padded[item.video_id] = len(frames)
+                report.frames += len(frames)
+                bar.advance(1, frames=len(frames))
+                flush()
+                return
+            packer.add(item.video_id, frames)
+            while packer.queued >= opts.batch_size:
+                run_batch(opts.batch_size)
+
         pool = ThreadPoolExecutor(max(1, opts.workers), thread_name_prefix="decode")
         try:
             with progress_bar(f"{report.split}", len(todo), enabled=progress and bool(todo)) as bar:
                 pending: deque = deque()
-                it = iter(todo)
-                for item in it:  # keep workers x 2 videos in flight, consume in order
+                for item in todo:  # keep workers x 2 videos in flight, consume in order
                     pending.append((item, pool.submit(_load_video, item, encoder, sampling, opts.backend)))
-                    if len(pending) < 2 * max(1, opts.workers):
-                        continue
-                    _consume(pending.popleft(), packer, failed, bar)
-                    while packer.queued >= opts.batch_size:
-                        run_batch(opts.batch_size)
+                    if len(pending) >= 2 * max(1, opts.workers):
+                        take(pending.popleft())
                 while pending:
-                    _consume(pending.popleft(), packer, failed, bar)
-                    while packer.queued >= opts.batch_size:
-                        run_batch(opts.batch_size)
+                    take(pending.popleft())
                 while packer.queued:
                     run_batch(opts.batch_size)
         finally:
@@ -187,27 +204,24 @@ def extract_split(
             flush(force=True)  # whatever finished is kept, interrupted or not
             report.seconds = time.perf_counter() - t0
         store.consolidate()
-    report.failed.update({k: v for k, v in store.failed().items() if k in {it.video_id for it in items}})
     return report
 
 
-def _consume(entry, packer: _Packer, failed: dict[str, str], bar) -> None:
+def _result(entry, failed: dict[str, str], bar) -> tuple[VideoItem, torch.Tensor | None]:
+    """A decoded video's frames, or None with the reason recorded in `failed`."""
     item, future = entry
     try:
         frames = future.result()
     except DecodeError as e:
         failed[item.video_id] = str(e)
-        bar.advance(1)
-        return
     except Exception as e:  # a bug or a corrupt file deep in a decoder: report it per video
         failed[item.video_id] = f"{item.path}: {type(e).__name__}: {e}"
-        bar.advance(1)
-        return
-    if len(frames) == 0:
+    else:
+        if len(frames):
+            return item, frames
         failed[item.video_id] = f"{item.path}: no frames"
-        bar.advance(1)
-        return
-    packer.add(item.video_id, frames)
+    bar.advance(1)
+    return item, None
 
 
 def extract_features(

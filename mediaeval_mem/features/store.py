@@ -126,10 +126,15 @@ class FeatureStore:
             if (p.name.startswith("seg-") and p.name not in named) or TMP_MARK in p.name:
                 p.unlink()
 
-    def append(self, videos: list[tuple[str, np.ndarray]], failed: dict[str, str] | None = None) -> None:
-        """Add finished videos [(id, (T, D) array)] as one segment, and record failures. Call inside `writing()`."""
+    def append(self, videos: list[tuple[str, np.ndarray]], failed: dict[str, str] | None = None,
+               padded: dict[str, int] | None = None) -> None:
+        """Add finished videos [(id, (T, D) array)] as one segment; record failures and padded clips.
+
+        Call inside `writing()`.
+        """
         m = self.manifest()
         m.setdefault("failed", {})
+        m.setdefault("padded", {}).update(padded or {})
         if videos:
             dim = videos[0][1].shape[1]
             if m.get("dim", dim) != dim:
