@@ -132,6 +132,32 @@ def cmd_package(args) -> int:
     return 0
 
 
+def cmd_grid(args) -> int:
+    from mediaeval_mem.grid import load_grid, load_profile, run_grid, table_rows
+
+    con = _console()
+    grid = load_grid(args.grid)
+    profile = load_profile(args.profile, args.data_root) if args.profile else None
+    rows = run_grid(grid, args.data_root, profile, tuple(args.set), progress=not args.quiet,
+                    echo=lambda line: con.print(line, highlight=False))
+    _print_table(grid.title + (f" (profile {args.profile})" if args.profile else ""), *table_rows(grid, rows), con)
+    failed = [f for r in rows for f in r.failed]
+    if failed:
+        con.print(f"[red]{len(failed)} run(s) failed[/]; fix the cause and run the same command again to finish them")
+    return 1 if failed else 0
+
+
+def _print_table(title: str, header: list[str], rows: list[list[str]], con) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for h in header:
+        table.add_column(h)
+    for r in rows:
+        table.add_row(*r)
+    con.print(table)
+
+
 def _demo_config():
     """configs/demo.yaml from the working directory, else from the checkout this package lives in."""
     from pathlib import Path
@@ -233,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("run", help="train and evaluate one task pair, predict its test split, log to MLflow")
-    p.add_argument("--task", type=int, required=True, choices=(1, 2), help="1: Memento10k; 2: train on one dataset, test on the other")
+    p.add_argument("--task", type=int, required=True, choices=(0, 1, 2),
+                   help="1: Memento10k; 2: train on one dataset, test on the other; 0: same-dataset reference (no subtask)")
     p.add_argument("--train", required=True, choices=DATASET_NAMES, help="training dataset")
     p.add_argument("--test", required=True, choices=DATASET_NAMES, help="dataset evaluated (dev) and predicted (test)")
     p.add_argument("--config", help="YAML config (default: the paper's model and recipe)")
@@ -241,6 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     _add_data_root(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("grid", help="run every config x pair x seed of a grid file (resumable), print the paper's table")
+    p.add_argument("grid", help="grid file, e.g. configs/grids/table1.yaml")
+    p.add_argument("--profile", help="stand-ins for this machine, e.g. configs/profiles/demo.yaml on the demo data")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field of every config")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_data_root(p)
+    p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("describe", help="print a config's parts, widths and trainable parameters")
     p.add_argument("config", nargs="?", help="YAML config (default: the paper's model)")

@@ -85,6 +85,20 @@ class TrainCfg:
 
 
 @dataclass(frozen=True)
+class FinetuneCfg:
+    """Training the I3D end to end for memorability (encoder i3d-finetune); the rest of the recipe is train's."""
+
+    init: str | None = None  # piergiaj checkpoint to start from; None: i3d-kinetics's default file; 'random'
+    frames: int = 32  # frames per clip, sampled uniformly
+    size: int = 224  # crop side; the features of the fine-tuned net are extracted at the same size
+    epochs: int = 10
+    batch_size: int = 4
+    lr: float = 1e-4
+    patience: int = 3
+    workers: int = 2  # DataLoader workers decoding clips on the fly
+
+
+@dataclass(frozen=True)
 class DataCfg:
     target: str = "short-term"  # the normalised short-term score
     dev_fraction: float = 0.2  # only for layouts without an official dev split (original VideoMem)
@@ -106,6 +120,7 @@ class RunConfig:
     model: ModelCfg = field(default_factory=ModelCfg)
     train: TrainCfg = field(default_factory=TrainCfg)
     data: DataCfg = field(default_factory=DataCfg)
+    finetune: FinetuneCfg = field(default_factory=FinetuneCfg)
     submission: SubmissionCfg = field(default_factory=SubmissionCfg)
 
 
@@ -191,10 +206,28 @@ def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] 
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=20")
         key, raw = item.split("=", 1)
         _set(data, key.strip(), yaml.safe_load(raw))
+    return config_from_dict(data, source)
+
+
+def config_from_dict(data: Mapping, source: str = "config") -> RunConfig:
+    """A RunConfig from plain data (as `to_dict` gives); errors name `source` and the key."""
     try:
         return _build(RunConfig, data, "")
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
+
+
+def apply_overrides(cfg: RunConfig, overrides: typing.Iterable[str], source: str = "--set") -> RunConfig:
+    """`cfg` with `key=value` overrides (values parsed as YAML)."""
+    import yaml
+
+    data = to_dict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{source} {item!r}: expected key=value, e.g. train.epochs=20")
+        key, raw = item.split("=", 1)
+        _set(data, key.strip(), yaml.safe_load(raw))
+    return config_from_dict(data, source)
 
 
 def to_dict(cfg) -> dict:

