@@ -139,7 +139,7 @@ def cmd_grid(args) -> int:
     grid = load_grid(args.grid)
     profile = load_profile(args.profile, args.data_root) if args.profile else None
     rows = run_grid(grid, args.data_root, profile, tuple(args.set), progress=not args.quiet,
-                    echo=lambda line: con.print(line, highlight=False))
+                    echo=lambda line: con.print(line, highlight=False), rerun=args.rerun)
     _print_table(grid.title + (f" (profile {args.profile})" if args.profile else ""), *table_rows(grid, rows), con)
     failed = [f for r in rows for f in r.failed]
     if failed:
@@ -152,10 +152,34 @@ def _print_table(title: str, header: list[str], rows: list[list[str]], con) -> N
 
     table = Table(title=title)
     for h in header:
-        table.add_column(h)
+        table.add_column(h, overflow="fold")
     for r in rows:
         table.add_row(*r)
     con.print(table)
+
+
+def cmd_results(args) -> int:
+    from mediaeval_mem.results import HEADER, collect_results, format_results
+
+    rows = collect_results(args.experiment or None, ci=not args.no_ci, sort=args.sort)
+    if not rows:
+        print("no finished runs with dev metrics in this MLflow store yet: `mem run` makes some")
+        return 0
+    if args.format == "table":
+        _print_table(f"{len(rows)} run(s), sorted by {args.sort}", HEADER, [r.cells() for r in rows], _console())
+    else:
+        sys.stdout.write(format_results(rows, args.format))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from mediaeval_mem.report import make_report
+
+    for p in make_report(args.run_ids, Path(args.out), args.data_root, args.worst):
+        print(f"wrote {p}")
+    return 0
 
 
 def _demo_config():
@@ -273,9 +297,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("grid", help="grid file, e.g. configs/grids/table1.yaml")
     p.add_argument("--profile", help="stand-ins for this machine, e.g. configs/profiles/demo.yaml on the demo data")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field of every config")
+    p.add_argument("--rerun", action="store_true", help="run everything again, even runs finished before (e.g. after a code change)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     _add_data_root(p)
     p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("results", help="MLflow runs side by side with a bootstrap CI on SROCC")
+    p.add_argument("--experiment", action="append", default=[], help="experiment name (repeatable; default all)")
+    p.add_argument("--format", choices=("table", "csv", "markdown"), default="table")
+    p.add_argument("--sort", default="srocc", help="srocc (default), plcc, mse, config, pair")
+    p.add_argument("--no-ci", action="store_true", help="skip the bootstrap (faster)")
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("report", help="figures for runs: truth vs prediction, and the worst predictions with a frame each")
+    p.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    p.add_argument("--out", default="runs/reports", help="folder for the PNGs (default runs/reports)")
+    p.add_argument("--worst", type=int, default=8, help="how many worst predictions to show (default 8)")
+    _add_data_root(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("describe", help="print a config's parts, widths and trainable parameters")
     p.add_argument("config", nargs="?", help="YAML config (default: the paper's model)")

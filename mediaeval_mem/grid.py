@@ -172,8 +172,13 @@ def run_grid(
     overrides: tuple[str, ...] = (),
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    rerun: bool = False,
 ) -> list[GridRow]:
-    """Run every missing (config, pair, seed) of `grid`; returns one row per (config, pair)."""
+    """Run every missing (config, pair, seed) of `grid` (every one with `rerun`); one row per (config, pair).
+
+    A run counts as done when a finished MLflow run has the same key; the key does not cover the code,
+    so after changing the code, rerun.
+    """
     from mediaeval_mem.runner import run_experiment
 
     rows = []
@@ -191,7 +196,7 @@ def run_grid(
             cfg = apply_overrides(row.cfg, [f"train.seed={seed}"])
             key = run_key(cfg, row.task, row.train, row.test, data_root)
             label = f"[{n}/{total}] {cfg.name} task {row.task} {row.train}->{row.test} seed {seed}"
-            done = finished_run(key)
+            done = None if rerun else finished_run(key)
             if done is not None:
                 echo(f"{label}: done before (run {done.info.run_id})")
                 row.metrics.append({k[4:]: v for k, v in done.data.metrics.items() if k.startswith("dev_")})

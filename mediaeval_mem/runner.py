@@ -178,9 +178,23 @@ def run_experiment(
         run.log_metrics({f"dev_{k}": v for k, v in metrics.items()} | {"best_epoch": result.best_epoch})
         run.log_csv(["video_id", "ground_truth", "prediction"],
                     ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(dev.ids, dev.scores, dev_pred)), "dev_predictions.csv")
+        _log_figures(run, cfg, plan, indexes[test], dev, dev_pred)
         test_pred = predict(model, test_split, device=device)
         run.log_csv(["video_id", "prediction"], ((v, f"{p:.6f}") for v, p in zip(test_split.ids, test_pred)), "test_predictions.csv")
         run.log_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()},
                            metadata={"config": json.dumps(to_dict(cfg)), "in_dims": json.dumps(train_all.dims)})
         run.set_tags({"best_epoch": result.best_epoch, "epochs_run": len(result.history)})
     return RunResult(run.run_id, plan.experiment_name, plan, cfg, metrics, result.best_epoch, len(result.history), sizes)
+
+
+def _log_figures(run, cfg: RunConfig, plan: TaskPlan, index: DatasetIndex, dev: LabelledSplit, pred: np.ndarray) -> None:
+    """Figure 2 (truth vs prediction) and Figure 3 (worst predictions) of this run, as artifacts."""
+    import tempfile
+
+    from mediaeval_mem.report import Predictions, scatter_figure, worst_figure
+
+    paths = {it.video_id: it.path for it in index.split("dev")}
+    preds = Predictions(f"{cfg.name}\n{plan.train_dataset} -> {plan.test_dataset}", dev.ids, dev.scores, pred, paths)
+    with tempfile.TemporaryDirectory() as tmp:
+        run.log_file(scatter_figure([preds], Path(tmp) / "scatter.png"), "figures")
+        run.log_file(worst_figure(preds, Path(tmp) / "worst.png"), "figures")

@@ -203,8 +203,16 @@ class I3DEncoder(FrameEncoder):
 
 
 def random_i3d(num_classes: int, seed: int = RANDOM_SEED) -> InceptionI3d:
+    """A randomly initialised I3D whose activations keep their scale through the 50-odd layers.
+
+    (PyTorch's default conv init shrinks them to ~1e-6 by Mixed_5c, below what float16 features keep.)
+    """
     torch.manual_seed(seed)
-    return InceptionI3d(num_classes).eval()
+    net = InceptionI3d(num_classes)
+    for m in net.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    return net.eval()
 
 
 def checkpoint_transform(path: Path) -> ImageTransform:

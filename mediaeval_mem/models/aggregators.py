@@ -102,6 +102,8 @@ class BiGRUMean(Aggregator):
 class TransformerPool(Aggregator):
     """Linear D -> dim, sinusoidal positions, a transformer encoder over the valid frames, then the mean.
 
+    The projected frames are scaled by sqrt(dim) before the position codes are added (as in Vaswani et
+    al.), so that content, not position, dominates; a final LayerNorm closes the pre-norm stack.
     Padding is excluded from attention (key padding mask) and from the mean.
     """
 
@@ -111,7 +113,7 @@ class TransformerPool(Aggregator):
         super().__init__()
         self.proj = nn.Linear(in_dim, dim)
         layer = nn.TransformerEncoderLayer(dim, heads, ff, dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
         self.out_dim = dim
 
     @staticmethod
@@ -124,7 +126,7 @@ class TransformerPool(Aggregator):
         return pe
 
     def forward(self, x, mask):
-        h = self.proj(x) + self.positions(x.shape[1], self.out_dim, x.device)  # (B, T, dim)
+        h = self.proj(x) * math.sqrt(self.out_dim) + self.positions(x.shape[1], self.out_dim, x.device)  # (B, T, dim)
         h = self.encoder(h, src_key_padding_mask=~mask)
         return masked_mean(h, mask)
 

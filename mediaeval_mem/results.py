@@ -1,0 +1,96 @@
+"""`mem results`: MLflow runs side by side (config, pair, PLCC, SROCC, MSE) with a 95% bootstrap CI on SROCC.
+
+The interval comes from each run's logged dev predictions: 1000 resamples of the dev videos with
+replacement (seeded, so the same runs give the same intervals), Spearman on each, 2.5th-97.5th percentile.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def bootstrap_srocc_ci(y_true, y_pred, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of Spearman's correlation over resampled videos."""
+    from scipy.stats import rankdata
+
+    y, p = np.asarray(y_true, float), np.asarray(y_pred, float)
+    idx = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
+    ry, rp = rankdata(y[idx], axis=1), rankdata(p[idx], axis=1)  # (B, n), ties share their average rank
+    ry -= ry.mean(1, keepdims=True)
+    rp -= rp.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (ry * rp).sum(1) / np.sqrt((ry**2).sum(1) * (rp**2).sum(1))
+    lo, hi = np.nanpercentile(rho, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return float(lo), float(hi)
+
+
+@dataclass
+class ResultRow:
+    run_id: str
+    experiment: str
+    config: str
+    pair: str
+    seed: str
+    plcc: float
+    srocc: float
+    mse: float
+    ci_low: float
+    ci_high: float
+
+    def cells(self) -> list[str]:
+        ci = f"[{self.ci_low:.4f}, {self.ci_high:.4f}]" if not np.isnan(self.ci_low) else "-"
+        return [self.config, self.pair, self.seed, f"{self.plcc:.4f}", f"{self.srocc:.4f}", ci, f"{self.mse:.4f}", self.run_id]
+
+
+HEADER = ["config", "pair", "seed", "PLCC", "SROCC", "SROCC 95% CI", "MSE", "run id"]
+SORT_KEYS = {"srocc": lambda r: -r.srocc, "plcc": lambda r: -r.plcc, "mse": lambda r: r.mse,
+             "config": lambda r: r.config, "pair": lambda r: r.pair}
+
+
+def collect_results(experiments: list[str] | None = None, ci: bool = True, sort: str = "srocc") -> list[ResultRow]:
+    """Every finished run (of the named experiments, default all) that has dev metrics."""
+    from mediaeval_mem.errors import MemError
+    from mediaeval_mem.tracking import _client, read_artifact_text, search_runs
+
+    if sort not in SORT_KEYS:
+        raise MemError(f"cannot sort by {sort!r}: use one of {', '.join(SORT_KEYS)}")
+    names = {e.experiment_id: e.name for e in _client().search_experiments()}
+    if experiments:
+        unknown = [e for e in experiments if e not in names.values()]
+        if unknown:
+            raise MemError(f"no experiment named {unknown[0]!r}; there are: {', '.join(sorted(names.values())) or 'none'}")
+    rows = []
+    for run in search_runs(experiments, filter_string="attributes.status = 'FINISHED'"):
+        m, tags, params = run.data.metrics, run.data.tags, run.data.params
+        if "dev_srocc" not in m:
+            continue
+        lo = hi = float("nan")
+        if ci:
+            try:
+                table = list(csv.DictReader(io.StringIO(read_artifact_text(run.info.run_id, "dev_predictions.csv"))))
+                lo, hi = bootstrap_srocc_ci([float(r["ground_truth"]) for r in table], [float(r["prediction"]) for r in table])
+            except MemError:
+                pass
+        rows.append(ResultRow(run.info.run_id, names.get(run.info.experiment_id, "?"), tags.get("config", "?"),
+                              tags.get("pair", "?"), params.get("train.seed", "?"), m.get("dev_plcc", float("nan")),
+                              m["dev_srocc"], m.get("dev_mse", float("nan")), lo, hi))
+    return sorted(rows, key=SORT_KEYS[sort])
+
+
+def format_results(rows: list[ResultRow], fmt: str) -> str:
+    """csv or markdown text of the rows (the table format is rendered by the CLI with rich)."""
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["experiment", "config", "pair", "seed", "plcc", "srocc", "srocc_ci_low", "srocc_ci_high", "mse", "run_id"])
+        for r in rows:
+            w.writerow([r.experiment, r.config, r.pair, r.seed, f"{r.plcc:.6f}", f"{r.srocc:.6f}", f"{r.ci_low:.6f}",
+                        f"{r.ci_high:.6f}", f"{r.mse:.6f}", r.run_id])
+        return buf.getvalue()
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,86 @@
+"""Walk the registries: every encoder runs on a tiny input; every encoder x aggregator x head that the
+config schema allows builds, runs and gives finite outputs of the right width; every shipped config
+runs one step on generated data."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from mediaeval_mem.config import apply_overrides, load_config
+from mediaeval_mem.encoders import ENCODER_INFO, ENCODERS, encoder_recipe
+from mediaeval_mem.errors import ConfigError
+from mediaeval_mem.models import AGGREGATORS, HEADS, build_model
+from mediaeval_mem.models.model import check_compatible
+
+from conftest import REPO
+
+FULL_SIZE = {"clip-vit-b32", "clip-vit-l14-336"}  # built at full size in test_encoders (slow)
+
+
+def _allowed(encoder: str, aggregator: str) -> bool:
+    try:
+        check_compatible(encoder, aggregator, "model")
+        return True
+    except ConfigError:
+        return False
+
+
+COMBOS = [c for c in itertools.product(sorted(ENCODERS), sorted(AGGREGATORS), sorted(HEADS)) if _allowed(c[0], c[1])]
+
+
+def test_the_schema_allows_what_makes_sense():
+    assert not _allowed("i3d-kinetics", "bigru-attention") and not _allowed("clip-vit-b32", "none")
+    assert _allowed("i3d-kinetics", "linear-avg") and _allowed("clip-vit-l14-336", "transformer")
+    assert len(COMBOS) == 2 * (3 * 5 + 3 * 3)  # 3 frame-level x 5 aggregators, 3 clip-level x 3; 2 heads
+
+
+@pytest.mark.parametrize("encoder,aggregator,head", COMBOS, ids=["-".join(c) for c in COMBOS])
+def test_every_allowed_combination_runs(encoder, aggregator, head):
+    info = ENCODER_INFO[encoder]
+    cfg = load_config(None, [f"features.encoder={encoder}", f"model.aggregator={aggregator}", f"model.head={head}",
+                             "model.aggregator_args={}" if aggregator != "bigru-attention" else "model.aggregator_args={layers: 2}"])
+    model = build_model(cfg, [info.width]).eval()
+    t = 1 if info.clip_level else 7
+    x, mask = torch.randn(3, t, info.width), torch.ones(3, t, dtype=torch.bool)
+    mask[0, t // 2 + 1 :] = t == 1  # a shorter video in the batch, for frame-level features
+    out = model([(x, mask)])
+    assert out.shape == (3,) and torch.isfinite(out).all() and ((out >= 0) & (out <= 1)).all()
+    assert sum(a.out_dim for a in model.aggregators) == model.head.layers[0].in_features
+
+
+@pytest.mark.parametrize("name", sorted(set(ENCODERS) - FULL_SIZE))
+def test_every_encoder_runs_on_a_tiny_input(name, tmp_path, runs_dir):
+    from mediaeval_mem.encoders.i3d import write_random_checkpoint
+
+    weights = "random"
+    if name == "i3d-finetune":  # made by fine-tuning: any checkpoint in the pytorch-i3d layout
+        weights = str(write_random_checkpoint(tmp_path / "best.pt", 400, size=32))
+    enc = encoder_recipe(name, weights).load()
+    frames = torch.randint(0, 255, (5, 40, 60, 3), dtype=torch.uint8)
+    out = enc.encode_frames(frames)
+    info = ENCODER_INFO[name]
+    assert out.shape == ((1, info.width) if info.clip_level else (5, info.width)) and torch.isfinite(out).all()
+
+
+SHIPPED = sorted(p for p in (REPO / "configs").rglob("*.yaml") if p.parent.name not in ("grids", "profiles"))
+
+
+def test_table1_has_eleven_configs():
+    assert len(list((REPO / "configs" / "table1").glob("*.yaml"))) == 11
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_shipped_config_runs_one_step(path, demo_root, runs_dir):
+    """With the demo profile's stand-ins, one epoch on the tiny generated data, end to end."""
+    from mediaeval_mem.grid import apply_profile, load_profile
+    from mediaeval_mem.runner import run_experiment
+
+    cfg = apply_profile(load_config(path), load_profile(REPO / "configs" / "profiles" / "demo.yaml", demo_root))
+    cfg = apply_overrides(cfg, ["train.epochs=1", "finetune.epochs=1", "finetune.size=32", "finetune.frames=9",
+                                "features.sampling=uniform:9"])
+    result = run_experiment(1, "memento10k", "memento10k", cfg, demo_root, progress=False, echo=lambda *a, **k: None)
+    assert result.epochs == 1 and all(k in result.metrics for k in ("plcc", "srocc", "mse"))
+    assert result.metrics["mse"] < 1
