@@ -186,27 +186,41 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
     tree[last] = value
 
 
-def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> RunConfig:
-    """Read a YAML config (None: the defaults) and apply `key=value` overrides (values parsed as YAML)."""
+def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict:
+    """A YAML file that must hold a mapping; errors name the file."""
     import yaml
 
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _override(data: dict, overrides: typing.Iterable[str], source: str) -> dict:
+    import yaml
+
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{source} {item!r}: expected key=value, e.g. train.epochs=20")
+        key, raw = item.split("=", 1)
+        _set(data, key.strip(), yaml.safe_load(raw))
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> RunConfig:
+    """Read a YAML config (None: the defaults) and apply `key=value` overrides (values parsed as YAML)."""
     data: dict = {}
     source = "--set" if overrides else "defaults"
     if path is not None:
-        path, source = Path(path), str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
-        data.setdefault("name", path.stem)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=20")
-        key, raw = item.split("=", 1)
-        _set(data, key.strip(), yaml.safe_load(raw))
-    return config_from_dict(data, source)
+        data, source = read_yaml_mapping(path), str(path)
+        data.setdefault("name", Path(path).stem)
+    return config_from_dict(_override(data, overrides, "--set"), source)
 
 
 def config_from_dict(data: Mapping, source: str = "config") -> RunConfig:
@@ -219,15 +233,7 @@ def config_from_dict(data: Mapping, source: str = "config") -> RunConfig:
 
 def apply_overrides(cfg: RunConfig, overrides: typing.Iterable[str], source: str = "--set") -> RunConfig:
     """`cfg` with `key=value` overrides (values parsed as YAML)."""
-    import yaml
-
-    data = to_dict(cfg)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"{source} {item!r}: expected key=value, e.g. train.epochs=20")
-        key, raw = item.split("=", 1)
-        _set(data, key.strip(), yaml.safe_load(raw))
-    return config_from_dict(data, source)
+    return config_from_dict(_override(to_dict(cfg), overrides, source), source)
 
 
 def to_dict(cfg) -> dict:

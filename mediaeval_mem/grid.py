@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
-from mediaeval_mem.config import RunConfig, apply_overrides, load_config, to_dict
+from mediaeval_mem.config import RunConfig, apply_overrides, config_from_dict, load_config, read_yaml_mapping, to_dict
 from mediaeval_mem.errors import ConfigError, MemError
 
 
@@ -55,22 +53,10 @@ def _resolve(p: str, grid_file: Path) -> Path:
     raise ConfigError(f"{grid_file}: config {p} not found")
 
 
-def _read_yaml(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"{what} {path} not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping")
-    return data
-
-
 def load_grid(path: str | Path) -> Grid:
     """Read and check a grid file (every config in it is loaded once, so a bad one fails now)."""
     path = Path(path)
-    data = _read_yaml(path, "grid file")
+    data = read_yaml_mapping(path, "grid file")
     allowed = {"title", "layout", "configs", "pairs", "seeds", "set"}
     unknown = sorted(set(data) - allowed)
     if unknown:
@@ -101,7 +87,7 @@ def load_grid(path: str | Path) -> Grid:
 def load_profile(path: str | Path, data_root: str | Path | None) -> Profile:
     """A profile, with {data_root} in its values replaced by the data root in use."""
     path = Path(path)
-    data = _read_yaml(path, "profile")
+    data = read_yaml_mapping(path, "profile")
     unknown = sorted(set(data) - {"encoders", "weights", "set"})
     if unknown:
         raise ConfigError(f"{path}: unknown key {unknown[0]!r} (valid: encoders, set, weights)")
@@ -124,8 +110,6 @@ def apply_profile(cfg: RunConfig, profile: Profile) -> RunConfig:
     swap(d["features"], "encoder", "weights")
     for s in d["model"]["fuse"]:
         swap(s, "encoder", "weights")
-    from mediaeval_mem.config import config_from_dict
-
     return apply_overrides(config_from_dict(d, "profile"), profile.overrides, "profile")
 
 

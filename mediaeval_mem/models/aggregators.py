@@ -32,6 +32,11 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
+def bigru_layers(in_dim: int, hidden: int, layers: int, dropout: float) -> nn.GRU:
+    """The paper's recurrent block: a bidirectional GRU, dropout between its layers (nn.GRU's)."""
+    return nn.GRU(in_dim, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0, batch_first=True, bidirectional=True)
+
+
 def run_gru(gru: nn.GRU, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Run a (bi)GRU over the valid frames only: (B, T, D) -> (B, T, H*dirs), zeros at padding."""
     if bool(mask.all()):  # no padding (e.g. every Memento10k clip has 90 frames): packing only costs time
@@ -90,8 +95,7 @@ class BiGRUMean(Aggregator):
 
     def __init__(self, in_dim: int, hidden: int = 64, layers: int = 6, dropout: float = 0.2):
         super().__init__()
-        self.gru = nn.GRU(in_dim, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
-                          batch_first=True, bidirectional=True)
+        self.gru = bigru_layers(in_dim, hidden, layers, dropout)
         self.out_dim = 2 * hidden
 
     def forward(self, x, mask):
@@ -142,8 +146,7 @@ class BiGRUAttention(Aggregator):
 
     def __init__(self, in_dim: int, hidden: int = 64, layers: int = 6, dropout: float = 0.2):
         super().__init__()
-        self.gru = nn.GRU(in_dim, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
-                          batch_first=True, bidirectional=True)
+        self.gru = bigru_layers(in_dim, hidden, layers, dropout)
         self.score = nn.Linear(2 * hidden, 1)
         self.out_dim = in_dim
 
