@@ -135,12 +135,24 @@ def cmd_package(args) -> int:
 def cmd_grid(args) -> int:
     from mediaeval_mem.grid import load_grid, load_profile, run_grid, table_rows
 
+    from pathlib import Path
+
+    from mediaeval_mem.datasets.synthetic import DEMO_MARKER
+    from mediaeval_mem.paths import data_root
+
     con = _console()
     grid = load_grid(args.grid)
-    profile = load_profile(args.profile, args.data_root) if args.profile else None
+    profile_path = args.profile
+    if profile_path is None and (data_root(args.data_root) / DEMO_MARKER).is_file():
+        profile_path = str(_repo_file(Path("configs") / "profiles" / "demo.yaml"))
+        con.print(f"{data_root(args.data_root)} holds generated demo data: using the stand-ins of {profile_path} "
+                  f"(clip-demo for the CLIPs, random I3Ds); --profile none runs the configs as written")
+    if profile_path == "none":
+        profile_path = None
+    profile = load_profile(profile_path, args.data_root) if profile_path else None
     rows = run_grid(grid, args.data_root, profile, tuple(args.set), progress=not args.quiet,
                     echo=lambda line: con.print(line, highlight=False), rerun=args.rerun)
-    _print_table(grid.title + (f" (profile {args.profile})" if args.profile else ""), *table_rows(grid, rows), con)
+    _print_table(grid.title + (f" (profile {profile_path})" if profile_path else ""), *table_rows(grid, rows), con)
     failed = [f for r in rows for f in r.failed]
     if failed:
         con.print(f"[red]{len(failed)} run(s) failed[/]; fix the cause and run the same command again to finish them")
@@ -182,16 +194,16 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _demo_config():
-    """configs/demo.yaml from the working directory, else from the checkout this package lives in."""
+def _repo_file(rel):
+    """A file shipped in the repository (configs/...), from the working directory or this checkout."""
     from pathlib import Path
 
     for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
-        if (base / "configs" / "demo.yaml").is_file():
-            return base / "configs" / "demo.yaml"
+        if (base / rel).is_file():
+            return base / rel
     from mediaeval_mem.errors import MemError
 
-    raise MemError("configs/demo.yaml not found: run `mem demo` from the repository's root")
+    raise MemError(f"{rel} not found: run mem from the repository's root")
 
 
 def cmd_demo(args) -> int:
@@ -216,7 +228,7 @@ def cmd_demo(args) -> int:
         render_check(index, con)
         if index.problems:
             return 1
-    cfg = load_config(_demo_config(), [f"train.seed={args.seed}"])
+    cfg = load_config(_repo_file("configs/demo.yaml"), [f"train.seed={args.seed}"])
     con.rule(f"3/5 extract {cfg.features.encoder} frame features")
     for name in DATASET_NAMES:
         report = extract_features(name, cfg.features.encoder, data_root=args.data_root, progress=not args.quiet)
@@ -295,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("grid", help="run every config x pair x seed of a grid file (resumable), print the paper's table")
     p.add_argument("grid", help="grid file, e.g. configs/grids/table1.yaml")
-    p.add_argument("--profile", help="stand-ins for this machine, e.g. configs/profiles/demo.yaml on the demo data")
+    p.add_argument("--profile", help="stand-ins for this machine (default on generated demo data: configs/profiles/demo.yaml; 'none' for no profile)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field of every config")
     p.add_argument("--rerun", action="store_true", help="run everything again, even runs finished before (e.g. after a code change)")
     p.add_argument("--quiet", action="store_true", help="no progress output")

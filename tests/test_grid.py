@@ -145,3 +145,15 @@ def test_runs_log_their_figures(runs_dir, demo_root):
     r = run_experiment(2, "videomem", "memento10k", cfg, demo_root, progress=False, echo=lambda *a: None)
     files = {a.path for a in _client().list_artifacts(r.run_id, "figures")}
     assert files == {"figures/scatter.png", "figures/worst.png"}
+
+
+def test_grid_on_demo_data_uses_the_demo_profile(tmp_path, demo_root, runs_dir, capsys):
+    (tmp_path / "g.yaml").write_text(f"configs: [{REPO}/configs/table1/02_clip-b32_bigru_linear.yaml]\n"
+                                     "pairs: [{task: 1, train: memento10k, test: memento10k}]\n")
+    assert main(["grid", str(tmp_path / "g.yaml"), "--data-root", str(demo_root), "--quiet", "--set", "train.epochs=1"]) == 0
+    out = capsys.readouterr().out
+    assert "holds generated demo data: using the stand-ins" in out and "clip-demo" in out
+    # without the profile the real CLIP is asked for, which this machine does not have: one clear failure
+    assert main(["grid", str(tmp_path / "g.yaml"), "--data-root", str(demo_root), "--quiet", "--profile", "none"]) == 1
+    out = capsys.readouterr().out.replace("\n", "")
+    assert "failed: clip-vit-b32: cannot load 'openai/clip-vit-base-patch32'" in out and "1 run(s) failed" in out

@@ -39,6 +39,7 @@ DEMO_SPECS = {
     "videomem": DemoSpec("videomem", 7.0, "libvpx-vp9", ".webm", (80, 30, 30), 7000, (("deadline", "realtime"), ("cpu-used", "8"), ("crf", "32"), ("b", "0"))),
 }
 FPS = 30
+DEMO_MARKER = "demo-data.json"  # marks a data root as generated: grids then use the demo profile
 WIDTH, HEIGHT = 128, 72
 PARTS = {"train": "train", "dev": "dev", "test": "test"}
 
@@ -139,6 +140,10 @@ def generate_demo_data(root: Path, seed: int = 0, noise: float = 0.03, scale: fl
             if not (Path(root) / "i3d" / file).is_file():
                 write_random_checkpoint(Path(root) / "i3d" / file, classes, size=112, seed=seed + classes)
     root = Path(root)
+    from mediaeval_mem.io import atomic_write_json
+
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(root / DEMO_MARKER, {"made_by": "mem demo-data", "seed": seed, "scale": scale, "noise": noise})
     out = {}
     for i, (name, spec) in enumerate(DEMO_SPECS.items()):
         if force and (root / spec.folder).exists():
