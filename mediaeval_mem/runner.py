@@ -166,8 +166,8 @@ def run_experiment(
             run.set_tags({"clips_padded": sum(padded.values())})  # clip-level encoders: short clips repeated
 
         def on_epoch(log):
-            run.log_metrics({"train_loss": log.train_loss, "select_loss": log.select_loss,
-                             "select_srocc": log.select_srocc, "lr": log.lr}, step=log.epoch)
+            run.log_metrics({"train_loss": log.train_loss, "select_loss": log.select_loss, "select_srocc": log.select_srocc,
+                             "lr": log.lr, "epoch_seconds": log.seconds, "data_wait_share": log.data_wait_share}, step=log.epoch)
             if progress:
                 echo(f"epoch {log.epoch:3d}  lr {log.lr:.2e}  train {cfg.train.loss} {log.train_loss:.4f}  "
                      f"select {cfg.train.loss} {log.select_loss:.4f}  select SROCC {log.select_srocc:.4f}  ({log.seconds:.1f}s)")

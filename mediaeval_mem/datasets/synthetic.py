@@ -49,18 +49,19 @@ def demo_score(brightness: float, size: float) -> float:
     return 0.40 + 0.35 * brightness + 0.20 * size
 
 
-def render_clip(rng: np.random.Generator, brightness: float, size: float, hue: float, n_frames: int) -> np.ndarray:
+def render_clip(rng: np.random.Generator, brightness: float, size: float, hue: float, n_frames: int,
+                width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
     """(T, H, W, 3) uint8 frames: a textured background and a disc moving along a random line."""
     bg = np.array(colorsys.hsv_to_rgb(hue, 0.55, 0.15 + 0.8 * brightness)) * 255
     disc = np.array(colorsys.hsv_to_rgb((hue + 0.5) % 1.0, 0.9, 0.95)) * 255
-    radius = 5 + 20 * size
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
-    texture = rng.normal(0, 6, size=(HEIGHT, WIDTH, 1))
-    start = rng.uniform([0, 0], [WIDTH, HEIGHT])
+    radius = (5 + 20 * size) * height / HEIGHT
+    yy, xx = np.mgrid[0:height, 0:width]
+    texture = rng.normal(0, 6, size=(height, width, 1))
+    start = rng.uniform([0, 0], [width, height])
     velocity = rng.uniform(-1.5, 1.5, size=2)
-    frames = np.empty((n_frames, HEIGHT, WIDTH, 3), np.uint8)
+    frames = np.empty((n_frames, height, width, 3), np.uint8)
     for t in range(n_frames):
-        cx, cy = (start + velocity * t) % [WIDTH, HEIGHT]
+        cx, cy = (start + velocity * t) % [width, height]
         inside = ((xx - cx) ** 2 + (yy - cy) ** 2) < radius**2
         img = np.where(inside[..., None], disc, bg + texture)
         frames[t] = np.clip(img, 0, 255).astype(np.uint8)
@@ -92,7 +93,8 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def generate_dataset(root: Path, spec: DemoSpec, seed: int, noise: float, scale: float = 1.0) -> dict[str, int]:
+def generate_dataset(root: Path, spec: DemoSpec, seed: int, noise: float, scale: float = 1.0,
+                     size: tuple[int, int] = (WIDTH, HEIGHT)) -> dict[str, int]:
     """Write one synthetic dataset under root/spec.folder; returns videos per split."""
     rng = np.random.default_rng(seed)
     n_frames = int(round(spec.seconds * FPS))
@@ -104,15 +106,16 @@ def generate_dataset(root: Path, spec: DemoSpec, seed: int, noise: float, scale:
         (folder / "Videos").mkdir(parents=True, exist_ok=True)
         scores, urls, descs = [], [], []
         for _ in range(n):
-            brightness, size, hue = rng.uniform(0, 1, 3)
-            score = float(np.clip(demo_score(brightness, size) + rng.normal(0, noise), 0, 1))
+            brightness, disc, hue = rng.uniform(0, 1, 3)
+            score = float(np.clip(demo_score(brightness, disc) + rng.normal(0, noise), 0, 1))
             raw = float(np.clip(score - 0.1 + rng.normal(0, 0.02), 0, 1))
             path = folder / "Videos" / f"{vid:05d}{spec.ext}"
             if not path.exists():  # a rerun after an interruption only writes what is missing
                 clip_rng = np.random.default_rng([seed, vid])  # per clip, so skipping one keeps the rest the same
-                write_video(path, render_clip(clip_rng, brightness, size, hue, n_frames), spec.codec, dict(spec.options))
+                frames = render_clip(clip_rng, brightness, disc, hue, n_frames, *size)
+                write_video(path, frames, spec.codec, dict(spec.options))
             tone = "bright" if brightness > 0.5 else "dark"
-            big = "large" if size > 0.5 else "small"
+            big = "large" if disc > 0.5 else "small"
             scores.append([vid, f"{raw:.6f}", f"{score:.6f}"])
             urls.append([vid, f"https://example.invalid/{spec.folder}/{vid:05d}{spec.ext}"])
             descs.append([vid, f"a {big} disc moving over a {tone} background"])

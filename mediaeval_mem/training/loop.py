@@ -36,7 +36,13 @@ class EpochLog:
     train_loss: float
     select_loss: float
     select_srocc: float
-    seconds: float
+    seconds: float  # the whole epoch, selection included
+    train_seconds: float = 0.0  # the training steps
+    data_seconds: float = 0.0  # of which waiting on data: cutting batches from the feature arrays, moving them
+
+    @property
+    def data_wait_share(self) -> float:
+        return self.data_seconds / self.train_seconds if self.train_seconds else 0.0
 
 
 @dataclass
@@ -97,6 +103,8 @@ def train_model(
     """Train `model` in place on `train`, select the epoch on `select`; returns the history."""
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    if len(select) == 0 or select.scores is None:
+        raise ValueError("the selection split needs scored videos")
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs, gamma=cfg.lr_decay)
@@ -107,10 +115,13 @@ def train_model(
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         model.train()
-        total, seen = 0.0, 0
+        total, seen, data_s = 0.0, 0, 0.0
         for idx in batch_indices(len(train), cfg.batch_size, rng):
+            t_data = time.perf_counter()
             streams, y = collate(train, idx, rng if cfg.shuffle_frames else None)
-            pred = model(to_device(streams, device))
+            streams = to_device(streams, device)
+            data_s += time.perf_counter() - t_data
+            pred = model(streams)
             loss = loss_fn(pred, y.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -118,10 +129,11 @@ def train_model(
             total += loss.item() * len(idx)
             seen += len(idx)
         sched.step()
+        train_s = time.perf_counter() - t0
         sel_pred = predict(model, select, device=device)
         sel_loss = float(loss_fn(torch.from_numpy(sel_pred), torch.from_numpy(select.scores)))
         sel_srocc = evaluate(select.scores, sel_pred)["srocc"]
-        log = EpochLog(epoch, lr, total / max(seen, 1), sel_loss, sel_srocc, time.perf_counter() - t0)
+        log = EpochLog(epoch, lr, total / max(seen, 1), sel_loss, sel_srocc, time.perf_counter() - t0, train_s, data_s)
         result.history.append(log)
         if stopper.step(epoch, sel_srocc if cfg.monitor == "srocc" else sel_loss):
             best_state = copy.deepcopy(model.state_dict())
