@@ -1,0 +1,32 @@
+"""The benchmark scripts run and report every figure they promise (tiny sizes; no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def _last_json(cmd: list[str], tmp_path) -> dict:
+    out = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_bench_train_reports_its_keys(tmp_path):
+    figures = _last_json([str(REPO / "bench" / "train.py"), "--videos", "48", "--frames", "6", "--dim", "32",
+                          "--max-steps", "4", "--workdir", str(tmp_path / "w")], tmp_path)
+    assert {"epoch_s", "data_wait_share", "peer_epoch_s", "peer_data_wait_share"} <= set(figures)
+    assert figures["steps_measured"] == 4 and figures["steps_per_epoch"] == 6
+    assert 0 <= figures["data_wait_share"] < 1 and figures["epoch_s"] > 0
+
+
+def test_bench_extract_reports_its_keys(tmp_path):
+    figures = _last_json([str(REPO / "bench" / "extract.py"), "--encoder", "clip-demo", "--videos", "1",
+                          "--batch-size", "32", "--model-seconds", "1", "--naive-frames", "5",
+                          "--workdir", str(tmp_path / "w")], tmp_path)
+    keys = {"e2e_fps", "model_fps", "naive_fps", "e2e_over_model", "e2e_over_naive", "peak_rss_mb_n", "peak_rss_mb_4n"}
+    assert keys <= set(figures) and all(figures[k] > 0 for k in keys)
+    assert figures["e2e_over_model"] == round(figures["e2e_fps"] / figures["model_fps"], 3)
