@@ -5,7 +5,8 @@
 
 Two data paths feed the same model, optimiser and batch size (the paper's: 8):
   ours: the split's features as one memory-mapped float16 array (the harness's FeatureStore), batches
-        cut from it in the training loop (mediaeval_mem.training.batches.collate)
+        cut from it as the training loop does (mediaeval_mem.training.batches.training_batches: inline on
+        a CPU, one step ahead in a thread into pinned memory on CUDA)
   peer: one .npy file per video read through a torch DataLoader (2 workers, shuffled, padded per batch),
         the way many video-memorability repos do it
 Figures: epoch_s and data_wait_share (time blocked getting the next batch / training time) for each.
@@ -113,7 +114,7 @@ def main() -> None:
     from mediaeval_mem.features.store import FeatureStore
     from mediaeval_mem.models import build_model
     from mediaeval_mem.runtime import resolve_device
-    from mediaeval_mem.training.batches import LabelledSplit, batch_indices, collate
+    from mediaeval_mem.training.batches import LabelledSplit, training_batches
 
     device = resolve_device(args.device)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="mem-bench-train-"))
@@ -132,10 +133,9 @@ def main() -> None:
         torch.manual_seed(0)
         return build_model(load_config(None), [args.dim]).to(device)  # the paper's model
 
-    # ours: one memory-mapped array, batches cut in the loop (as mediaeval_mem.training.loop does)
+    # ours: one memory-mapped array, batches cut as mediaeval_mem.training.loop cuts them
     split = LabelledSplit([FeatureStore(work / "store").load(ids)], scores)
-    rng = np.random.default_rng(0)
-    ours = (collate(split, idx, rng) for idx in batch_indices(len(split), args.batch_size, rng))
+    ours = training_batches(split, args.batch_size, np.random.default_rng(0), True, device)
     secs, wait, steps = run_steps(fresh_model(), ours, args.max_steps, device)
     epoch_s, share = secs * steps_per_epoch / steps, wait / secs
 

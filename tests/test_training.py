@@ -129,3 +129,23 @@ def test_task_map(task, train, test, ok):
     else:
         with pytest.raises(MemError, match="allowed: --train|subtasks 1 and 2"):
             plan_task(task, train, test)
+
+
+def test_prefetch_keeps_order_propagates_errors_and_stops():
+    import threading
+
+    from mediaeval_mem.training.batches import prefetch
+
+    assert list(prefetch(iter(range(10)), depth=2)) == list(range(10))
+
+    def broken():
+        yield 1
+        raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        list(prefetch(broken()))
+    before = threading.active_count()
+    it = prefetch(iter(range(1000)), depth=2)
+    assert next(it) == 0
+    it.close()  # the consumer leaves early: the producer thread ends too
+    assert threading.active_count() <= before

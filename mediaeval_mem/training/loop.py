@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mediaeval_mem.config import TrainCfg
-from mediaeval_mem.training.batches import LabelledSplit, batch_indices, collate
+from mediaeval_mem.training.batches import LabelledSplit, batch_indices, collate, training_batches
 from mediaeval_mem.training.metrics import evaluate
 
 
@@ -116,9 +116,13 @@ def train_model(
         lr = opt.param_groups[0]["lr"]
         model.train()
         total, seen, data_s = 0.0, 0, 0.0
-        for idx in batch_indices(len(train), cfg.batch_size, rng):
-            t_data = time.perf_counter()
-            streams, y = collate(train, idx, rng if cfg.shuffle_frames else None)
+        batches = iter(training_batches(train, cfg.batch_size, rng, cfg.shuffle_frames, device))
+        while True:
+            t_data = time.perf_counter()  # waiting on data: getting the next batch onto the device
+            batch = next(batches, None)
+            if batch is None:
+                break
+            streams, y = batch
             streams = to_device(streams, device)
             data_s += time.perf_counter() - t_data
             pred = model(streams)
@@ -126,8 +130,8 @@ def train_model(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
-            seen += len(idx)
+            total += loss.item() * len(y)
+            seen += len(y)
         sched.step()
         train_s = time.perf_counter() - t0
         sel_pred = predict(model, select, device=device)
