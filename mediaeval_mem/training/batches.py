@@ -1,7 +1,7 @@
 """Batches cut straight from the features' arrays: no file per video, no DataLoader.
 
-A batch of videos i_1..i_B becomes, per feature stream, x (B, T_max, D) float32 zero-padded and
-mask (B, T_max) bool; a single-stream model simply has one stream.
+A batch of videos i_1..i_B becomes, per feature stream, x (B, T_max, D) zero-padded (float16, as
+stored) and mask (B, T_max) bool; a single-stream model simply has one stream.
 """
 
 from __future__ import annotations
@@ -41,21 +41,22 @@ class LabelledSplit:
 
 
 def _pad(f: SplitFeatures, idx: np.ndarray, rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = f.lengths[idx]
-    x = np.zeros((len(idx), int(lengths.max()), f.dim), np.float32)
-    for row, i in enumerate(idx):
-        frames = f[i]
-        if rng is not None:
-            frames = frames[rng.permutation(len(frames))]
-        x[row, : len(frames)] = frames
-    mask = np.arange(x.shape[1])[None, :] < lengths[:, None]
+    """Videos `idx` of one stream -> (x (B, T_max, D) zero-padded, mask (B, T_max)), in two vectorised copies:
+    one gather of every frame row from the (memory-mapped) array, one masked scatter into the padded batch."""
+    lengths, starts = f.lengths[idx], f.starts[idx]
+    order = [rng.permutation(n) if rng is not None else np.arange(n) for n in lengths]  # frame order per video
+    rows = np.concatenate([s + o for s, o in zip(starts, order)])
+    mask = np.arange(int(lengths.max()))[None, :] < lengths[:, None]  # (B, T_max), rows filled left to right
+    x = np.zeros((len(idx), mask.shape[1], f.dim), f.frames.dtype)
+    x[mask] = f.frames[rows]
     return torch.from_numpy(x), torch.from_numpy(mask)
 
 
 def collate(split: LabelledSplit, idx: np.ndarray, shuffle_rng: np.random.Generator | None = None):
-    """Videos `idx` -> ([(x (B, T, D) float32, mask (B, T) bool) per stream], y (B,) or None).
+    """Videos `idx` -> ([(x (B, T, D), mask (B, T) bool) per stream], y (B,) or None).
 
-    shuffle_rng: permute each video's frame order (the paper's training augmentation).
+    x keeps the stored dtype (float16): half the bytes to copy; `training.loop.to_device` makes it
+    float32 on the device. shuffle_rng: permute each video's frame order (the paper's augmentation).
     """
     streams = [_pad(f, idx, shuffle_rng) for f in split.streams]
     y = None if split.scores is None else torch.from_numpy(split.scores[idx])

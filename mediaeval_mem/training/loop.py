@@ -53,7 +53,8 @@ class TrainResult:
 
 
 def to_device(streams, device: torch.device):
-    return [(x.to(device, non_blocking=True), m.to(device, non_blocking=True)) for x, m in streams]
+    """[(x, mask)] -> the device, x as float32 (batches may travel as float16)."""
+    return [(x.to(device, non_blocking=True).float(), m.to(device, non_blocking=True)) for x, m in streams]
 
 
 def make_loss(name: str) -> nn.Module:
