@@ -87,8 +87,6 @@ def run_experiment(
     >>> r = run_experiment(1, "memento10k", "memento10k", load_config("configs/demo.yaml"), "data/demo")
     >>> r.metrics["srocc"], r.run_id
     """
-    import torch
-
     from mediaeval_mem.models import build_model, count_trainable
     from mediaeval_mem.models.model import check_compatible, streams_of
     from mediaeval_mem.runtime import resolve_device
@@ -160,10 +158,10 @@ def run_experiment(
                           "finetune_cached": finetuned.cached})
             for log in finetuned.history:
                 run.log_metrics({f"finetune_{k}": v for k, v in log.items() if k not in ("epoch", "seconds")}, step=log["epoch"])
-        padded = {n: len(FeatureStore(folders[n, i] / s).manifest().get("padded", {}))
-                  for n, splits in needed.items() for i in range(len(streams)) for s in splits}
-        if any(padded.values()):
-            run.set_tags({"clips_padded": sum(padded.values())})  # clip-level encoders: short clips repeated
+        padded = sum(len(FeatureStore(folders[n, i] / s).manifest().get("padded", {}))
+                     for n, splits in needed.items() for i in range(len(streams)) for s in splits)
+        if padded:
+            run.set_tags({"clips_padded": padded})  # clip-level encoders: videos shorter than the network needs, repeated
 
         def on_epoch(log):
             run.log_metrics({"train_loss": log.train_loss, "select_loss": log.select_loss, "select_srocc": log.select_srocc,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mediaeval_mem.config import ModelCfg, RunConfig, load_config
+from mediaeval_mem.config import RunConfig, load_config
 from mediaeval_mem.errors import ConfigError
 from mediaeval_mem.models import AGGREGATORS, HEADS, build_model, count_trainable
 
