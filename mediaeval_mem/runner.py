@@ -34,7 +34,7 @@ class RunResult:
 def open_checked(name: str, data_root, cfg: RunConfig, echo: Callable[[str], None]) -> DatasetIndex:
     """Open a dataset and refuse to train on broken files; missing videos are only warned about."""
     index = open_dataset(name, data_root, cfg.data.target, cfg.data.dev_fraction, cfg.data.split_seed)
-    missing = [p for p in index.problems if "video file not found" in p.message]
+    missing = [p for p in index.problems if p.missing_video]
     other = [p for p in index.problems if p not in missing]
     if other:
         raise DataError(

@@ -134,7 +134,7 @@ def _items(
         seen[key] = (src, row)
         path = videos.get(key)
         if path is None:
-            problems.append(Problem(Path(video_hint(vid)), f"video file not found (listed in {src.name}:{row})"))
+            problems.append(Problem(Path(video_hint(vid)), f"video file not found (listed in {src.name}:{row})", missing_video=True))
         items.append(VideoItem(vid, path, score, caption))
     return items
 

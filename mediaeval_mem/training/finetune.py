@@ -121,15 +121,20 @@ def finetune_key(index: DatasetIndex, fit: list[VideoItem], select: list[VideoIt
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _init_net(cfg: RunConfig):
+def _init_source(cfg: RunConfig) -> tuple[Callable[[], nn.Module], str]:
+    """(load the starting I3D, its identity). The identity alone keys the cache: a fine-tuning
+    found already done never loads the network."""
     from mediaeval_mem.encoders.i3d import I3D_CHECKPOINTS, i3d_dir, load_i3d_checkpoint, random_i3d
     from mediaeval_mem.encoders.weights import files_identity
+    from mediaeval_mem.errors import WeightsError
 
-    init = cfg.finetune.init
+    init, what = cfg.finetune.init, "i3d-finetune (finetune.init)"
     if init == "random":
-        return random_i3d(400), "random:seed=0"
+        return (lambda: random_i3d(400)), "random:seed=0"
     path = Path(init).expanduser() if init else i3d_dir() / I3D_CHECKPOINTS["i3d-kinetics"][0]
-    return load_i3d_checkpoint(path, "i3d-finetune (finetune.init)"), files_identity([path])
+    if not path.is_file():
+        raise WeightsError(f"{what}: checkpoint {path} not found: set finetune.init to a pytorch-i3d checkpoint, or 'random'")
+    return (lambda: load_i3d_checkpoint(path, what)), files_identity([path])
 
 
 def finetune_i3d(
@@ -146,7 +151,7 @@ def finetune_i3d(
 
     fit = [it for it in fit if it.path is not None]
     select = [it for it in select if it.path is not None]
-    net, init_id = _init_net(cfg)
+    load_init, init_id = _init_source(cfg)
     folder = runs_dir() / "finetune" / "i3d" / index.name / finetune_key(index, fit, select, init_id, cfg)
     best = folder / "best.pt"
     if (folder / "done.json").is_file() and best.is_file():
@@ -155,7 +160,7 @@ def finetune_i3d(
 
     f, t = cfg.finetune, cfg.train
     seed_everything(t.seed)
-    model = I3DRegressor(net).to(device)
+    model = I3DRegressor(load_init()).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=f.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=t.lr_step_epochs, gamma=t.lr_decay)
     stopper = EarlyStopping(f.patience, "max" if t.monitor == "srocc" else "min")
