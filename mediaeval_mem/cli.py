@@ -59,6 +59,8 @@ def _render_extract(report, con) -> None:
         fps = f"{s.frames / s.seconds:,.0f}" if s.seconds > 0 and s.frames else "-"
         table.add_row(s.split, str(s.total), str(s.extracted), str(s.cached), str(len(s.failed)), str(s.frames), fps)
     con.print(table)
+    for line in report.repairs():
+        con.print(f"  [yellow]{line}[/]", soft_wrap=True)
     for s in report.splits:
         for vid, reason in s.failed.items():
             con.print(f"  [red]failed[/] {s.split}/{vid}: {reason}", soft_wrap=True)
@@ -115,8 +117,9 @@ def cmd_describe(args) -> int:
 def cmd_ui(args) -> int:
     import subprocess
 
-    from mediaeval_mem.tracking import tracking_uri, ui_command
+    from mediaeval_mem.tracking import client, tracking_uri, ui_command
 
+    client()  # set the store up (and mark runs of dead processes) before the server opens it
     print(f"MLflow UI for {tracking_uri()} at http://127.0.0.1:{args.port} (Ctrl-C to stop)")
     return subprocess.call(ui_command(args.port))
 

@@ -26,3 +26,11 @@ class UnknownNameError(MemError, KeyError):
 
 class ConfigError(MemError):
     """A config file or override is malformed (unknown key, bad value)."""
+
+
+class DiskFullError(MemError):
+    """A write failed for lack of space; the message names the path and the space needed."""
+
+
+class DamagedError(MemError):
+    """A stored file (feature cache, tracking store) does not match what was written; names it and the fix."""

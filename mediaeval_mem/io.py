@@ -1,43 +1,156 @@
-"""Crash-safe file writes: write a temporary file beside the target, fsync, then rename over it.
+"""Crash-safe file writes, advisory locks, and one line for a failed write.
 
-A reader therefore sees either the old file or the new one, never a half-written one, even after
-kill -9 (os.replace is atomic on POSIX within one filesystem).
+Writes go to a temporary file beside the target, are fsynced, then renamed over it: a reader sees
+either the old file or the new one, never a half-written one, even after kill -9 (os.replace is
+atomic on POSIX within one filesystem). A write that fails (a full disk, a quota, an I/O error)
+leaves the target as it was, removes the temporary file and raises a MemError naming the path and
+the free space, so the user sees one line and what finished before stays finished.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import io
 import json
 import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from mediaeval_mem.errors import DiskFullError, MemError
+
 TMP_MARK = ".tmp-"
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
-def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> None:
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KB' (powers of 1024, as df -h counts)."""
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free space on the filesystem that holds `path` (its nearest existing ancestor); None if unknown."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def write_error(exc: OSError, path: Path, needed: int | None = None) -> MemError:
+    """The one-line error for a failed write to `path`: what happened, the free space, what to do.
+
+    `needed` (bytes) is what the interrupted work still had to write, where the caller knows it.
+    """
+    free = free_bytes(path)
+    room = f"{human_bytes(free)} free" if free is not None else "free space unknown"
+    if needed:
+        room += f", about {human_bytes(needed)} needed"
+    if exc.errno in NO_SPACE:
+        return DiskFullError(
+            f"no space left on the disk holding {path} ({room}): free some space (or point MEM_RUNS_DIR "
+            f"at a larger disk) and run the same command again; everything finished so far is kept"
+        )
+    reason = exc.strerror or str(exc)
+    return MemError(f"cannot write {path}: {reason} ({room}); everything finished so far is kept")
+
+
+def os_error_chain(exc: BaseException) -> OSError | None:
+    """The first OSError in `exc`'s chain of causes (libraries often wrap the one that matters)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _atomic(path: Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
     try:
-        with open(tmp, mode) as f:
-            write(f)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise write_error(e, path, len(data)) from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda f: f.write(text), "w")
+    _atomic(path, text.encode())
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    _atomic(path, lambda f: np.save(f, array), "wb")
+def npy_bytes(array: np.ndarray) -> bytes:
+    """The .npy file of `array`, in memory (to checksum exactly what is written)."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic(path, data)
+
+
+def atomic_save(path: Path, save: Callable[[Path], None], needed: int | None = None) -> None:
+    """Let `save(tmp_path)` write a file (torch.save, save_pretrained, ...), then rename it over `path`."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise write_error(e, path, needed) from None
+    except RuntimeError as e:  # torch.save reports a failed write as a RuntimeError wrapping the OS's reason
+        cause = os_error_chain(e)
+        if cause is None and "write" not in str(e).lower():
+            raise
+        raise write_error(cause or OSError(errno.EIO, str(e)), path, needed) from None
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def file_lock(path: Path, on_wait: Callable[[], None] | None = None):
+    """Hold an exclusive advisory lock on `path` (created if absent) for the block.
+
+    Blocks until the lock is free, calling `on_wait()` first if it is held elsewhere. The OS releases
+    the lock when its holder exits, however it exits (kill -9 included), so a lock is never stale.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a")
+    except OSError as e:
+        raise write_error(e, path) from None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield

@@ -54,11 +54,11 @@ SORT_KEYS = {"srocc": lambda r: -r.srocc, "plcc": lambda r: -r.plcc, "mse": lamb
 def collect_results(experiments: list[str] | None = None, ci: bool = True, sort: str = "srocc") -> list[ResultRow]:
     """Every finished run (of the named experiments, default all) that has dev metrics."""
     from mediaeval_mem.errors import MemError
-    from mediaeval_mem.tracking import _client, read_artifact_text, search_runs
+    from mediaeval_mem.tracking import client, read_artifact_text, search_runs
 
     if sort not in SORT_KEYS:
         raise MemError(f"cannot sort by {sort!r}: use one of {', '.join(SORT_KEYS)}")
-    names = {e.experiment_id: e.name for e in _client().search_experiments()}
+    names = {e.experiment_id: e.name for e in client().search_experiments()}
     if experiments:
         unknown = [e for e in experiments if e not in names.values()]
         if unknown:

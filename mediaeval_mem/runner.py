@@ -123,6 +123,8 @@ def run_experiment(
             report = extract_features(indexes[name], encoder, tuple(s for s in ("train", "dev", "test") if s in splits),
                                       weights, opts=opts, progress=progress)
             folders[name, i], keys[f"{name}.{encoder}"] = report.cache_dir, report.key
+            for line in report.repairs():
+                echo(line)
 
     def stores(name: str, split: str) -> list[FeatureStore]:
         return [FeatureStore(folders[name, i] / split) for i in range(len(streams))]

@@ -139,11 +139,11 @@ def test_results_and_report_commands(tmp_path, demo_root, runs_dir, capsys):
 def test_runs_log_their_figures(runs_dir, demo_root):
     from mediaeval_mem.config import load_config
     from mediaeval_mem.runner import run_experiment
-    from mediaeval_mem.tracking import _client
+    from mediaeval_mem.tracking import client
 
     cfg = load_config(REPO / "configs" / "demo.yaml", ["train.epochs=1"])
     r = run_experiment(2, "videomem", "memento10k", cfg, demo_root, progress=False, echo=lambda *a: None)
-    files = {a.path for a in _client().list_artifacts(r.run_id, "figures")}
+    files = {a.path for a in client().list_artifacts(r.run_id, "figures")}
     assert files == {"figures/scatter.png", "figures/worst.png"}
 
 

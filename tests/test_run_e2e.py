@@ -49,7 +49,7 @@ def store(two_runs, monkeypatch):
 
 
 def test_mlflow_holds_params_metrics_artifacts(store):
-    from mediaeval_mem.tracking import _client
+    from mediaeval_mem.tracking import client
 
     task1 = _runs("Task 1: train Memento10k, test Memento10k")
     assert len(task1) == 2 and (store / "mlflow.db").is_file()
@@ -61,9 +61,9 @@ def test_mlflow_holds_params_metrics_artifacts(store):
     assert tags["selection"].startswith("holdout:")
     assert params["train.epochs"] == "3" and params["train.lr"] == "0.002" and params["features.encoder"] == "clip-demo"
     assert {"dev_plcc", "dev_srocc", "dev_mse"} <= set(metrics)
-    history = _client().get_metric_history(run.info.run_id, "select_srocc")
+    history = client().get_metric_history(run.info.run_id, "select_srocc")
     assert [m.step for m in history] == list(range(1, len(history) + 1)) and len(history) >= 1
-    files = {a.path for a in _client().list_artifacts(run.info.run_id)}
+    files = {a.path for a in client().list_artifacts(run.info.run_id)}
     assert {"config.yaml", "dev_predictions.csv", "test_predictions.csv", "model.safetensors", "features.json"} <= files
     assert (store / "mlartifacts").is_dir()  # artifacts under runs/, not the working directory
 

@@ -250,12 +250,9 @@ def create_i3d(name: str, weights: str | None = None) -> EncoderRecipe:
 
 def write_random_checkpoint(path: Path, classes: int, size: int, seed: int = RANDOM_SEED) -> Path:
     """A randomly initialised I3D saved in the pytorch-i3d layout, with a sidecar: for demos and tests only."""
-    from mediaeval_mem.io import atomic_write_json
+    from mediaeval_mem.io import atomic_save, atomic_write_json
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(random_i3d(classes, seed).state_dict(), tmp)
-    tmp.replace(path)
+    atomic_save(path, lambda tmp: torch.save(random_i3d(classes, seed).state_dict(), tmp))
     atomic_write_json(path.with_suffix(".json"), {"size": size, "note": f"random weights (seed {seed}), not a trained I3D"})
     return path
 

@@ -18,16 +18,17 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
 from mediaeval_mem.encoders import ENCODERS, EncoderRecipe, FrameEncoder, encoder_recipe
-from mediaeval_mem.errors import DecodeError, MemError
+from mediaeval_mem.errors import DecodeError, DiskFullError, MemError
 from mediaeval_mem.features.key import cache_dir, feature_key
-from mediaeval_mem.features.store import FeatureStore
-from mediaeval_mem.io import atomic_write_json
+from mediaeval_mem.features.store import STORE_DTYPE, FeatureStore
+from mediaeval_mem.io import atomic_write_json, human_bytes
 from mediaeval_mem.progress import progress_bar
 from mediaeval_mem.runtime import autocast, resolve_device, resolve_dtype
 from mediaeval_mem.video import Sampling, decode
@@ -55,6 +56,7 @@ class SplitReport:
     seconds: float = 0.0
     failed: dict[str, str] = field(default_factory=dict)
     padded: dict[str, int] = field(default_factory=dict)  # clip-level encoders: videos shorter than the network needs
+    repaired: dict[str, str] = field(default_factory=dict)  # damaged cache files dropped (file -> why): their videos redone
 
 
 @dataclass
@@ -68,6 +70,11 @@ class ExtractReport:
     @property
     def failed(self) -> int:
         return sum(len(s.failed) for s in self.splits)
+
+    def repairs(self) -> list[str]:
+        """One line per damaged cache file that this extraction found, dropped and made again."""
+        return [f"repaired damaged feature cache {self.cache_dir / s.split}: {file} {why}; its videos were extracted again"
+                for s in self.splits for file, why in s.repaired.items()]
 
 
 def _load_video(item: VideoItem, encoder: FrameEncoder, sampling: Sampling, backend: str) -> torch.Tensor:
@@ -135,7 +142,7 @@ def _encode(encoder: FrameEncoder, frames: torch.Tensor, device: torch.device, d
 
 
 def extract_split(
-    encoder: FrameEncoder,
+    load_encoder: Callable[[], FrameEncoder],
     items: list[VideoItem],
     store: FeatureStore,
     opts: ExtractOptions,
@@ -147,13 +154,20 @@ def extract_split(
     """Extract every video of `items` not yet in `store`. Ctrl-C keeps every finished video.
 
     Frame-level encoders (CLIP) see batches packed across videos; clip-level ones (I3D) see one
-    whole video at a time and give one vector for it.
+    whole video at a time and give one vector for it. `load_encoder()` is called only if some video
+    is not cached once this process holds the split's lock (another process may have just done it).
+    A failed write (a full disk) raises one line with the space the rest of the split needs.
     """
     sampling = Sampling.parse(opts.sampling)
-    with store.writing():
+    with store.writing() as repaired:
+        report.repaired = repaired
         done = store.done_ids()
         todo = [it for it in items if it.video_id not in done]
         report.cached = len(items) - len(todo)
+        if not todo:
+            store.consolidate()
+            return report
+        encoder = load_encoder()
         t0 = time.perf_counter()
         packer, ready, failed, padded = _Packer(), [], {}, {}
 
@@ -161,7 +175,14 @@ def extract_split(
             nonlocal ready, failed, padded
             ready.extend(packer.finished())
             if ready and (force or len(ready) >= opts.flush_every) or (force and failed):
-                store.append(ready, failed, padded)
+                try:
+                    store.append(ready, failed, padded)
+                except DiskFullError as e:  # say how much the rest of the split needs, not just this segment
+                    left = len(todo) - report.extracted
+                    rows = 1 if encoder.clip_level else report.frames / max(1, report.extracted + len(ready))
+                    per_video = rows * encoder.out_dim * np.dtype(STORE_DTYPE).itemsize
+                    raise DiskFullError(f"{e} (the {left} video(s) left in {report.split} need about "
+                                        f"{human_bytes(per_video * left)} more)") from None
                 report.extracted += len(ready)
                 report.failed.update(failed)
                 report.padded.update(padded)
@@ -198,7 +219,7 @@ def extract_split(
                 pending.append((item, pool.submit(_load_video, item, encoder, sampling, opts.backend)))
 
         try:
-            with progress_bar(f"{report.split}", len(todo), enabled=progress and bool(todo)) as bar:
+            with progress_bar(f"{report.split}", len(todo), enabled=progress) as bar:
                 if _overlap(opts, device):  # GPU: the CPU decodes while the device computes
                     fill()
                     while pending:
@@ -213,10 +234,17 @@ def extract_split(
                         fill()
                 while packer.queued:
                     run_batch(opts.batch_size)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            try:
+                flush(force=True)  # whatever finished is kept, interrupted or not
+            except MemError:
+                pass  # the disk is still full: the first error says so; what was stored before stays
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            flush(force=True)  # whatever finished is kept, interrupted or not
             report.seconds = time.perf_counter() - t0
+        flush(force=True)
         store.consolidate()
     return report
 
@@ -294,6 +322,12 @@ def extract_features(
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / "key.json", key)
     loaded: list[FrameEncoder] = [encoder] if isinstance(encoder, FrameEncoder) else []
+
+    def load_encoder() -> FrameEncoder:  # once, and only if some video is not cached
+        if not loaded:
+            loaded.append(recipe.load().to(device))
+        return loaded[0]
+
     reports = []
     for split in splits:
         items, store = index.split(split), FeatureStore(folder / split)
@@ -301,8 +335,6 @@ def extract_features(
         if {it.video_id for it in items} <= store.done_ids():
             report.cached = len(items)  # nothing to do: no model load, no lock
         else:
-            if not loaded:
-                loaded.append(recipe.load().to(device))
-            extract_split(loaded[0], items, store, opts, device, dtype, report, progress)
+            extract_split(load_encoder, items, store, opts, device, dtype, report, progress)
         reports.append(report)
     return ExtractReport(index.name, recipe.name, folder, key, reports)

@@ -27,7 +27,7 @@ from torch import nn
 from mediaeval_mem.config import RunConfig, to_dict
 from mediaeval_mem.datasets import DatasetIndex, VideoItem
 from mediaeval_mem.errors import MemError
-from mediaeval_mem.io import atomic_write_json
+from mediaeval_mem.io import atomic_save, atomic_write_json
 from mediaeval_mem.paths import runs_dir
 
 
@@ -203,14 +203,12 @@ def finetune_i3d(
         history.append(log)
         echo(f"fine-tuning I3D: epoch {epoch}  train {t.loss} {log['train_loss']:.4f}  select SROCC {sel_srocc:.4f}  ({log['seconds']:.0f}s)")
         if stopper.step(epoch, sel_srocc if t.monitor == "srocc" else sel_loss):
-            tmp = best.with_name("best.pt.tmp")
-            torch.save(model.net.state_dict(), tmp)
-            tmp.replace(best)
+            atomic_save(best, lambda tmp: torch.save(model.net.state_dict(), tmp))
             atomic_write_json(folder / "best.json", {"size": f.size, "frames": f.frames, "epoch": epoch, "init": init_id})
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "stopper": (stopper.best, stopper.best_epoch, stopper.bad), "history": json.dumps(history),
-                    "epoch": epoch, "rng": torch.get_rng_state()}, folder / f"epoch-{epoch}.pt.tmp")
-        (folder / f"epoch-{epoch}.pt.tmp").replace(folder / f"epoch-{epoch}.pt")
+        state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                 "stopper": (stopper.best, stopper.best_epoch, stopper.bad), "history": json.dumps(history),
+                 "epoch": epoch, "rng": torch.get_rng_state()}
+        atomic_save(folder / f"epoch-{epoch}.pt", lambda tmp: torch.save(state, tmp))
         for old in folder.glob("epoch-*.pt"):  # keep the latest epoch only: enough to resume
             if old.name != f"epoch-{epoch}.pt":
                 old.unlink()

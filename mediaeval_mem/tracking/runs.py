@@ -1,53 +1,33 @@
-"""MLflow, the system of record. The only module that imports mlflow.
-
-Embedded default: a SQLite store at runs/mlflow.db with artifacts under runs/mlartifacts/;
-MLFLOW_TRACKING_URI, when set, wins (e.g. a team server).
-"""
+"""MLflow runs: writing one (TrackedRun), finding them, reading their artifacts."""
 
 from __future__ import annotations
 
 import io
-import logging
-import os
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 from mediaeval_mem.errors import MemError
-from mediaeval_mem.paths import runs_dir
+from mediaeval_mem.tracking.liveness import process_tags
+from mediaeval_mem.tracking.store import artifact_root, client, embedded, tracking_uri
 
 PARAM_MAX = 6000  # MLflow's limit on a param value's length
 
 
-def tracking_uri() -> str:
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    runs = runs_dir().resolve()
-    runs.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{runs / 'mlflow.db'}"
-
-
-def _client():
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from mlflow.tracking import MlflowClient
-
-    for name in ("alembic", "mlflow"):  # after the import: mlflow sets its own levels then
-        logging.getLogger(name).setLevel(logging.WARNING)
-    return MlflowClient(tracking_uri=tracking_uri())
-
-
 def ensure_experiment(name: str) -> str:
     """The id of experiment `name`, created with its artifacts under runs/ when the store is embedded."""
-    client = _client()
-    exp = client.get_experiment_by_name(name)
+    c = client()
+    exp = c.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    location = None
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        location = (runs_dir().resolve() / "mlartifacts").as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return c.create_experiment(name, artifact_location=artifact_root())
+    except Exception:  # another process created it a moment ago
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def git_commit() -> str:
@@ -66,20 +46,30 @@ class TrackedRun:
 
     with TrackedRun("Task 1: ...", "paper-best", tags) as run:
         run.log_params({...}); run.log_metrics({...}, step=3); run.log_text("...", "config.yaml")
-    A run left by an exception is marked FAILED; otherwise FINISHED.
+    A run left by an exception is marked FAILED (KILLED for Ctrl-C or SIGTERM); otherwise FINISHED.
+    A run whose process dies outright is marked KILLED by the next process that opens the store
+    (see liveness.py), from the process tags recorded here.
     """
 
     def __init__(self, experiment: str, run_name: str, tags: dict[str, str]):
-        self.client = _client()
+        self.client = client()
         self.experiment_id = ensure_experiment(experiment)
-        self.run = self.client.create_run(self.experiment_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
+        tags = {**{k: str(v) for k, v in tags.items()}, **process_tags()}
+        self.run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self.run_id = self.run.info.run_id
 
     def __enter__(self) -> "TrackedRun":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.client.set_terminated(self.run_id, "FAILED" if exc_type else "FINISHED")
+        status = "FINISHED" if exc_type is None else "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+        try:
+            self.client.set_terminated(self.run_id, status)
+        except Exception:
+            if exc_type is None:
+                raise
+            # the store cannot be written (a full disk?): the original error is the one to report, and
+            # the next process that opens the store marks this run KILLED (its process is gone by then)
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -127,19 +117,17 @@ class TrackedRun:
 
 def get_run(run_id: str):
     """The MLflow run `run_id` (tags, params, metrics); raises MemError naming it if unknown."""
-    client = _client()
     try:
-        return client.get_run(run_id)
+        return client().get_run(run_id)
     except Exception:
         raise MemError(f"no MLflow run {run_id!r} in {tracking_uri()}: list runs with `mem ui`") from None
 
 
 def read_artifact_text(run_id: str, artifact_file: str) -> str:
     """The text of one artifact of a run; raises MemError naming run and file if it is absent."""
-    client = _client()
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = client.download_artifacts(run_id, artifact_file, tmp)
+            path = client().download_artifacts(run_id, artifact_file, tmp)
         except Exception:
             raise MemError(f"run {run_id} has no artifact {artifact_file!r}: was it made by `mem run`?") from None
         return Path(path).read_text()
@@ -147,12 +135,12 @@ def read_artifact_text(run_id: str, artifact_file: str) -> str:
 
 def search_runs(experiment_names: list[str] | None = None, filter_string: str = ""):
     """Runs of the given experiments (default: all), newest first."""
-    client = _client()
-    exps = client.search_experiments()
+    c = client()
+    exps = c.search_experiments()
     ids = [e.experiment_id for e in exps if experiment_names is None or e.name in experiment_names]
     if not ids:
         return []
-    return client.search_runs(ids, filter_string=filter_string, order_by=["attributes.start_time DESC"], max_results=10000)
+    return c.search_runs(ids, filter_string=filter_string, order_by=["attributes.start_time DESC"], max_results=10000)
 
 
 def ui_command(port: int = 5000) -> list[str]:
@@ -160,6 +148,6 @@ def ui_command(port: int = 5000) -> list[str]:
     import sys
 
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", "127.0.0.1", "--port", str(port)]
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        cmd += ["--default-artifact-root", (runs_dir().resolve() / "mlartifacts").as_uri()]
+    if embedded():
+        cmd += ["--default-artifact-root", artifact_root()]
     return cmd

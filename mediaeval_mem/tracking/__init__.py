@@ -1,0 +1,20 @@
+"""MLflow, the system of record: the only package that imports mlflow (lazily, inside functions).
+
+store.py     opening the store safely (schema set up once under a lock, busy retries, full disk)
+liveness.py  runs whose process died are marked KILLED, never left RUNNING
+runs.py      writing a run (TrackedRun), finding runs, reading their artifacts
+"""
+
+from mediaeval_mem.tracking.runs import (
+    TrackedRun,
+    ensure_experiment,
+    get_run,
+    git_commit,
+    read_artifact_text,
+    search_runs,
+    ui_command,
+)
+from mediaeval_mem.tracking.store import client, tracking_uri
+
+__all__ = ["TrackedRun", "client", "ensure_experiment", "get_run", "git_commit", "read_artifact_text",
+           "search_runs", "tracking_uri", "ui_command"]
