@@ -6,6 +6,7 @@ Heavy modules (torch, transformers, mlflow) are imported inside the handlers, so
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 DATASET_NAMES = ("memento10k", "videomem")  # mirrors datasets.DATASETS, kept here so --help stays light
@@ -77,6 +78,25 @@ def cmd_extract(args) -> int:
     report = extract_features(args.dataset, args.encoder, splits, args.weights, args.data_root, opts, progress=not args.quiet)
     _render_extract(report, _console())
     return 1 if report.failed else 0
+
+
+def cmd_cache_check(args) -> int:
+    from mediaeval_mem.features.check import check_cache
+    from mediaeval_mem.paths import runs_dir
+
+    entries = check_cache()
+    if not entries:
+        print(f"no cached features under {runs_dir() / 'features'}")
+        return 0
+    rows = [[str(e.folder), str(e.videos), str(e.frames), "ok" if e.ok else f"DAMAGED ({e.affected} video(s))"] for e in entries]
+    con = _console()
+    _print_table(f"feature cache: {len(entries)} split folder(s)", ["split folder", "videos", "frames", "state"], rows, con)
+    for e in entries:
+        if not e.ok:
+            con.print(f"[red]damaged[/] {e.problem_line()}", soft_wrap=True)
+    bad = sum(not e.ok for e in entries)
+    con.print(f"{bad} damaged split folder(s)" if bad else "every cached feature file matches its manifest")
+    return 1 if bad else 0
 
 
 def _render_results(results, con, title: str = "results on the dev split of the test dataset") -> None:
@@ -297,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_root(p)
     p.set_defaults(func=cmd_extract)
 
+    cache = sub.add_parser("cache", help="feature cache tools").add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    p = cache.add_parser("check", help="check every cached feature file against its manifest (size, CRC-32); exit 1 on damage")
+    p.set_defaults(func=cmd_cache_check)
+
     p = sub.add_parser("run", help="train and evaluate one task pair, predict its test split, log to MLflow")
     p.add_argument("--task", type=int, required=True, choices=(0, 1, 2),
                    help="1: Memento10k; 2: train on one dataset, test on the other; 0: same-dataset reference (no subtask)")
@@ -356,14 +380,38 @@ def main(argv: list[str] | None = None) -> int:
     from mediaeval_mem.errors import MemError
 
     args = build_parser().parse_args(argv)
+    previous = _sigterm_as_interrupt()
     try:
         return args.func(args)
     except MemError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the machine's doing (a full disk, a read-only folder, a vanished mount): one line
+        from mediaeval_mem.io import NO_SPACE, write_error
+
+        where = e.filename or "."
+        line = write_error(e, where) if e.errno in NO_SPACE else f"{where}: {e.strerror or e}"
+        print(f"error: {line}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: everything finished so far is saved; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM (kill, a scheduler's stop) unwinds like Ctrl-C: what finished is saved, the run marked KILLED.
+
+    Returns the previous handler, or None where signals cannot be set (not the main thread)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:
+        return None
 
 
 if __name__ == "__main__":

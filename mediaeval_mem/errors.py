@@ -34,3 +34,7 @@ class DiskFullError(MemError):
 
 class DamagedError(MemError):
     """A stored file (feature cache, tracking store) does not match what was written; names it and the fix."""
+
+
+class TrackingError(MemError):
+    """The tracking store refused a call (the message is MLflow's own first line)."""

@@ -47,15 +47,16 @@ def free_bytes(path: Path) -> int | None:
         return None
 
 
-def write_error(exc: OSError, path: Path, needed: int | None = None) -> MemError:
+def write_error(exc: OSError, path: Path, needed: int | None = None, for_what: str = "") -> MemError:
     """The one-line error for a failed write to `path`: what happened, the free space, what to do.
 
-    `needed` (bytes) is what the interrupted work still had to write, where the caller knows it.
+    `needed` (bytes) is what the interrupted work still had to write (`for_what` says what that is),
+    where the caller knows it.
     """
     free = free_bytes(path)
     room = f"{human_bytes(free)} free" if free is not None else "free space unknown"
     if needed:
-        room += f", about {human_bytes(needed)} needed"
+        room += f", about {human_bytes(needed)} needed" + (f" for {for_what}" if for_what else "")
     if exc.errno in NO_SPACE:
         return DiskFullError(
             f"no space left on the disk holding {path} ({room}): free some space (or point MEM_RUNS_DIR "
@@ -87,6 +88,7 @@ def _atomic(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
+        tmp.unlink(missing_ok=True)  # first, so that the free space reported is the real one
         raise write_error(e, path, len(data)) from None
     finally:
         tmp.unlink(missing_ok=True)
@@ -120,6 +122,7 @@ def atomic_save(path: Path, save: Callable[[Path], None], needed: int | None = N
         save(tmp)
         os.replace(tmp, path)
     except OSError as e:
+        tmp.unlink(missing_ok=True)
         raise write_error(e, path, needed) from None
     except RuntimeError as e:  # torch.save reports a failed write as a RuntimeError wrapping the OS's reason
         cause = os_error_chain(e)

@@ -12,6 +12,7 @@ Memory is bounded by the batch and the prefetch depth (workers x 2 videos), not 
 from __future__ import annotations
 
 import ctypes
+import errno
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ from mediaeval_mem.encoders import ENCODERS, EncoderRecipe, FrameEncoder, encode
 from mediaeval_mem.errors import DecodeError, DiskFullError, MemError
 from mediaeval_mem.features.key import cache_dir, feature_key
 from mediaeval_mem.features.store import STORE_DTYPE, FeatureStore
-from mediaeval_mem.io import atomic_write_json, human_bytes
+from mediaeval_mem.io import atomic_write_json, write_error
 from mediaeval_mem.progress import progress_bar
 from mediaeval_mem.runtime import autocast, resolve_device, resolve_dtype
 from mediaeval_mem.video import Sampling, decode
@@ -177,12 +178,12 @@ def extract_split(
             if ready and (force or len(ready) >= opts.flush_every) or (force and failed):
                 try:
                     store.append(ready, failed, padded)
-                except DiskFullError as e:  # say how much the rest of the split needs, not just this segment
+                except DiskFullError:  # say how much the rest of the split needs, not just this segment
                     left = len(todo) - report.extracted
                     rows = 1 if encoder.clip_level else report.frames / max(1, report.extracted + len(ready))
-                    per_video = rows * encoder.out_dim * np.dtype(STORE_DTYPE).itemsize
-                    raise DiskFullError(f"{e} (the {left} video(s) left in {report.split} need about "
-                                        f"{human_bytes(per_video * left)} more)") from None
+                    needed = int(rows * encoder.out_dim * np.dtype(STORE_DTYPE).itemsize * left)
+                    raise write_error(OSError(errno.ENOSPC, "No space left on device"), store.folder, needed,
+                                      f"the {left} video(s) left in {report.split}") from None
                 report.extracted += len(ready)
                 report.failed.update(failed)
                 report.padded.update(padded)

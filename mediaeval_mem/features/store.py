@@ -140,8 +140,11 @@ class FeatureStore:
         return None
 
     def done_ids(self) -> set[str]:
-        """Videos whose features are cached in an intact segment."""
-        m = self.manifest()
+        """Videos whose features are cached in an intact segment (none if the manifest is unreadable)."""
+        try:
+            m = self.manifest()
+        except DamagedError:
+            return set()
         bad = self._bad(m)
         return {vid for seg in m["segments"] if seg["file"] not in bad for vid in seg["ids"]}
 

@@ -15,6 +15,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 
+# run id -> status, for runs of this process whose final status could not be written (a full disk)
+unterminated: dict[str, str] = {}
+
+
+def terminate_pending(client) -> None:
+    """Write the final status of this process's runs that could not be marked when they ended."""
+    for run_id, status in list(unterminated.items()):
+        try:
+            client.set_terminated(run_id, status)
+        except Exception:
+            continue
+        del unterminated[run_id]
+
+
 def _boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()

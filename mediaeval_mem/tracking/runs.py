@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
 
-from mediaeval_mem.errors import MemError
-from mediaeval_mem.tracking.liveness import process_tags
+from mediaeval_mem.errors import DiskFullError, MemError
+from mediaeval_mem.io import write_error
+from mediaeval_mem.tracking.liveness import process_tags, unterminated
 from mediaeval_mem.tracking.store import artifact_root, client, embedded, tracking_uri
 
 PARAM_MAX = 6000  # MLflow's limit on a param value's length
@@ -68,8 +71,10 @@ class TrackedRun:
         except Exception:
             if exc_type is None:
                 raise
-            # the store cannot be written (a full disk?): the original error is the one to report, and
-            # the next process that opens the store marks this run KILLED (its process is gone by then)
+            # The store cannot be written (a full disk?): the original error is the one to report. This
+            # process retries the next time it opens the store; if it exits first, the next process that
+            # opens it marks the run KILLED (see liveness.py).
+            unterminated[self.run_id] = status
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -92,10 +97,22 @@ class TrackedRun:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        with self._artifact_space(len(text.encode())):
+            self.client.log_text(self.run_id, text, artifact_file)
 
     def log_file(self, path: Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        with self._artifact_space(Path(path).stat().st_size):
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    @contextmanager
+    def _artifact_space(self, needed: int):
+        """A full disk while logging an artifact: one line naming the run's artifact folder and the size."""
+        try:
+            yield
+        except DiskFullError:
+            where = self.run.info.artifact_uri
+            where = Path(where[len("file://"):]) if where.startswith("file://") else Path(where)
+            raise write_error(OSError(errno.ENOSPC, "No space left on device"), where, needed) from None
 
     def log_csv(self, header: list[str], rows: Iterable[Iterable[Any]], artifact_file: str) -> None:
         import csv

@@ -24,9 +24,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mediaeval_mem.errors import DamagedError, MemError
+from mediaeval_mem.errors import DamagedError, MemError, TrackingError
 from mediaeval_mem.io import NO_SPACE, file_lock, os_error_chain, write_error
 from mediaeval_mem.paths import runs_dir
+from mediaeval_mem.tracking.liveness import reap_dead_runs, terminate_pending, unterminated
 
 BUSY_RETRIES = 8  # on top of SQLite's own 20 s busy timeout per statement (set by MLflow)
 
@@ -241,6 +242,9 @@ class PatientClient:
                         err = _no_space(e)
                         raise write_error(err, Path(err.filename or self._store)) from None
                     if not _is_busy(e) or attempt == BUSY_RETRIES:
+                        if type(e).__module__.startswith(("mlflow", "sqlalchemy")):  # the store's say: one line
+                            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                            raise TrackingError(f"MLflow store {self._store}: {name} failed: {first}") from e
                         raise
                     time.sleep(min(0.25 * 2**attempt, 8.0) * random.uniform(0.5, 1.5))
 
@@ -254,12 +258,12 @@ def _opened(uri: str) -> PatientClient:
 
     for name in ("alembic", "mlflow"):  # after the import: mlflow sets its own levels then
         logging.getLogger(name).setLevel(logging.WARNING)
+    # it logs a traceback for every failed statement; PatientClient retries or reports those in one line
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     path = sqlite_path(uri)
     if path is not None:
         prepare_sqlite_store(path)
     client = PatientClient(MlflowClient(tracking_uri=uri), str(path or uri))
-    from mediaeval_mem.tracking.liveness import reap_dead_runs
-
     reap_dead_runs(client)
     return client
 
@@ -267,7 +271,10 @@ def _opened(uri: str) -> PatientClient:
 def client() -> PatientClient:
     """The MLflow client of the store in use: prepared once per process, dead runs marked on opening."""
     try:
-        return _opened(tracking_uri())
+        opened = _opened(tracking_uri())
+        if unterminated:
+            terminate_pending(opened)
+        return opened
     except MemError:
         raise
     except Exception as e:
