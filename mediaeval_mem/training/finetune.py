@@ -27,7 +27,7 @@ from torch import nn
 from mediaeval_mem.config import RunConfig, to_dict
 from mediaeval_mem.datasets import DatasetIndex, VideoItem
 from mediaeval_mem.errors import MemError
-from mediaeval_mem.io import atomic_save, atomic_write_json
+from mediaeval_mem.io import atomic_save, atomic_write_json, file_lock
 from mediaeval_mem.paths import runs_dir
 
 
@@ -146,18 +146,33 @@ def finetune_i3d(
     echo: Callable[[str], None] = print,
 ) -> FinetuneResult:
     """Fine-tune (or find already fine-tuned) an I3D on `fit`, selecting the epoch on `select`."""
-    from mediaeval_mem.training.loop import EarlyStopping, make_loss, seed_everything
-    from mediaeval_mem.training.metrics import srocc
-
     fit = [it for it in fit if it.path is not None]
     select = [it for it in select if it.path is not None]
     load_init, init_id = _init_source(cfg)
     folder = runs_dir() / "finetune" / "i3d" / index.name / finetune_key(index, fit, select, init_id, cfg)
     best = folder / "best.pt"
-    if (folder / "done.json").is_file() and best.is_file():
-        done = json.loads((folder / "done.json").read_text())
-        return FinetuneResult(best, done["history"], done["best_epoch"], cached=True)
 
+    def finished() -> FinetuneResult | None:
+        if (folder / "done.json").is_file() and best.is_file():
+            done = json.loads((folder / "done.json").read_text())
+            return FinetuneResult(best, done["history"], done["best_epoch"], cached=True)
+        return None
+
+    if (result := finished()) is not None:
+        return result
+    # one process fine-tunes a given network; another asking for the same one waits, then finds it done
+    with file_lock(folder.with_name(f"{folder.name}.lock"),
+                   on_wait=lambda: echo(f"waiting: another process is fine-tuning this I3D in {folder}")):
+        return finished() or _finetune(folder, load_init, init_id, fit, select, cfg, device, echo)
+
+
+def _finetune(folder: Path, load_init, init_id: str, fit: list[VideoItem], select: list[VideoItem], cfg: RunConfig,
+              device: torch.device, echo: Callable[[str], None]) -> FinetuneResult:
+    """The fine-tuning itself, resumable from the last epoch's checkpoint in `folder`."""
+    from mediaeval_mem.training.loop import EarlyStopping, make_loss, seed_everything
+    from mediaeval_mem.training.metrics import srocc
+
+    best = folder / "best.pt"
     f, t = cfg.finetune, cfg.train
     seed_everything(t.seed)
     model = I3DRegressor(load_init()).to(device)
