@@ -176,7 +176,7 @@ def test_killed_grid_leaves_no_run_running(demo_root, tmp_path, monkeypatch, cap
         configs: [{REPO / 'configs' / 'demo.yaml'}]
         pairs: [{{task: 1, train: memento10k, test: memento10k}}]
         seeds: [0, 1]
-        set: [train.epochs=40, train.patience=40]
+        set: [train.epochs=25, train.patience=25]
     """))
     proc = subprocess.Popen([sys.executable, "-m", "mediaeval_mem", "grid", str(grid), "--data-root", str(demo_root),
                              "--quiet"], env=_env(runs), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -192,10 +192,11 @@ def test_killed_grid_leaves_no_run_running(demo_root, tmp_path, monkeypatch, cap
     assert proc.poll() is None and running, "the grid ended before it could be killed"
     proc.kill()
     proc.wait()
-    assert dict(_statuses(db))[running[0]] == "RUNNING"  # what kill -9 leaves
+    running = [r for r, s in _statuses(db) if s == "RUNNING"]  # what kill -9 leaves: the run in flight
+    assert len(running) == 1
 
     monkeypatch.setenv("MEM_RUNS_DIR", str(runs))
-    assert main(["grid", str(grid), "--data-root", str(demo_root), "--quiet", "--set", "train.epochs=3"]) == 0
+    assert main(["grid", str(grid), "--data-root", str(demo_root), "--quiet"]) == 0
     statuses = dict(_statuses(db))
     assert statuses[running[0]] == "KILLED" and "RUNNING" not in statuses.values()
     assert sum(s == "FINISHED" for s in statuses.values()) == 2
