@@ -44,7 +44,7 @@ def child_e2e(args) -> None:
     same loaded encoder, so that both figures see the same machine conditions."""
     from mediaeval_mem.encoders import encoder_recipe
     from mediaeval_mem.features.extract import ExtractOptions, extract_features
-    from mediaeval_mem.runtime import resolve_device, resolve_dtype
+    from mediaeval_mem.core.runtime import resolve_device, resolve_dtype
     from mediaeval_mem.video import decode
 
     device = resolve_device(args.device)
@@ -141,7 +141,7 @@ def main() -> None:
     import torch
 
     from mediaeval_mem.encoders import encoder_recipe
-    from mediaeval_mem.runtime import resolve_device, resolve_dtype
+    from mediaeval_mem.core.runtime import resolve_device, resolve_dtype
     work = Path(args.workdir or tempfile.mkdtemp(prefix="mem-bench-"))
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)

@@ -75,7 +75,7 @@ def pad_batch(batch):
 
 def run_steps(model, batches, max_steps: int, device) -> tuple[float, float, int]:
     """(seconds, seconds waiting on data, steps) of one pass of the paper's training step over `batches`."""
-    from mediaeval_mem.training.loop import to_device
+    from mediaeval_mem.training.batches import to_device
 
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     loss_fn = torch.nn.L1Loss()
@@ -113,7 +113,7 @@ def main() -> None:
     from mediaeval_mem.config import load_config
     from mediaeval_mem.features.store import FeatureStore
     from mediaeval_mem.models import build_model
-    from mediaeval_mem.runtime import resolve_device
+    from mediaeval_mem.core.runtime import resolve_device
     from mediaeval_mem.training.batches import LabelledSplit, training_batches
 
     device = resolve_device(args.device)

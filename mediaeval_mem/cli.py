@@ -20,21 +20,17 @@ def _console():
     return con if con.is_terminal else Console(highlight=False, width=140)  # logs and pipes: don't squeeze tables
 
 
-def _add_data_root(p: argparse.ArgumentParser, default: str | None = None) -> None:
-    p.add_argument("--data-root", default=default, help="folder holding memento10k/ and videomem/ (default: $MEM_DATA_ROOT or data/)")
-
-
 # --------------------------------------------------------------------------- handlers
 def cmd_demo_data(args) -> int:
     from pathlib import Path
 
     from mediaeval_mem.datasets.synthetic import generate_demo_data
 
-    counts = generate_demo_data(Path(args.out), seed=args.seed, scale=args.scale, force=args.force)
+    counts = generate_demo_data(Path(args.data_root), seed=args.seed, scale=args.scale, force=args.force)
     con = _console()
     for name, per_split in counts.items():
-        con.print(f"{name}: " + ", ".join(f"{s} {n}" for s, n in per_split.items()) + f" videos under {Path(args.out) / name}")
-    con.print(f"next: mem data check --data-root {args.out}")
+        con.print(f"{name}: " + ", ".join(f"{s} {n}" for s, n in per_split.items()) + f" videos under {Path(args.data_root) / name}")
+    con.print(f"next: mem data check --data-root {args.data_root}")
     return 0
 
 
@@ -68,21 +64,18 @@ def _render_extract(report, con) -> None:
 
 
 def cmd_extract(args) -> int:
-    from mediaeval_mem.features.extract import ExtractOptions, extract_features
+    from mediaeval_mem.features.extract import extract_features
 
-    opts = ExtractOptions(
-        sampling=args.sampling, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
-        workers=args.workers, backend=args.backend, flush_every=args.flush_every,
-    )
-    splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
-    report = extract_features(args.dataset, args.encoder, splits, args.weights, args.data_root, opts, progress=not args.quiet)
+    splits = tuple(x.strip() for x in args.splits.split(",") if x.strip())
+    report = extract_features(args.dataset, args.encoder, splits, args.weights, args.data_root, args.sampling,
+                              _extract_options(args), args.device, progress=not args.quiet)
     _render_extract(report, _console())
     return 1 if report.failed else 0
 
 
 def cmd_cache_check(args) -> int:
     from mediaeval_mem.features.check import check_cache
-    from mediaeval_mem.paths import runs_dir
+    from mediaeval_mem.core.paths import runs_dir
 
     entries = check_cache()
     if not entries:
@@ -114,7 +107,7 @@ def _render_results(results, con, title: str = "results on the dev split of the 
 
 def cmd_run(args) -> int:
     from mediaeval_mem.config import load_config
-    from mediaeval_mem.runner import run_experiment
+    from mediaeval_mem.experiments.runner import run_experiment
 
     cfg = load_config(args.config, args.set)
     con = _console()
@@ -127,9 +120,9 @@ def cmd_run(args) -> int:
 
 def cmd_describe(args) -> int:
     from mediaeval_mem.config import load_config
-    from mediaeval_mem.describe import describe
+    from mediaeval_mem.experiments.describe import describe
 
-    for line in describe(load_config(args.config, args.set), args.in_dim):
+    for line in describe(load_config(args.config, args.set), args.in_dim or None):
         print(line)
     return 0
 
@@ -145,10 +138,9 @@ def cmd_ui(args) -> int:
 
 
 def cmd_package(args) -> int:
-    from mediaeval_mem.config import load_config
-    from mediaeval_mem.submission import package_submission
+    from mediaeval_mem.submission import load_submission_config, package_submission
 
-    cfg = load_config(args.config).submission
+    cfg = load_submission_config(args.config)
     paths = package_submission(args.team, args.subtask, args.run_ids, args.data_root, cfg)
     for p in paths:
         print(f"wrote {p}")
@@ -156,12 +148,12 @@ def cmd_package(args) -> int:
 
 
 def cmd_grid(args) -> int:
-    from mediaeval_mem.grid import load_grid, load_profile, run_grid, table_rows
+    from mediaeval_mem.experiments.grid import load_grid, load_profile, run_grid, table_rows
 
     from pathlib import Path
 
     from mediaeval_mem.datasets.synthetic import DEMO_MARKER
-    from mediaeval_mem.paths import data_root
+    from mediaeval_mem.core.paths import data_root
 
     con = _console()
     grid = load_grid(args.grid)
@@ -194,7 +186,7 @@ def _print_table(title: str, header: list[str], rows: list[list[str]], con) -> N
 
 
 def cmd_results(args) -> int:
-    from mediaeval_mem.results import HEADER, collect_results, format_results
+    from mediaeval_mem.experiments.results import HEADER, collect_results, format_results
 
     rows = collect_results(args.experiment or None, ci=not args.no_ci, sort=args.sort)
     if not rows:
@@ -210,7 +202,7 @@ def cmd_results(args) -> int:
 def cmd_report(args) -> int:
     from pathlib import Path
 
-    from mediaeval_mem.report import make_report
+    from mediaeval_mem.experiments.report import make_report
 
     for p in make_report(args.run_ids, Path(args.out), args.data_root, args.worst):
         print(f"wrote {p}")
@@ -224,7 +216,7 @@ def _repo_file(rel):
     for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
         if (base / rel).is_file():
             return base / rel
-    from mediaeval_mem.errors import MemError
+    from mediaeval_mem.core.errors import MemError
 
     raise MemError(f"{rel} not found: run mem from the repository's root")
 
@@ -238,8 +230,8 @@ def cmd_demo(args) -> int:
     from mediaeval_mem.datasets.check import render_check
     from mediaeval_mem.datasets.synthetic import generate_demo_data
     from mediaeval_mem.features.extract import extract_features
-    from mediaeval_mem.paths import submissions_dir
-    from mediaeval_mem.runner import run_experiment
+    from mediaeval_mem.core.paths import submissions_dir
+    from mediaeval_mem.experiments.runner import run_experiment
     from mediaeval_mem.submission import package_submission
 
     con = _console()
@@ -252,9 +244,11 @@ def cmd_demo(args) -> int:
         if index.problems:
             return 1
     cfg = load_config(_repo_file("configs/demo.yaml"), [f"train.seed={args.seed}"])
-    con.rule(f"3/5 extract {cfg.features.encoder} frame features")
+    stream = cfg.model.streams[0]
+    con.rule(f"3/5 extract {stream.encoder} frame features")
     for name in DATASET_NAMES:
-        report = extract_features(name, cfg.features.encoder, data_root=args.data_root, progress=not args.quiet)
+        report = extract_features(name, stream.encoder, weights=stream.weights, data_root=args.data_root,
+                                  sampling=stream.sampling, opts=cfg.extract, progress=not args.quiet)
         _render_extract(report, con)
         if report.failed:
             return 1
@@ -277,68 +271,85 @@ def cmd_demo(args) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+def _extract_options(args):
+    """ExtractOptions from the flags that mirror its fields."""
+    from dataclasses import fields
+
+    from mediaeval_mem.features.options import ExtractOptions
+
+    return ExtractOptions(**{f.name: getattr(args, f.name) for f in fields(ExtractOptions)})
+
+
+def _shared() -> dict[str, argparse.ArgumentParser]:
+    """Parent parsers for options several commands share: one name, one meaning, everywhere."""
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data-root", help="folder holding memento10k/ and videomem/ (default: $MEM_DATA_ROOT or data/)")
+    demo = argparse.ArgumentParser(add_help=False)
+    demo.add_argument("--data-root", default=DEMO_ROOT, help=f"where the demo data is (default {DEMO_ROOT})")
+    demo.add_argument("--seed", type=int, default=0)
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("--quiet", action="store_true", help="no progress output")
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. train.epochs=20 or model.streams.0.sampling=uniform:16 (repeatable)")
+    extract = argparse.ArgumentParser(add_help=False)
+    from dataclasses import fields
+
+    from mediaeval_mem.features.options import HELP, ExtractOptions
+
+    for f in fields(ExtractOptions):  # the defaults come from the dataclass
+        flag = "--" + f.name.replace("_", "-")
+        extract.add_argument(flag, dest=f.name, type=type(f.default), default=f.default, help=f"{HELP[f.name]} (default {f.default})")
+    extract.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    return {"data": data, "demo": demo, "quiet": quiet, "config": config, "extract": extract}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mem", description="MediaEval Predicting Media Memorability harness")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sh = _shared()
 
-    p = sub.add_parser("demo", help="the whole pipeline on generated data: check, extract, train 3 pairs, package (minutes on 2 CPU cores)")
-    p.add_argument("--data-root", default=DEMO_ROOT, help=f"where the demo data goes (default {DEMO_ROOT})")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p = sub.add_parser("demo", parents=[sh["demo"], sh["quiet"]],
+                       help="the whole pipeline on generated data: check, extract, train 3 pairs, package (minutes on 2 CPU cores)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("demo-data", help="generate small synthetic Memento10k/VideoMem stand-ins (MediaEval layout)")
-    p.add_argument("--out", default=DEMO_ROOT, help=f"data root to write (default {DEMO_ROOT})")
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("demo-data", parents=[sh["demo"]], help="generate small synthetic Memento10k/VideoMem stand-ins (MediaEval layout)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every split's size (e.g. 0.1 for a tiny set)")
     p.add_argument("--force", action="store_true", help="delete and regenerate existing demo datasets")
     p.set_defaults(func=cmd_demo_data)
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    p = data.add_parser("check", help="per split: videos, missing files, score range, layout; exit 1 on any problem")
+    p = data.add_parser("check", parents=[sh["data"]], help="per split: videos, missing files, score range, layout; exit 1 on any problem")
     p.add_argument("datasets", nargs="*", choices=[[], *DATASET_NAMES], metavar="DATASET", help="memento10k and/or videomem (default both)")
-    _add_data_root(p)
     p.add_argument("--target", default="short-term", help="score to read: short-term (normalised, default), short-term-raw, long-term")
     p.set_defaults(func=cmd_data_check)
 
-    p = sub.add_parser("extract", help="encode videos into cached frame features (resumable)")
+    p = sub.add_parser("extract", parents=[sh["data"], sh["extract"], sh["quiet"]], help="encode videos into cached frame features (resumable)")
     p.add_argument("--dataset", required=True, choices=DATASET_NAMES)
-    p.add_argument("--encoder", required=True, help="clip-vit-b32, clip-vit-l14-336 or clip-demo")
-    p.add_argument("--splits", default="train,dev,test", help="comma-separated (default train,dev,test)")
+    p.add_argument("--encoder", required=True, help="a registered encoder, e.g. clip-vit-b32, clip-vit-l14-336, clip-demo, i3d-kinetics")
+    p.add_argument("--weights", help="weights: a save_pretrained directory, a hub id, a checkpoint file, or 'random'")
     p.add_argument("--sampling", default="all", help="all (default, the paper's) or uniform:N")
-    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 where native), bf16, fp32")
-    p.add_argument("--batch-size", type=int, default=64, help="frames per forward pass (default 64)")
-    p.add_argument("--workers", type=int, default=2, help="decoding threads (default 2)")
-    p.add_argument("--backend", default="auto", help="decoder: auto (decord, then PyAV), decord, pyav")
-    p.add_argument("--flush-every", type=int, default=32, help="videos per stored segment: the most an interruption loses (default 32)")
-    p.add_argument("--weights", help="weights: a save_pretrained directory, a hub id, or 'random'")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_data_root(p)
+    p.add_argument("--splits", default="train,dev,test", help="comma-separated (default train,dev,test)")
     p.set_defaults(func=cmd_extract)
 
     cache = sub.add_parser("cache", help="feature cache tools").add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     p = cache.add_parser("check", help="check every cached feature file against its manifest (size, CRC-32); exit 1 on damage")
     p.set_defaults(func=cmd_cache_check)
 
-    p = sub.add_parser("run", help="train and evaluate one task pair, predict its test split, log to MLflow")
+    p = sub.add_parser("run", parents=[sh["data"], sh["config"], sh["quiet"]],
+                       help="train and evaluate one task pair, predict its test split, log to MLflow")
     p.add_argument("--task", type=int, required=True, choices=(0, 1, 2),
                    help="1: Memento10k; 2: train on one dataset, test on the other; 0: same-dataset reference (no subtask)")
     p.add_argument("--train", required=True, choices=DATASET_NAMES, help="training dataset")
     p.add_argument("--test", required=True, choices=DATASET_NAMES, help="dataset evaluated (dev) and predicted (test)")
     p.add_argument("--config", help="YAML config (default: the paper's model and recipe)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=20 (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    _add_data_root(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("grid", help="run every config x pair x seed of a grid file (resumable), print the paper's table")
+    p = sub.add_parser("grid", parents=[sh["data"], sh["config"], sh["quiet"]],
+                       help="run every config x pair x seed of a grid file (resumable), print the paper's table")
     p.add_argument("grid", help="grid file, e.g. configs/grids/table1.yaml")
     p.add_argument("--profile", help="stand-ins for this machine (default on generated demo data: configs/profiles/demo.yaml; 'none' for no profile)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field of every config")
     p.add_argument("--rerun", action="store_true", help="run everything again, even runs finished before (e.g. after a code change)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    _add_data_root(p)
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("results", help="MLflow runs side by side with a bootstrap CI on SROCC")
@@ -348,46 +359,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ci", action="store_true", help="skip the bootstrap (faster)")
     p.set_defaults(func=cmd_results)
 
-    p = sub.add_parser("report", help="figures for runs: truth vs prediction, and the worst predictions with a frame each")
+    p = sub.add_parser("report", parents=[sh["data"]], help="figures for runs: truth vs prediction, and the worst predictions with a frame each")
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     p.add_argument("--out", default="runs/reports", help="folder for the PNGs (default runs/reports)")
     p.add_argument("--worst", type=int, default=8, help="how many worst predictions to show (default 8)")
-    _add_data_root(p)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("describe", help="print a config's parts, widths and trainable parameters")
+    p = sub.add_parser("describe", parents=[sh["config"]], help="print a config's streams, widths and trainable parameters")
     p.add_argument("config", nargs="?", help="YAML config (default: the paper's model)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--in-dim", type=int, help="feature width (default: the encoder architecture's)")
+    p.add_argument("--in-dim", type=int, action="append", default=[], metavar="D",
+                   help="feature width of a stream (repeat once per stream; default: the encoder architecture's)")
     p.set_defaults(func=cmd_describe)
 
     p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the harness's store")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=cmd_ui)
 
-    p = sub.add_parser("package-submission", help="validate runs' test predictions and write the challenge's CSVs")
+    p = sub.add_parser("package-submission", parents=[sh["data"]], help="validate runs' test predictions and write the challenge's CSVs")
     p.add_argument("--team", required=True)
     p.add_argument("--subtask", type=int, required=True, choices=(1, 2))
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids, in run order (at most 5)")
-    p.add_argument("--config", help="YAML with a submission: section (file-name template, columns)")
-    _add_data_root(p)
+    p.add_argument("--config", help="YAML with the run files' filename template, columns and max_runs (see submission.py)")
     p.set_defaults(func=cmd_package)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `mem`; returns the exit status (tests call main([...]) in-process)."""
-    from mediaeval_mem.errors import MemError
+    from mediaeval_mem.core.errors import MemError
+    from mediaeval_mem.core.process import one_malloc_arena, sigterm_as_interrupt
 
     args = build_parser().parse_args(argv)
-    previous = _sigterm_as_interrupt()
+    one_malloc_arena()  # before torch starts its threads: extraction's peak memory stays flat
+    previous = sigterm_as_interrupt()
     try:
         return args.func(args)
     except MemError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # the machine's doing (a full disk, a read-only folder, a vanished mount): one line
-        from mediaeval_mem.io import NO_SPACE, write_error
+        from mediaeval_mem.core.io import NO_SPACE, write_error
 
         where = e.filename or "."
         line = write_error(e, where) if e.errno in NO_SPACE else f"{where}: {e.strerror or e}"
@@ -399,19 +410,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-def _sigterm_as_interrupt():
-    """SIGTERM (kill, a scheduler's stop) unwinds like Ctrl-C: what finished is saved, the run marked KILLED.
-
-    Returns the previous handler, or None where signals cannot be set (not the main thread)."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        return signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:
-        return None
 
 
 if __name__ == "__main__":

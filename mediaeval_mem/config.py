@@ -1,53 +1,71 @@
-"""Run configs: plain YAML that becomes one frozen dataclass, in one place (STYLE.md 5-6).
+"""Run configs: plain YAML that becomes one frozen RunConfig through the schema engine (core/schema.py).
 
 The defaults are the paper's model and recipe; a config file states only what it changes:
 
     # configs/demo.yaml
-    features: {encoder: clip-demo}
-    train: {epochs: 30, lr: 1.0e-3}
+    model: {streams: [{encoder: clip-demo}]}
+    train: {epochs: 20, lr: 2.0e-3}
 
-`load_config("configs/demo.yaml", ["train.seed=1"])` -> RunConfig. An unknown section or key, or a
-value of the wrong type, raises ConfigError naming the file and the key.
+A run's inputs are its streams (model.streams): each names an encoder (and its weights and frame
+sampling: what fixes the features) and the aggregator that pools them; the streams' outputs are
+concatenated before the head. `load_config("configs/demo.yaml", ["train.seed=1"])` -> RunConfig.
+An unknown section or key, a value of the wrong type, or an aggregator that does not fit its
+encoder raises ConfigError naming the file and the key.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from mediaeval_mem.errors import ConfigError
+from mediaeval_mem.core.errors import ConfigError, UnknownNameError
+from mediaeval_mem.core.schema import build, flatten, override, read_yaml_mapping, to_dict, to_yaml
+from mediaeval_mem.features.options import ExtractOptions
 
-
-@dataclass(frozen=True)
-class FeaturesCfg:
-    encoder: str = "clip-vit-l14-336"
-    weights: str | None = None  # a save_pretrained folder, a hub id, 'random'; None = the encoder's default
-    sampling: str = "all"  # the paper encodes every frame
-    dtype: str = "auto"
-    batch_size: int = 64  # frames per forward pass when extracting
-    workers: int = 2
+__all__ = ["RunConfig", "StreamCfg", "ModelCfg", "TrainCfg", "FinetuneCfg", "DataCfg", "ExtractOptions",
+           "load_config", "config_from_dict", "apply_overrides", "to_dict", "to_yaml", "flatten"]
 
 
 @dataclass(frozen=True)
 class StreamCfg:
-    """A further feature stream for fusion: its own encoder and aggregator."""
+    """One input of the model: what is extracted (encoder, weights, sampling) and how it is pooled."""
 
-    encoder: str
-    weights: str | None = None
-    aggregator: str = "linear-avg"
+    encoder: str = "clip-vit-l14-336"
+    weights: str | None = None  # a save_pretrained folder, a hub id, a checkpoint, 'random'; None = the encoder's default
+    sampling: str = "all"  # the paper encodes every frame; or uniform:N
+    aggregator: str = "bigru-attention"
     aggregator_args: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        """The encoder and aggregator exist and fit each other (from the metadata registered with each)."""
+        from mediaeval_mem.encoders import ENCODERS
+        from mediaeval_mem.models import AGGREGATORS
+        from mediaeval_mem.video import Sampling
+
+        try:
+            info, agg = ENCODERS.info(self.encoder), AGGREGATORS[self.aggregator]
+            Sampling.parse(self.sampling)
+        except UnknownNameError as e:
+            raise ConfigError(str(e)) from None
+        except ValueError as e:
+            raise ConfigError(f"sampling: {e}") from None
+        if info.clip_level and agg.temporal:
+            raise ConfigError(f"aggregator {self.aggregator!r} models frame order, but {self.encoder} gives one vector "
+                              f"per video: use none, avg or linear-avg")
+        if self.aggregator == "none" and not info.clip_level:
+            raise ConfigError(f"aggregator 'none' is for clip-level encoders; {self.encoder} gives one vector per frame: use avg")
 
 
 @dataclass(frozen=True)
 class ModelCfg:
-    aggregator: str = "bigru-attention"  # over the frames of features.encoder
-    aggregator_args: Mapping[str, Any] = field(default_factory=dict)
-    head: str = "mlp"  # over the concatenated outputs of every stream
+    streams: tuple[StreamCfg, ...] = (StreamCfg(),)  # concatenated before the head (the paper's CLIP + I3D rows)
+    head: str = "mlp"
     head_args: Mapping[str, Any] = field(default_factory=dict)
-    fuse: tuple[StreamCfg, ...] = ()  # more streams (the paper's CLIP + I3D rows), concatenated before the head
+
+    def __post_init__(self):
+        if not self.streams:
+            raise ConfigError("streams: needs at least one stream")
 
 
 @dataclass(frozen=True)
@@ -64,20 +82,20 @@ class TrainCfg:
     holdout_fraction: float = 0.1
     monitor: str = "srocc"  # what early stopping watches on the selection split: srocc | loss
     seed: int = 0
-    device: str = "auto"
+    device: str = "auto"  # for extraction and training: auto (cuda if present) | cpu | cuda | cuda:N
 
     def __post_init__(self):
         checks = [
-            (self.epochs >= 1, "train.epochs must be >= 1"),
-            (self.batch_size >= 1, "train.batch_size must be >= 1"),
-            (self.lr > 0, "train.lr must be > 0"),
-            (0 < self.lr_decay <= 1, "train.lr_decay must lie in (0, 1]"),
-            (self.lr_step_epochs >= 1, "train.lr_step_epochs must be >= 1"),
-            (self.patience >= 1, "train.patience must be >= 1"),
-            (self.loss in ("l1", "mse"), "train.loss must be l1 or mse"),
-            (self.select_on in ("holdout", "dev"), "train.select_on must be holdout or dev"),
-            (0 < self.holdout_fraction < 1, "train.holdout_fraction must lie in (0, 1)"),
-            (self.monitor in ("srocc", "loss"), "train.monitor must be srocc or loss"),
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (0 < self.lr_decay <= 1, "lr_decay must lie in (0, 1]"),
+            (self.lr_step_epochs >= 1, "lr_step_epochs must be >= 1"),
+            (self.patience >= 1, "patience must be >= 1"),
+            (self.loss in ("l1", "mse"), "loss must be l1 or mse"),
+            (self.select_on in ("holdout", "dev"), "select_on must be holdout or dev"),
+            (0 < self.holdout_fraction < 1, "holdout_fraction must lie in (0, 1)"),
+            (self.monitor in ("srocc", "loss"), "monitor must be srocc or loss"),
         ]
         for ok, message in checks:
             if not ok:
@@ -86,16 +104,22 @@ class TrainCfg:
 
 @dataclass(frozen=True)
 class FinetuneCfg:
-    """Training the I3D end to end for memorability (encoder i3d-finetune); the rest of the recipe is train's."""
+    """Training an encoder end to end before it extracts (i3d-finetune); the rest of the recipe is train's."""
 
-    init: str | None = None  # piergiaj checkpoint to start from; None: i3d-kinetics's default file; 'random'
+    init: str | None = None  # checkpoint to start from; None: i3d-kinetics's default file; 'random'
     frames: int = 32  # frames per clip, sampled uniformly
     size: int = 224  # crop side; the features of the fine-tuned net are extracted at the same size
+    head: str = "linear"  # from the heads registry, over the network's clip feature
+    head_args: Mapping[str, Any] = field(default_factory=dict)
     epochs: int = 10
     batch_size: int = 4
     lr: float = 1e-4
     patience: int = 3
     workers: int = 2  # DataLoader workers decoding clips on the fly
+
+    def recipe(self, train: TrainCfg) -> TrainCfg:
+        """The training recipe of the fine-tuning: train's, with this section's epochs, batch, lr, patience."""
+        return replace(train, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience)
 
 
 @dataclass(frozen=True)
@@ -106,167 +130,62 @@ class DataCfg:
 
 
 @dataclass(frozen=True)
-class SubmissionCfg:
-    # The 2022 run-file name is unverified; this follows the one seen in a 2023 team's script.
-    filename: str = "me22mem-{team}-subtask{subtask}-run{run}.csv"
-    columns: tuple[str, str] = ("video_id", "mem_score")
-    max_runs: int = 5  # per subtask per team
-
-
-@dataclass(frozen=True)
 class RunConfig:
     name: str = "paper-best"
-    features: FeaturesCfg = field(default_factory=FeaturesCfg)
     model: ModelCfg = field(default_factory=ModelCfg)
+    extract: ExtractOptions = field(default_factory=ExtractOptions)
     train: TrainCfg = field(default_factory=TrainCfg)
     data: DataCfg = field(default_factory=DataCfg)
     finetune: FinetuneCfg = field(default_factory=FinetuneCfg)
-    submission: SubmissionCfg = field(default_factory=SubmissionCfg)
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check (and where lossless, convert) a YAML value against a field's type hint."""
-    origin = typing.get_origin(hint)
-    if origin is typing.Union or type(hint).__name__ == "UnionType":
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        return _coerce(value, next(a for a in args if a is not type(None)), where)
-    if origin in (Mapping, dict) or hint is Mapping:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        item = typing.get_args(hint)[0]
-        if dataclasses.is_dataclass(item):
-            return tuple(_build(item, v, f"{where}[{i}]") for i, v in enumerate(value))
-        return tuple(value)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
-        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
-    return value
-
-
-def _build(cls, data: Mapping, where: str):
-    where_ = where or "top level"
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where_}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where_}: unknown key {unknown[0]!r} (valid: {', '.join(sorted(names))})")
-    missing = sorted(f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
-                     and f.default_factory is dataclasses.MISSING and f.name not in data)
-    if missing:
-        raise ConfigError(f"{where_}: missing key {missing[0]!r}")
-    kwargs = {}
-    for k, v in data.items():
-        hint = hints[k]
-        where_k = f"{where}.{k}" if where else k
-        kwargs[k] = _build(hint, v, where_k) if dataclasses.is_dataclass(hint) else _coerce(v, hint, where_k)
-    return cls(**kwargs)
-
-
-def _set(tree: dict, dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    for p in parents:
-        node = tree.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {dotted}: {p!r} is not a section")
-        tree = node
-    tree[last] = value
-
-
-def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict:
-    """A YAML file that must hold a mapping; errors name the file."""
+def _old_shape(data: Mapping) -> str | None:
+    """A config of the shape before streams, rewritten in the new one (as a one-line hint), or None."""
+    features = data.get("features") if isinstance(data.get("features"), Mapping) else None
+    model = data.get("model") if isinstance(data.get("model"), Mapping) else {}
+    if features is None and not {"aggregator", "aggregator_args", "fuse"} & set(model) and "submission" not in data:
+        return None
+    features = dict(features or {})
+    first = {k: features.pop(k) for k in ("encoder", "weights", "sampling") if k in features}
+    first.update({k: model[k] for k in ("aggregator", "aggregator_args") if k in model})
+    streams = [first] + [dict(s, sampling=first["sampling"]) if "sampling" in first else dict(s)
+                         for s in model.get("fuse") or [] if isinstance(s, Mapping)]
+    new_model = {"streams": streams, **{k: v for k, v in model.items() if k in ("head", "head_args")}}
+    new = {"model": new_model, **({"extract": features} if features else {})}
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what} {path} not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
-
-
-def _override(data: dict, overrides: typing.Iterable[str], source: str) -> dict:
-    import yaml
-
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"{source} {item!r}: expected key=value, e.g. train.epochs=20")
-        key, raw = item.split("=", 1)
-        _set(data, key.strip(), yaml.safe_load(raw))
-    return data
-
-
-def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> RunConfig:
-    """Read a YAML config (None: the defaults) and apply `key=value` overrides (values parsed as YAML)."""
-    data: dict = {}
-    source = "--set" if overrides else "defaults"
-    if path is not None:
-        data, source = read_yaml_mapping(path), str(path)
-        data.setdefault("name", Path(path).stem)
-    return config_from_dict(_override(data, overrides, "--set"), source)
+    text = yaml.safe_dump(new, default_flow_style=True, width=10_000).strip()
+    extra = "; the submission section moved to the packager's own file (mem package-submission --config)" \
+        if "submission" in data else ""
+    return (f"this config has the shape from before streams (features.encoder, model.aggregator, model.fuse): "
+            f"write its inputs as model.streams, here: {text}{extra}")
 
 
 def config_from_dict(data: Mapping, source: str = "config") -> RunConfig:
     """A RunConfig from plain data (as `to_dict` gives); errors name `source` and the key."""
+    hint = _old_shape(data)
+    if hint:
+        raise ConfigError(f"{source}: {hint}")
     try:
-        return _build(RunConfig, data, "")
+        return build(RunConfig, data, "")
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
 
 
-def apply_overrides(cfg: RunConfig, overrides: typing.Iterable[str], source: str = "--set") -> RunConfig:
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> RunConfig:
+    """Read a YAML config (None: the defaults) and apply `key=value` overrides (values parsed as YAML).
+
+    >>> load_config("configs/demo.yaml", ["train.seed=1", "model.streams.0.sampling=uniform:16"]).train.seed
+    1
+    """
+    cfg = RunConfig()
+    if path is not None:
+        data = read_yaml_mapping(path)
+        data.setdefault("name", Path(path).stem)
+        cfg = config_from_dict(data, str(path))
+    return apply_overrides(cfg, overrides) if overrides else cfg
+
+
+def apply_overrides(cfg: RunConfig, overrides: Iterable[str], source: str = "--set") -> RunConfig:
     """`cfg` with `key=value` overrides (values parsed as YAML)."""
-    return config_from_dict(_override(to_dict(cfg), overrides, source), source)
-
-
-def to_dict(cfg) -> dict:
-    """A config as plain data (tuples as lists), ready for YAML or JSON."""
-    def plain(x):
-        if isinstance(x, Mapping):
-            return {k: plain(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [plain(v) for v in x]
-        return x
-
-    return plain(dataclasses.asdict(cfg))
-
-
-def to_yaml(cfg) -> str:
-    import yaml
-
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
-
-
-def flatten(cfg) -> dict[str, Any]:
-    """{'train.epochs': 100, 'model.aggregator_args.hidden': 64, ...} for MLflow params."""
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, x: Any) -> None:
-        if isinstance(x, dict) and x:
-            for k, v in x.items():
-                walk(f"{prefix}.{k}" if prefix else k, v)
-        elif isinstance(x, list) and x and all(isinstance(v, dict) for v in x):
-            for i, v in enumerate(x):
-                walk(f"{prefix}.{i}", v)
-        else:
-            out[prefix] = x
-
-    walk("", to_dict(cfg))
-    return out
+    return config_from_dict(override(to_dict(cfg), overrides, source), source)

@@ -16,9 +16,33 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mediaeval_mem.config import SubmissionCfg
-from mediaeval_mem.errors import MemError
-from mediaeval_mem.paths import submissions_dir
+from mediaeval_mem.core.errors import ConfigError, MemError
+from mediaeval_mem.core.paths import submissions_dir
+
+
+@dataclass(frozen=True)
+class SubmissionCfg:
+    """The run files' names and columns (`mem package-submission --config FILE`, a YAML of these keys).
+
+    The 2022 run-file name is unverified; the default follows the one seen in a 2023 team's script.
+    """
+
+    filename: str = "me22mem-{team}-subtask{subtask}-run{run}.csv"
+    columns: tuple[str, str] = ("video_id", "mem_score")
+    max_runs: int = 5  # per subtask per team
+
+    def __post_init__(self):
+        if "{run}" not in self.filename:
+            raise ConfigError(f"filename must contain {{run}}, or the runs' files would overwrite each other (got {self.filename!r})")
+        if self.max_runs < 1:
+            raise ConfigError("max_runs must be >= 1")
+
+
+def load_submission_config(path: str | Path | None) -> SubmissionCfg:
+    """The packager's settings from a YAML file (None: the defaults)."""
+    from mediaeval_mem.core.schema import load_yaml
+
+    return SubmissionCfg() if path is None else load_yaml(SubmissionCfg, path, what="submission config")
 
 
 @dataclass(frozen=True)

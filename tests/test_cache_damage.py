@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mediaeval_mem.cli import main
-from mediaeval_mem.errors import DamagedError
+from mediaeval_mem.core.errors import DamagedError
 from mediaeval_mem.features.extract import ExtractOptions, extract_features
 from mediaeval_mem.features.store import FeatureStore
 
@@ -95,7 +95,7 @@ def test_unreadable_manifest_is_one_line_then_rebuilt(demo_root, runs_dir, capsy
 
 def test_mem_run_repairs_a_damaged_cache_by_itself(demo_root, runs_dir, capsys):
     from mediaeval_mem.config import load_config
-    from mediaeval_mem.runner import run_experiment
+    from mediaeval_mem.experiments.runner import run_experiment
 
     cfg = load_config("configs/demo.yaml", ["train.epochs=1"])
     first = run_experiment(1, "memento10k", "memento10k", cfg, demo_root, progress=False, echo=lambda s: None)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mediaeval_mem.datasets import open_dataset
-from mediaeval_mem.errors import DataError
+from mediaeval_mem.core.errors import DataError
 
 from conftest import DATA
 

@@ -8,7 +8,7 @@ import torch
 
 from mediaeval_mem.encoders import build_encoder
 from mediaeval_mem.encoders.preprocess import ImageTransform
-from mediaeval_mem.errors import WeightsError
+from mediaeval_mem.core.errors import WeightsError
 
 
 def _natural_like(h: int, w: int, seed: int) -> np.ndarray:

@@ -8,7 +8,7 @@ import torch
 from mediaeval_mem.config import load_config
 from mediaeval_mem.datasets import open_dataset
 from mediaeval_mem.encoders.i3d import load_i3d_checkpoint, write_random_checkpoint
-from mediaeval_mem.runner import holdout_ids
+from mediaeval_mem.experiments.runner import holdout_ids
 from mediaeval_mem.training import finetune as ft
 
 

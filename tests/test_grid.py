@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from mediaeval_mem.cli import main
-from mediaeval_mem.errors import ConfigError
-from mediaeval_mem.grid import load_grid, load_profile, run_grid, table_rows
+from mediaeval_mem.core.errors import ConfigError
+from mediaeval_mem.experiments.grid import load_grid, load_profile, run_grid, table_rows
 
 from conftest import REPO
 
@@ -32,7 +32,7 @@ seeds: [0, 1]
 
 
 def test_grid_runs_resumes_and_reports_mean_and_sd(small_grid, demo_root, runs_dir, monkeypatch):
-    import mediaeval_mem.runner as runner
+    import mediaeval_mem.experiments.runner as runner
 
     profile = load_profile(REPO / "configs" / "profiles" / "demo.yaml", demo_root)
     real, calls = runner.run_experiment, []
@@ -100,7 +100,7 @@ def test_shipped_grids_load():
 def test_bootstrap_ci_matches_a_plain_loop():
     from scipy.stats import spearmanr
 
-    from mediaeval_mem.results import bootstrap_srocc_ci
+    from mediaeval_mem.experiments.results import bootstrap_srocc_ci
 
     rng = np.random.default_rng(3)
     y = rng.uniform(0.4, 1, 60).round(2)  # ties included
@@ -138,7 +138,7 @@ def test_results_and_report_commands(tmp_path, demo_root, runs_dir, capsys):
 
 def test_runs_log_their_figures(runs_dir, demo_root):
     from mediaeval_mem.config import load_config
-    from mediaeval_mem.runner import run_experiment
+    from mediaeval_mem.experiments.runner import run_experiment
     from mediaeval_mem.tracking import client
 
     cfg = load_config(REPO / "configs" / "demo.yaml", ["train.epochs=1"])

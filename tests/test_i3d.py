@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from mediaeval_mem.encoders.i3d import MIN_FRAMES, load_i3d_checkpoint, pad_frames, same_pad
-from mediaeval_mem.errors import WeightsError
+from mediaeval_mem.core.errors import WeightsError
 
 from conftest import DATA
 

@@ -6,21 +6,22 @@ import pytest
 import torch
 
 from mediaeval_mem.config import RunConfig, load_config
-from mediaeval_mem.errors import ConfigError
+from mediaeval_mem.core.errors import ConfigError
 from mediaeval_mem.models import AGGREGATORS, HEADS, build_model, count_trainable
 
 from conftest import REPO
 
 
 def test_paper_model_has_exactly_the_papers_parameter_count():
-    model = build_model(load_config(REPO / "configs" / "paper-best.yaml"), [1024])
+    model = build_model(load_config(REPO / "configs" / "paper-best.yaml").model, [1024])
     assert count_trainable(model) == 1_381_762
-    assert count_trainable(build_model(RunConfig(), [1024])) == 1_381_762  # the defaults are the paper's
+    assert count_trainable(build_model(RunConfig().model, [1024])) == 1_381_762  # the defaults are the paper's
 
 
-def cfg_of(aggregator="bigru-attention", head="mlp", encoder="clip-demo", **kw) -> RunConfig:
-    return load_config(None, [f"features.encoder={encoder}", f"model.aggregator={aggregator}", f"model.head={head}"]
-                       + [f"{k}={v}" for k, v in kw.items()])
+def cfg_of(aggregator="bigru-attention", head="mlp", encoder="clip-demo", **kw):
+    """The model section of a one-stream config."""
+    return load_config(None, [f"model.streams.0.encoder={encoder}", f"model.streams.0.aggregator={aggregator}",
+                              f"model.head={head}"] + [f"{k}={v}" for k, v in kw.items()]).model
 
 
 @pytest.mark.parametrize("aggregator", sorted(a for a, cls in AGGREGATORS.items() if a != "none"))
@@ -54,13 +55,13 @@ def test_attention_is_the_papers_equation():
 
 
 def test_widths_are_derived_from_the_input():
-    model = build_model(RunConfig(), [64])
+    model = build_model(RunConfig().model, [64])
     assert model.aggregators[0].out_dim == 64
     assert model.head.layers[0].in_features == 64
-    gru = build_model(cfg_of("bigru", "linear", **{"model.aggregator_args": "{hidden: 5, layers: 1}"}), [64])
+    gru = build_model(cfg_of("bigru", "linear", **{"model.streams.0.aggregator_args": "{hidden: 5, layers: 1}"}), [64])
     assert gru.head.layers[0].in_features == 10  # 2 x hidden
 
 
 def test_bad_builder_arguments_name_the_key():
-    with pytest.raises(ConfigError, match=r"model.aggregator_args: bad arguments \['hiden'\]"):
-        build_model(cfg_of(**{"model.aggregator_args": "{hiden: 3}"}), [16])
+    with pytest.raises(ConfigError, match=r"model.streams\[0\].aggregator_args: bad arguments \['hiden'\]"):
+        build_model(cfg_of(**{"model.streams.0.aggregator_args": "{hiden: 3}"}), [16])

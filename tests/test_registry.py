@@ -1,7 +1,7 @@
 import pytest
 
-from mediaeval_mem.errors import UnknownNameError
-from mediaeval_mem.registry import Registry
+from mediaeval_mem.core.errors import UnknownNameError
+from mediaeval_mem.core.registry import Registry
 
 
 def test_register_and_build():

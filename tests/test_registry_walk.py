@@ -11,7 +11,7 @@ import torch
 
 from mediaeval_mem.config import apply_overrides, load_config
 from mediaeval_mem.encoders import ENCODER_INFO, ENCODERS, encoder_recipe
-from mediaeval_mem.errors import ConfigError
+from mediaeval_mem.core.errors import ConfigError
 from mediaeval_mem.models import AGGREGATORS, HEADS, build_model
 from mediaeval_mem.models.model import check_compatible
 
@@ -75,8 +75,8 @@ def test_table1_has_eleven_configs():
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO / "configs")))
 def test_every_shipped_config_runs_one_step(path, demo_root, runs_dir):
     """With the demo profile's stand-ins, one epoch on the tiny generated data, end to end."""
-    from mediaeval_mem.grid import apply_profile, load_profile
-    from mediaeval_mem.runner import run_experiment
+    from mediaeval_mem.experiments.grid import apply_profile, load_profile
+    from mediaeval_mem.experiments.runner import run_experiment
 
     cfg = apply_profile(load_config(path), load_profile(REPO / "configs" / "profiles" / "demo.yaml", demo_root))
     cfg = apply_overrides(cfg, ["train.epochs=1", "finetune.epochs=1", "finetune.size=32", "finetune.frames=9",

@@ -12,8 +12,8 @@ from scipy import stats
 from mediaeval_mem.config import TrainCfg, load_config
 from mediaeval_mem.features.store import SplitFeatures
 from mediaeval_mem.models import build_model
-from mediaeval_mem.tasks import plan_task
-from mediaeval_mem.errors import MemError
+from mediaeval_mem.experiments.tasks import plan_task
+from mediaeval_mem.core.errors import MemError
 from mediaeval_mem.training.batches import LabelledSplit, collate
 from mediaeval_mem.training.loop import EarlyStopping, train_model
 from mediaeval_mem.training.metrics import evaluate, mse, plcc, srocc
@@ -90,7 +90,7 @@ def test_training_stops_early_and_restores_the_best_epoch():
     assert result.stopped_early and len(result.history) == result.best_epoch + 3
     best = max(result.history, key=lambda log: log.select_srocc)
     assert best.epoch == result.best_epoch
-    from mediaeval_mem.training.loop import predict
+    from mediaeval_mem.training.batches import predict
 
     assert srocc(select.scores, predict(model, select)) == pytest.approx(best.select_srocc, abs=1e-6)
     assert best.select_srocc > 0.8  # it learned

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mediaeval_mem.datasets.synthetic import render_clip, write_video
-from mediaeval_mem.errors import DecodeError, MemError
+from mediaeval_mem.core.errors import DecodeError, MemError
 from mediaeval_mem.video import Sampling, decode, probe
 
 

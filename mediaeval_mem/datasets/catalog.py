@@ -7,9 +7,9 @@ from pathlib import Path
 
 from mediaeval_mem.datasets.layouts import LAYOUTS, TARGET_COLUMNS
 from mediaeval_mem.datasets.records import DatasetIndex
-from mediaeval_mem.errors import DataError
-from mediaeval_mem.paths import data_root as default_data_root
-from mediaeval_mem.registry import Registry
+from mediaeval_mem.core.errors import DataError
+from mediaeval_mem.core.paths import data_root as default_data_root
+from mediaeval_mem.core.registry import Registry
 
 
 @dataclass(frozen=True)

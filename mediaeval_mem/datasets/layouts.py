@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Callable
 
 from mediaeval_mem.datasets.records import Problem, VideoItem
-from mediaeval_mem.errors import DataError
-from mediaeval_mem.registry import Registry
+from mediaeval_mem.core.errors import DataError
+from mediaeval_mem.core.registry import Registry
 
 VIDEO_EXTS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 

@@ -47,7 +47,7 @@ class DatasetIndex:
 
     def split(self, name: str) -> list[VideoItem]:
         if name not in self.splits:
-            from mediaeval_mem.errors import DataError
+            from mediaeval_mem.core.errors import DataError
 
             raise DataError(
                 f"{self.name} ({self.layout} layout at {self.root}) has no {name!r} split; "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mediaeval_mem.io import atomic_write_text
+from mediaeval_mem.core.io import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def generate_demo_data(root: Path, seed: int = 0, noise: float = 0.03, scale: fl
             if not (Path(root) / "i3d" / file).is_file():
                 write_random_checkpoint(Path(root) / "i3d" / file, classes, size=112, seed=seed + classes)
     root = Path(root)
-    from mediaeval_mem.io import atomic_write_json
+    from mediaeval_mem.core.io import atomic_write_json
 
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / DEMO_MARKER, {"made_by": "mem demo-data", "seed": seed, "scale": scale, "noise": noise})

@@ -1,6 +1,16 @@
-"""Frame encoders: a registry of names, each fixing its weights and preprocessing."""
+"""Frame encoders: the registry (each name with its EncoderInfo), CLIP and I3D."""
 
-from mediaeval_mem.encoders.base import ENCODER_INFO, ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder, build_encoder, encoder_recipe
+from mediaeval_mem.encoders.base import (
+    ENCODERS,
+    EncoderInfo,
+    EncoderRecipe,
+    FrameEncoder,
+    Prepared,
+    PrepareContext,
+    build_encoder,
+    encoder_recipe,
+)
 from mediaeval_mem.encoders import clip, i3d  # noqa: F401,E402  (register their names; transformers loads lazily)
 
-__all__ = ["ENCODER_INFO", "ENCODERS", "EncoderInfo", "EncoderRecipe", "FrameEncoder", "build_encoder", "encoder_recipe"]
+__all__ = ["ENCODERS", "EncoderInfo", "EncoderRecipe", "FrameEncoder", "PrepareContext", "Prepared", "build_encoder",
+           "encoder_recipe"]

@@ -7,29 +7,53 @@ preprocessing), known without loading the model, so a fully cached feature set n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
 
 from mediaeval_mem.encoders.preprocess import ImageTransform
-from mediaeval_mem.registry import Registry
+from mediaeval_mem.core.registry import Registry
 
 # name -> builder(weights: str | None = None) -> EncoderRecipe
 ENCODERS: Registry = Registry("encoder")
 
 
+if TYPE_CHECKING:
+    from mediaeval_mem.datasets import DatasetIndex, VideoItem
+
+
+@dataclass
+class PrepareContext:
+    """What an encoder that is trained before it extracts gets to train on (the run's training data)."""
+
+    dataset: "DatasetIndex"
+    fit: list["VideoItem"]  # training videos
+    select: list["VideoItem"]  # the videos model selection watches
+    cfg: Any  # the RunConfig
+    device: torch.device
+    echo: Callable[[str], None] = print
+
+
+@dataclass
+class Prepared:
+    """Weights an encoder made for itself, and what to record about their making."""
+
+    weights: str  # what the encoder's builder then takes as `weights`
+    tags: dict[str, Any] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)  # per-epoch metrics of the making
+
+
 @dataclass(frozen=True)
 class EncoderInfo:
-    """What a name says about its features before any weights are loaded."""
+    """What a name says about its features before any weights are loaded; registered with its builder."""
 
     width: int  # feature width of the architecture the name stands for
     clip_level: bool = False  # one vector per video (I3D) rather than one per frame (CLIP)
-
-
-# name -> EncoderInfo, filled in by each encoder module beside its registrations
-ENCODER_INFO: dict[str, EncoderInfo] = {}
+    # Encoders that must be trained before they extract (the fine-tuned I3D): make their weights when
+    # a stream names none. Called by the run's feature stage; None for frozen extractors.
+    prepare: Callable[[PrepareContext], Prepared] | None = None
 
 
 @dataclass(frozen=True)

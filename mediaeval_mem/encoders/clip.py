@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mediaeval_mem.encoders.base import ENCODER_INFO, ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder
+from mediaeval_mem.encoders.base import ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder
 from mediaeval_mem.encoders.preprocess import ImageTransform
 from mediaeval_mem.encoders.weights import dir_identity, resolve_hf_weights
-from mediaeval_mem.errors import WeightsError
-from mediaeval_mem.paths import runs_dir
+from mediaeval_mem.core.errors import WeightsError
+from mediaeval_mem.core.paths import runs_dir
 
 # Vision-tower shapes of the OpenAI checkpoints, so the full-size architectures can be built with
 # random weights (tests, benchmarks) without a download. Activation: quick_gelu (CLIPVisionConfig's default).
@@ -28,7 +28,6 @@ CLIP_ARCHS = {
     # Tiny, for the demo and tests: 32 px, 16 patches, 2 layers, 64-d.
     "clip-demo": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, patch_size=8, image_size=32),
 }
-ENCODER_INFO.update({name: EncoderInfo(arch["hidden_size"]) for name, arch in CLIP_ARCHS.items()})
 HF_IDS = {"clip-vit-b32": "openai/clip-vit-base-patch32", "clip-vit-l14-336": "openai/clip-vit-large-patch14-336"}
 DEMO_SEED = 0
 
@@ -128,19 +127,19 @@ def demo_weights_dir() -> Path:
     return folder
 
 
-@ENCODERS.register("clip-vit-b32")
+@ENCODERS.register("clip-vit-b32", info=EncoderInfo(CLIP_ARCHS["clip-vit-b32"]["hidden_size"]))
 def clip_vit_b32(weights: str | None = None) -> EncoderRecipe:
     """CLIP ViT-B/32 (openai/clip-vit-base-patch32), 224 px, 768-d pooled output."""
     return create_clip("clip-vit-b32", weights)
 
 
-@ENCODERS.register("clip-vit-l14-336")
+@ENCODERS.register("clip-vit-l14-336", info=EncoderInfo(CLIP_ARCHS["clip-vit-l14-336"]["hidden_size"]))
 def clip_vit_l14_336(weights: str | None = None) -> EncoderRecipe:
     """CLIP ViT-L/14 at 336 px (openai/clip-vit-large-patch14-336), 1024-d pooled output: the paper's best."""
     return create_clip("clip-vit-l14-336", weights)
 
 
-@ENCODERS.register("clip-demo")
+@ENCODERS.register("clip-demo", info=EncoderInfo(CLIP_ARCHS["clip-demo"]["hidden_size"]))
 def clip_demo(weights: str | None = None) -> EncoderRecipe:
     """A tiny CLIP vision tower with seeded random weights, saved under runs/models/ and loaded back from there."""
     if weights == "random":

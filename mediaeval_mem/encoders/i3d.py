@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mediaeval_mem.encoders.base import ENCODER_INFO, ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder
+from mediaeval_mem.encoders.base import ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder, Prepared, PrepareContext
 from mediaeval_mem.encoders.preprocess import ImageTransform
 from mediaeval_mem.encoders.weights import files_identity
-from mediaeval_mem.errors import WeightsError
+from mediaeval_mem.core.errors import WeightsError
 
 # The logits' temporal average pool (kernel 2) needs two time steps after the stride-8 downsampling.
 MIN_FRAMES = 9
@@ -178,7 +178,7 @@ RANDOM_SEED = 0
 
 def i3d_dir() -> Path:
     """Where I3D checkpoints are looked for by default: $MEM_I3D_DIR, else runs/models/i3d/."""
-    from mediaeval_mem.paths import runs_dir
+    from mediaeval_mem.core.paths import runs_dir
 
     return Path(os.environ.get("MEM_I3D_DIR") or runs_dir() / "models" / "i3d")
 
@@ -250,20 +250,29 @@ def create_i3d(name: str, weights: str | None = None) -> EncoderRecipe:
 
 def write_random_checkpoint(path: Path, classes: int, size: int, seed: int = RANDOM_SEED) -> Path:
     """A randomly initialised I3D saved in the pytorch-i3d layout, with a sidecar: for demos and tests only."""
-    from mediaeval_mem.io import atomic_save, atomic_write_json
+    from mediaeval_mem.core.io import atomic_save, atomic_write_json
 
     atomic_save(path, lambda tmp: torch.save(random_i3d(classes, seed).state_dict(), tmp))
     atomic_write_json(path.with_suffix(".json"), {"size": size, "note": f"random weights (seed {seed}), not a trained I3D"})
     return path
 
 
-@ENCODERS.register("i3d-kinetics")
+@ENCODERS.register("i3d-kinetics", info=EncoderInfo(FEATURE_DIM, clip_level=True))
 def i3d_kinetics(weights: str | None = None) -> EncoderRecipe:
     """I3D pretrained on Kinetics-400 (ImageNet-inflated; pytorch-i3d's rgb_imagenet.pt), 1024-d per video."""
     return create_i3d("i3d-kinetics", weights)
 
 
-@ENCODERS.register("i3d-finetune")
+def finetune_weights(ctx: PrepareContext) -> Prepared:
+    """Fine-tune an I3D for memorability on the run's training videos (or find it done): its best.pt."""
+    from mediaeval_mem.training.finetune import finetune_i3d
+
+    done = finetune_i3d(ctx.dataset, ctx.fit, ctx.select, ctx.cfg, ctx.device, ctx.echo)
+    tags = {"finetune_checkpoint": done.checkpoint, "finetune_best_epoch": done.best_epoch, "finetune_cached": done.cached}
+    return Prepared(str(done.checkpoint), tags, done.history)
+
+
+@ENCODERS.register("i3d-finetune", info=EncoderInfo(FEATURE_DIM, clip_level=True, prepare=finetune_weights))
 def i3d_finetune(weights: str | None = None) -> EncoderRecipe:
     """An I3D fine-tuned for memorability by the harness (`mem run` makes it; see the finetune config section)."""
     if not weights:
@@ -277,10 +286,8 @@ def i3d_finetune(weights: str | None = None) -> EncoderRecipe:
     return recipe_from_checkpoint("i3d-finetune", path)
 
 
-@ENCODERS.register("i3d-charades")
+@ENCODERS.register("i3d-charades", info=EncoderInfo(FEATURE_DIM, clip_level=True))
 def i3d_charades(weights: str | None = None) -> EncoderRecipe:
     """I3D fine-tuned on Charades (pytorch-i3d's rgb_charades.pt), 1024-d per video."""
     return create_i3d("i3d-charades", weights)
 
-
-ENCODER_INFO.update({name: EncoderInfo(FEATURE_DIM, clip_level=True) for name in (*I3D_CHECKPOINTS, "i3d-finetune")})

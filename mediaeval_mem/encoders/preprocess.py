@@ -42,15 +42,21 @@ class ImageTransform:
     def describe(self) -> dict:
         return asdict(self)
 
-    def resize_crop(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, H, W, 3) -> uint8 (N, 3, crop, crop). No resize when the short side already fits."""
+    def resize_crop(self, frames: torch.Tensor, random_crop: bool = False) -> torch.Tensor:
+        """uint8 (N, H, W, 3) -> uint8 (N, 3, crop, crop). No resize when the short side already fits.
+
+        random_crop: one crop position for all N frames, drawn from torch's RNG (training augmentation).
+        """
         x = frames.permute(0, 3, 1, 2)  # (N, 3, H, W)
         h, w = x.shape[-2:]
         th, tw = resized_hw(h, w, self.short_side)
         if (th, tw) != (h, w):
             x = F.interpolate(x.float(), size=(th, tw), mode="bicubic", antialias=True, align_corners=False)
             x = x.round_().clamp_(0, 255).to(torch.uint8)
-        top, left = (th - self.crop) // 2, (tw - self.crop) // 2
+        if random_crop:
+            top, left = (torch.randint(0, n - self.crop + 1, ()).item() for n in (th, tw))
+        else:
+            top, left = (th - self.crop) // 2, (tw - self.crop) // 2
         return x[..., top : top + self.crop, left : left + self.crop].contiguous()
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from mediaeval_mem.errors import WeightsError
+from mediaeval_mem.core.errors import WeightsError
 
 WEIGHT_SUFFIXES = (".json", ".safetensors", ".bin", ".pt", ".pth")
 

@@ -11,7 +11,6 @@ Memory is bounded by the batch and the prefetch depth (workers x 2 videos), not 
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import time
 from collections import deque
@@ -26,25 +25,14 @@ import torch
 
 from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
 from mediaeval_mem.encoders import ENCODERS, EncoderRecipe, FrameEncoder, encoder_recipe
-from mediaeval_mem.errors import DecodeError, DiskFullError, MemError
+from mediaeval_mem.core.errors import DecodeError, DiskFullError, MemError
 from mediaeval_mem.features.key import cache_dir, feature_key
+from mediaeval_mem.features.options import ExtractOptions
 from mediaeval_mem.features.store import STORE_DTYPE, FeatureStore
-from mediaeval_mem.io import atomic_write_json, write_error
-from mediaeval_mem.progress import progress_bar
-from mediaeval_mem.runtime import autocast, resolve_device, resolve_dtype
+from mediaeval_mem.core.io import atomic_write_json, write_error
+from mediaeval_mem.core.progress import progress_bar
+from mediaeval_mem.core.runtime import autocast, resolve_device, resolve_dtype
 from mediaeval_mem.video import Sampling, decode
-
-
-@dataclass(frozen=True)
-class ExtractOptions:
-    sampling: str = "all"
-    batch_size: int = 64  # frames per forward pass, packed across videos
-    device: str = "auto"
-    dtype: str = "auto"  # auto | bf16 | fp32
-    workers: int = 2  # decoding threads
-    flush_every: int = 32  # videos per stored segment: what an interruption can lose at most
-    backend: str = "auto"  # decoder: auto | decord | pyav
-    overlap: str = "auto"  # decode while the model runs: auto (on CUDA only) | on | off
 
 
 @dataclass
@@ -146,6 +134,7 @@ def extract_split(
     load_encoder: Callable[[], FrameEncoder],
     items: list[VideoItem],
     store: FeatureStore,
+    sampling: Sampling,
     opts: ExtractOptions,
     device: torch.device,
     dtype: str,
@@ -159,7 +148,6 @@ def extract_split(
     is not cached once this process holds the split's lock (another process may have just done it).
     A failed write (a full disk) raises one line with the space the rest of the split needs.
     """
-    sampling = Sampling.parse(opts.sampling)
     with store.writing() as repaired:
         report.repaired = repaired
         done = store.done_ids()
@@ -250,24 +238,6 @@ def extract_split(
     return report
 
 
-def _one_malloc_arena() -> None:
-    """Have glibc's malloc use one arena for all threads (M_ARENA_MAX = 1). Called when this module is
-    imported, before torch starts its thread pool (threads created earlier keep arenas of their own).
-
-    With an arena per decoding thread, freed video buffers linger in each arena and peak memory creeps
-    up with the number of videos (measured, CLIP B/32 on 2 cores: 1,163 MB for 8 videos, 1,232 MB for
-    32); with one arena it stays flat (1,147 / 1,151 MB). Few, large allocations: no lock contention
-    to speak of. No effect off glibc.
-    """
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-8, 1)  # -8: M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
-
-
-_one_malloc_arena()
-
-
 def _overlap(opts: ExtractOptions, device: torch.device) -> bool:
     """Decode while the model runs? Yes on CUDA. Not on the CPU: there both compete for the same cores, and
     a decoding thread that preempts one of the model's threads stalls the whole parallel matrix product
@@ -298,12 +268,17 @@ def extract_features(
     splits: tuple[str, ...] = ("train", "dev", "test"),
     weights: str | None = None,
     data_root: str | Path | None = None,
+    sampling: str | Sampling = "all",
     opts: ExtractOptions = ExtractOptions(),
+    device: str = "auto",
     progress: bool = True,
 ) -> ExtractReport:
     """Extract and cache features for `splits` of a dataset; returns what was done, cached and failed.
 
-    >>> report = extract_features("memento10k", "clip-demo", data_root="data/demo")
+    What is extracted (encoder, weights, sampling) fixes the cache key, with the compute dtype; how
+    (`opts`, `device`) does not otherwise.
+
+    >>> report = extract_features("memento10k", "clip-demo", data_root="data/demo", sampling="uniform:16")
     >>> report.splits[0].extracted, report.cache_dir
     (120, PosixPath('runs/features/memento10k/clip-demo/3f2c...'))
 
@@ -312,11 +287,9 @@ def extract_features(
     if isinstance(encoder, str):
         ENCODERS[encoder]  # an unknown name fails here, before any data is read
     index = dataset if isinstance(dataset, DatasetIndex) else open_dataset(dataset, data_root)
-    device = resolve_device(opts.device)
+    device = resolve_device(device)
     dtype = resolve_dtype(opts.dtype, device)
-    sampling = Sampling.parse(opts.sampling)
-    if opts.batch_size < 1 or opts.workers < 1 or opts.flush_every < 1:
-        raise MemError("batch size, workers and flush_every must each be at least 1")
+    sampling = Sampling.parse(sampling)
     recipe = encoder_recipe(encoder, weights) if isinstance(encoder, str) else encoder
     key = feature_key(index.name, index.root, recipe.identity(), str(sampling), dtype)
     folder = cache_dir(key)
@@ -336,6 +309,6 @@ def extract_features(
         if {it.video_id for it in items} <= store.done_ids():
             report.cached = len(items)  # nothing to do: no model load, no lock
         else:
-            extract_split(load_encoder, items, store, opts, device, dtype, report, progress)
+            extract_split(load_encoder, items, store, sampling, opts, device, dtype, report, progress)
         reports.append(report)
     return ExtractReport(index.name, recipe.name, folder, key, reports)

@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from mediaeval_mem.paths import runs_dir
+from mediaeval_mem.core.paths import runs_dir
 
 FORMAT_VERSION = 1
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from mediaeval_mem.registry import Registry
+from mediaeval_mem.core.registry import Registry
 
 # name -> Aggregator class, built as cls(in_dim, **args); `cls.temporal` is known without building
 AGGREGATORS: Registry = Registry("aggregator")

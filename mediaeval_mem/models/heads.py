@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mediaeval_mem.registry import Registry
+from mediaeval_mem.core.registry import Registry
 
 # name -> builder(in_dim: int, **args) -> nn.Module
 HEADS: Registry = Registry("head")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mediaeval_mem.errors import ConfigError
+from mediaeval_mem.core.errors import ConfigError
 from mediaeval_mem.models.aggregators import AGGREGATORS
 from mediaeval_mem.models.heads import HEADS
 
@@ -33,33 +33,14 @@ def _build(registry, name: str, args: dict, in_dim: int, where: str):
         raise ConfigError(f"{where}: bad arguments {sorted(args)} for {registry.kind} {name!r} ({e})") from None
 
 
-def streams_of(cfg) -> list[tuple[str, str | None, str, dict, str]]:
-    """(encoder, weights, aggregator, aggregator_args, where) of every stream of a RunConfig, primary first."""
-    primary = (cfg.features.encoder, cfg.features.weights, cfg.model.aggregator, dict(cfg.model.aggregator_args), "model")
-    return [primary] + [(s.encoder, s.weights, s.aggregator, dict(s.aggregator_args), f"model.fuse[{i}]")
-                        for i, s in enumerate(cfg.model.fuse)]
+def build_model(model_cfg, in_dims: list[int]) -> MemModel:
+    """Build from a ModelCfg: each stream's aggregator from its feature width, the head from their sum.
 
-
-def check_compatible(encoder: str, aggregator: str, where: str) -> None:
-    """Clip-level encoders (one vector per video) take no temporal aggregator; 'none' takes only them."""
-    from mediaeval_mem.encoders import ENCODER_INFO, ENCODERS
-
-    ENCODERS[encoder]
-    clip_level = ENCODER_INFO[encoder].clip_level
-    if clip_level and AGGREGATORS[aggregator].temporal:
-        raise ConfigError(f"{where}: aggregator {aggregator!r} models frame order, but {encoder} gives one vector per "
-                          f"video: use none, avg or linear-avg")
-    if aggregator == "none" and not clip_level:
-        raise ConfigError(f"{where}: aggregator 'none' is for clip-level encoders; {encoder} gives one vector per frame: use avg")
-
-
-def build_model(cfg, in_dims: list[int]) -> MemModel:
-    """Build from a RunConfig: each aggregator from its stream's feature width, the head from their sum."""
-    aggs = []
-    for (encoder, _, name, args, where), d in zip(streams_of(cfg), in_dims, strict=True):
-        check_compatible(encoder, name, where)
-        aggs.append(_build(AGGREGATORS, name, args, d, f"{where}.aggregator_args"))
-    head = _build(HEADS, cfg.model.head, dict(cfg.model.head_args), sum(a.out_dim for a in aggs), "model.head_args")
+    (Whether an aggregator fits its encoder was checked when the config was built.)
+    """
+    aggs = [_build(AGGREGATORS, s.aggregator, dict(s.aggregator_args), d, f"model.streams[{i}].aggregator_args")
+            for i, (s, d) in enumerate(zip(model_cfg.streams, in_dims, strict=True))]
+    head = _build(HEADS, model_cfg.head, dict(model_cfg.head_args), sum(a.out_dim for a in aggs), "model.head_args")
     return MemModel(aggs, head)
 
 

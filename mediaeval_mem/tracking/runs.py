@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
 
-from mediaeval_mem.errors import DiskFullError, MemError
-from mediaeval_mem.io import write_error
+from mediaeval_mem.core.errors import DiskFullError, MemError
+from mediaeval_mem.core.io import write_error
 from mediaeval_mem.tracking.liveness import process_tags, unterminated
 from mediaeval_mem.tracking.store import artifact_root, client, embedded, tracking_uri
 

@@ -24,9 +24,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mediaeval_mem.errors import DamagedError, MemError, TrackingError
-from mediaeval_mem.io import NO_SPACE, file_lock, os_error_chain, write_error
-from mediaeval_mem.paths import runs_dir
+from mediaeval_mem.core.errors import DamagedError, MemError, TrackingError
+from mediaeval_mem.core.io import NO_SPACE, file_lock, os_error_chain, write_error
+from mediaeval_mem.core.paths import runs_dir
 from mediaeval_mem.tracking.liveness import reap_dead_runs, terminate_pending, unterminated
 
 BUSY_RETRIES = 8  # on top of SQLite's own 20 s busy timeout per statement (set by MLflow)

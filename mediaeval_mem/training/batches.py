@@ -39,6 +39,31 @@ class LabelledSplit:
     def subset(self, idx: np.ndarray) -> "LabelledSplit":
         return LabelledSplit([s.subset(idx) for s in self.streams], None if self.scores is None else self.scores[idx])
 
+    # the loop's TrainData interface
+    def batches(self, cfg, rng: np.random.Generator, device: torch.device):
+        """One epoch of shuffled batches ([(x, mask)] on `device`, y), frame order shuffled if cfg says so."""
+        for streams, y in training_batches(self, cfg.batch_size, rng, cfg.shuffle_frames, device):
+            yield to_device(streams, device), y
+
+    def predict(self, model, device: torch.device) -> np.ndarray:
+        return predict(model, self, device=device)
+
+
+def to_device(streams, device: torch.device):
+    """[(x, mask)] -> the device, x as float32 (batches travel as float16)."""
+    return [(x.to(device, non_blocking=True).float(), m.to(device, non_blocking=True)) for x, m in streams]
+
+
+@torch.inference_mode()
+def predict(model, split: LabelledSplit, batch_size: int = 64, device: torch.device = torch.device("cpu")) -> np.ndarray:
+    """(N,) scores for every video of a feature split, in order."""
+    model.eval()
+    out = []
+    for idx in batch_indices(len(split), batch_size):
+        streams, _ = collate(split, idx)
+        out.append(model(to_device(streams, device)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
 
 def _pad(f: SplitFeatures, idx: np.ndarray, rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Videos `idx` of one stream -> (x (B, T_max, D) zero-padded, mask (B, T_max)), in two vectorised copies:

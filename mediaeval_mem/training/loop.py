@@ -1,7 +1,10 @@
-"""The training loop: the paper's recipe (Adam, step decay, L1, early stopping) as config.
+"""The one training loop: the paper's recipe (Adam, step decay, the loss, early stopping) for every model.
 
-Model selection watches a selection split (by default a held-out slice of the training split) and
-never the split that is reported; the best epoch's weights are restored at the end.
+It trains any model on any `TrainData`: cached feature splits (`LabelledSplit`, the heads and
+aggregators) or video clips decoded on the fly (the fine-tuned I3D). Model selection watches a
+selection split (by default a held-out slice of the training split), never the split that is
+reported; the best epoch's weights are restored at the end. With a checkpoint path, every epoch is
+saved (atomically) and an interrupted training resumes after its last finished epoch.
 """
 
 from __future__ import annotations
@@ -10,16 +13,30 @@ import copy
 import math
 import random
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from mediaeval_mem.config import TrainCfg
-from mediaeval_mem.training.batches import LabelledSplit, batch_indices, collate, training_batches
 from mediaeval_mem.training.metrics import evaluate
+
+
+class TrainData(Protocol):
+    """What the loop trains on: scored examples it can batch (shuffled) and predict (in order)."""
+
+    scores: np.ndarray | None  # (N,) float32
+
+    def __len__(self) -> int: ...
+
+    def batches(self, cfg: TrainCfg, rng: np.random.Generator, device: torch.device) -> Iterable[tuple[object, torch.Tensor]]:
+        """One epoch of (model input on `device`, scores (B,)), shuffled with `rng`."""
+
+    def predict(self, model: nn.Module, device: torch.device) -> np.ndarray:
+        """(N,) predictions in order (NaN where an example could not be read)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -38,7 +55,7 @@ class EpochLog:
     select_srocc: float
     seconds: float  # the whole epoch, selection included
     train_seconds: float = 0.0  # the training steps
-    data_seconds: float = 0.0  # of which waiting on data: cutting batches from the feature arrays, moving them
+    data_seconds: float = 0.0  # of which waiting on data: cutting or decoding batches, moving them
 
     @property
     def data_wait_share(self) -> float:
@@ -50,26 +67,11 @@ class TrainResult:
     best_epoch: int
     history: list[EpochLog] = field(default_factory=list)
     stopped_early: bool = False
-
-
-def to_device(streams, device: torch.device):
-    """[(x, mask)] -> the device, x as float32 (batches may travel as float16)."""
-    return [(x.to(device, non_blocking=True).float(), m.to(device, non_blocking=True)) for x, m in streams]
+    resumed_after: int = 0  # the last epoch a checkpoint held when training started (0: a fresh start)
 
 
 def make_loss(name: str) -> nn.Module:
     return {"l1": nn.L1Loss, "mse": nn.MSELoss}[name]()
-
-
-@torch.inference_mode()
-def predict(model: nn.Module, split: LabelledSplit, batch_size: int = 64, device: torch.device = torch.device("cpu")) -> np.ndarray:
-    """(N,) scores for every video of `split`, in order."""
-    model.eval()
-    out = []
-    for idx in batch_indices(len(split), batch_size):
-        streams, _ = collate(split, idx)
-        out.append(model(to_device(streams, device)).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 class EarlyStopping:
@@ -93,40 +95,70 @@ class EarlyStopping:
         return self.bad >= self.patience
 
 
+def _selection(pred: np.ndarray, scores: np.ndarray, loss_fn) -> tuple[float, float]:
+    """(loss, SROCC) on the selection split, over the examples that have a prediction."""
+    ok = np.isfinite(pred)
+    if not ok.any():
+        return float("nan"), float("nan")
+    loss = float(loss_fn(torch.from_numpy(pred[ok]), torch.from_numpy(scores[ok])))
+    return loss, (evaluate(scores[ok], pred[ok])["srocc"] if ok.all() else float("nan"))
+
+
 def train_model(
     model: nn.Module,
-    train: LabelledSplit,
-    select: LabelledSplit,
+    train: TrainData,
+    select: TrainData,
     cfg: TrainCfg,
     device: torch.device = torch.device("cpu"),
     on_epoch: Callable[[EpochLog], None] | None = None,
+    checkpoint: Path | None = None,
 ) -> TrainResult:
-    """Train `model` in place on `train`, select the epoch on `select`; returns the history."""
+    """Train `model` in place on `train`, select the epoch on `select`; returns the history.
+
+    >>> result = train_model(model, fit_split, select_split, load_config("configs/demo.yaml").train)
+    >>> result.best_epoch, result.history[-1].select_srocc
+    """
+    from mediaeval_mem.core.io import atomic_save
+
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     if len(select) == 0 or select.scores is None:
         raise ValueError("the selection split needs scored videos")
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs, gamma=cfg.lr_decay)
     loss_fn = make_loss(cfg.loss)
     stopper = EarlyStopping(cfg.patience, "max" if cfg.monitor == "srocc" else "min")
-    result, best_state = TrainResult(best_epoch=0), copy.deepcopy(model.state_dict())
-    for epoch in range(1, cfg.epochs + 1):
+    result, best_state, start = TrainResult(best_epoch=0), copy.deepcopy(model.state_dict()), 1
+    if checkpoint is not None and checkpoint.is_file():  # resume after an interruption
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        best_state = state["best_state"]
+        stopper.best, stopper.best_epoch, stopper.bad = state["stopper"]
+        result.history = [EpochLog(**h) for h in state["history"]]
+        torch.set_rng_state(state["torch_rng"])
+        rng.bit_generator.state = state["np_rng"]
+        result.resumed_after = state["epoch"]
+        start = state["epoch"] + 1
+    for epoch in range(start, cfg.epochs + 1):
+        if stopper.should_stop:
+            result.stopped_early = True
+            break
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         model.train()
         total, seen, data_s = 0.0, 0, 0.0
-        batches = iter(training_batches(train, cfg.batch_size, rng, cfg.shuffle_frames, device))
+        batches = iter(train.batches(cfg, rng, device))
         while True:
             t_data = time.perf_counter()  # waiting on data: getting the next batch onto the device
             batch = next(batches, None)
             if batch is None:
                 break
-            streams, y = batch
-            streams = to_device(streams, device)
+            inputs, y = batch
             data_s += time.perf_counter() - t_data
-            pred = model(streams)
+            pred = model(inputs)
             loss = loss_fn(pred, y.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -135,13 +167,17 @@ def train_model(
             seen += len(y)
         sched.step()
         train_s = time.perf_counter() - t0
-        sel_pred = predict(model, select, device=device)
-        sel_loss = float(loss_fn(torch.from_numpy(sel_pred), torch.from_numpy(select.scores)))
-        sel_srocc = evaluate(select.scores, sel_pred)["srocc"]
+        sel_loss, sel_srocc = _selection(select.predict(model, device), select.scores, loss_fn)
         log = EpochLog(epoch, lr, total / max(seen, 1), sel_loss, sel_srocc, time.perf_counter() - t0, train_s, data_s)
         result.history.append(log)
         if stopper.step(epoch, sel_srocc if cfg.monitor == "srocc" else sel_loss):
             best_state = copy.deepcopy(model.state_dict())
+        if checkpoint is not None:
+            state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                     "best_state": best_state, "stopper": (stopper.best, stopper.best_epoch, stopper.bad),
+                     "history": [asdict(h) for h in result.history], "epoch": epoch,
+                     "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state}
+            atomic_save(checkpoint, lambda tmp: torch.save(state, tmp))
         if on_epoch is not None:
             on_epoch(log)
         if stopper.should_stop:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mediaeval_mem.errors import DecodeError
+from mediaeval_mem.core.errors import DecodeError
 from mediaeval_mem.video.sampling import Sampling
 
 BACKENDS = ("decord", "pyav")

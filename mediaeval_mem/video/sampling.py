@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mediaeval_mem.errors import MemError
+from mediaeval_mem.core.errors import MemError
 
 
 @dataclass(frozen=True)

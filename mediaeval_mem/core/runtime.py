@@ -6,7 +6,7 @@ import functools
 
 import torch
 
-from mediaeval_mem.errors import MemError
+from mediaeval_mem.core.errors import MemError
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 

@@ -2,33 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
-from mediaeval_mem.errors import UnknownNameError
+from mediaeval_mem.core.errors import UnknownNameError
 
 F = TypeVar("F", bound=Callable)
 
 
 class Registry(dict):
     """A dict of name -> builder. `@REG.register("name")` adds one; a second use of a name raises.
+    Metadata given with the builder (`info=`) is known without building (`REG.info(name)`).
 
     >>> ENCODERS = Registry("encoder")
-    >>> @ENCODERS.register("my-encoder")
+    >>> @ENCODERS.register("my-encoder", info=EncoderInfo(width=512))
     ... def build(**kw): ...
     """
 
     def __init__(self, kind: str):
         super().__init__()
-        self.kind = kind
+        self.kind, self.infos = kind, {}
 
-    def register(self, name: str) -> Callable[[F], F]:
+    def register(self, name: str, info: Any = None) -> Callable[[F], F]:
         def deco(fn: F) -> F:
             if name in self:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self[name] = fn
+            self[name], self.infos[name] = fn, info
             return fn
 
         return deco
+
+    def info(self, name: str) -> Any:
+        """The metadata registered with `name`'s builder (an unknown name raises, listing the valid ones)."""
+        self[name]
+        return self.infos[name]
 
     def __missing__(self, name: str):
         valid = ", ".join(sorted(self)) or "(none)"

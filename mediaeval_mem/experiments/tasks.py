@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mediaeval_mem.errors import MemError
+from mediaeval_mem.core.errors import MemError
 
 ALLOWED = {
     0: (("memento10k", "memento10k"), ("videomem", "videomem")),  # same-dataset reference (Figure 2), not a subtask

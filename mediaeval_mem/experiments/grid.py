@@ -11,27 +11,57 @@ encoders, weights, and overrides, applied to every config of the grid (and recor
 
 from __future__ import annotations
 
-import hashlib
-import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
-from mediaeval_mem.config import RunConfig, apply_overrides, config_from_dict, load_config, read_yaml_mapping, to_dict
-from mediaeval_mem.errors import ConfigError, MemError
+from mediaeval_mem.config import RunConfig, apply_overrides, config_from_dict, load_config
+from mediaeval_mem.core.errors import ConfigError, MemError
+from mediaeval_mem.core.schema import digest, load_yaml, to_dict
+
+
+@dataclass(frozen=True)
+class PairCfg:
+    task: int
+    train: str
+    test: str
+
+
+@dataclass(frozen=True)
+class EntryCfg:
+    config: str  # a config file, relative to the working directory or the grid's repository
+    paper: tuple[float, float] | None = None  # the paper's (PLCC, SROCC) for this row, if given
+
+
+@dataclass(frozen=True)
+class GridFile:
+    """A grid file as written (configs/grids/*.yaml)."""
+
+    title: str = ""
+    layout: str = "table1"  # table1: one row per config; table2: rows train dataset, columns test dataset
+    configs: tuple[EntryCfg | str, ...] = ()  # {config: PATH, paper: [PLCC, SROCC]} or just PATH
+    pairs: tuple[PairCfg, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    set: tuple[str, ...] = ()  # overrides applied to every config
+
+    def __post_init__(self):
+        if not self.configs or not self.pairs:
+            raise ConfigError("needs at least one entry in configs and in pairs")
+        if self.layout not in ("table1", "table2"):
+            raise ConfigError("layout must be table1 or table2")
 
 
 @dataclass(frozen=True)
 class GridEntry:
     path: Path
-    paper: tuple[float, float] | None = None  # the paper's (PLCC, SROCC) for this row, if given
+    paper: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
 class Grid:
     title: str
-    layout: str  # "table1": one row per config; "table2": rows train dataset, columns test dataset
+    layout: str
     entries: tuple[GridEntry, ...]
     pairs: tuple[tuple[int, str, str], ...]
     seeds: tuple[int, ...]
@@ -40,9 +70,11 @@ class Grid:
 
 @dataclass(frozen=True)
 class Profile:
-    encoders: dict = field(default_factory=dict)  # encoder name -> stand-in encoder name
-    weights: dict = field(default_factory=dict)  # encoder name -> weights (where a stream gives none)
-    overrides: tuple[str, ...] = ()
+    """Stand-ins for what a machine lacks (configs/profiles/*.yaml), applied to every config of a grid."""
+
+    encoders: Mapping[str, str] = field(default_factory=dict)  # encoder name -> stand-in encoder name
+    weights: Mapping[str, str] = field(default_factory=dict)  # encoder name -> weights (where a stream gives none)
+    set: tuple[str, ...] = ()  # overrides
 
 
 def _resolve(p: str, grid_file: Path) -> Path:
@@ -56,69 +88,41 @@ def _resolve(p: str, grid_file: Path) -> Path:
 def load_grid(path: str | Path) -> Grid:
     """Read and check a grid file (every config in it is loaded once, so a bad one fails now)."""
     path = Path(path)
-    data = read_yaml_mapping(path, "grid file")
-    allowed = {"title", "layout", "configs", "pairs", "seeds", "set"}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r} (valid: {', '.join(sorted(allowed))})")
+    data = load_yaml(GridFile, path, what="grid file", defaults={"title": path.stem})
     entries = []
-    for item in data.get("configs") or []:
-        item = {"config": item} if isinstance(item, str) else item
-        if not isinstance(item, dict) or "config" not in item:
-            raise ConfigError(f"{path}: each of configs is a path or {{config: PATH, paper: [PLCC, SROCC]}}")
-        entry = GridEntry(_resolve(item["config"], path), tuple(item["paper"]) if item.get("paper") else None)
+    for e in data.configs:
+        e = e if isinstance(e, EntryCfg) else EntryCfg(e)  # a bare path is the short form
+        entry = GridEntry(_resolve(e.config, path), e.paper)
         load_config(entry.path)
         entries.append(entry)
-    pairs = []
-    for p in data.get("pairs") or []:
-        try:
-            pairs.append((int(p["task"]), str(p["train"]), str(p["test"])))
-        except (TypeError, KeyError, ValueError):
-            raise ConfigError(f"{path}: each pair is {{task: N, train: DATASET, test: DATASET}}, got {p!r}") from None
-    if not entries or not pairs:
-        raise ConfigError(f"{path}: needs at least one entry in configs and in pairs")
-    layout = data.get("layout", "table1")
-    if layout not in ("table1", "table2"):
-        raise ConfigError(f"{path}: layout must be table1 or table2")
-    seeds = tuple(int(s) for s in (data.get("seeds") or [0]))
-    return Grid(str(data.get("title", path.stem)), layout, tuple(entries), tuple(pairs), seeds, tuple(data.get("set") or ()))
+    return Grid(data.title, data.layout, tuple(entries), tuple((p.task, p.train, p.test) for p in data.pairs),
+                data.seeds, data.set)
 
 
 def load_profile(path: str | Path, data_root: str | Path | None) -> Profile:
     """A profile, with {data_root} in its values replaced by the data root in use."""
-    path = Path(path)
-    data = read_yaml_mapping(path, "profile")
-    unknown = sorted(set(data) - {"encoders", "weights", "set"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r} (valid: encoders, set, weights)")
+    profile = load_yaml(Profile, path, what="profile")
     root = str(Path(data_root or "data"))
-    fill = lambda v: None if v is None else str(v).replace("{data_root}", root)
-    return Profile({k: fill(v) for k, v in (data.get("encoders") or {}).items()},
-                   {k: fill(v) for k, v in (data.get("weights") or {}).items()},
-                   tuple(fill(v) for v in data.get("set") or ()))
+    fill = lambda v: None if v is None else str(v).replace("{data_root}", root)  # noqa: E731
+    return Profile({k: fill(v) for k, v in profile.encoders.items()}, {k: fill(v) for k, v in profile.weights.items()},
+                   tuple(fill(v) for v in profile.set))
 
 
 def apply_profile(cfg: RunConfig, profile: Profile) -> RunConfig:
-    """Swap encoders, fill in weights, apply the profile's overrides."""
+    """Swap each stream's encoder, fill in weights where a stream gives none, apply the profile's overrides."""
     d = to_dict(cfg)
-
-    def swap(stream: dict, enc_key: str, w_key: str) -> None:
-        stream[enc_key] = profile.encoders.get(stream[enc_key], stream[enc_key])
-        if stream.get(w_key) is None and stream[enc_key] in profile.weights:
-            stream[w_key] = profile.weights[stream[enc_key]]
-
-    swap(d["features"], "encoder", "weights")
-    for s in d["model"]["fuse"]:
-        swap(s, "encoder", "weights")
-    return apply_overrides(config_from_dict(d, "profile"), profile.overrides, "profile")
+    for stream in d["model"]["streams"]:
+        stream["encoder"] = profile.encoders.get(stream["encoder"], stream["encoder"])
+        if stream.get("weights") is None and stream["encoder"] in profile.weights:
+            stream["weights"] = profile.weights[stream["encoder"]]
+    return apply_overrides(config_from_dict(d, "profile"), profile.set, "profile")
 
 
 def run_key(cfg: RunConfig, task: int, train: str, test: str, data_root) -> str:
     """What makes two grid runs the same run: the resolved config, the pair and the data folder."""
-    from mediaeval_mem.paths import data_root as resolve_root
+    from mediaeval_mem.core.paths import data_root as resolve_root
 
-    blob = {"config": to_dict(cfg), "pair": [task, train, test], "data": str(resolve_root(data_root).resolve())}
-    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+    return digest({"config": to_dict(cfg), "pair": [task, train, test], "data": str(resolve_root(data_root).resolve())})
 
 
 @dataclass
@@ -163,7 +167,7 @@ def run_grid(
     A run counts as done when a finished MLflow run has the same key; the key does not cover the code,
     so after changing the code, rerun.
     """
-    from mediaeval_mem.runner import run_experiment
+    from mediaeval_mem.experiments.runner import run_experiment
 
     rows = []
     for entry in grid.entries:
@@ -203,11 +207,9 @@ def run_grid(
 
 
 def _labels(cfg: RunConfig) -> tuple[str, str, str]:
-    from mediaeval_mem.models.model import streams_of
-
-    streams = streams_of(cfg)
-    encoder = " + ".join(e for e, *_ in streams)
-    aggs = [a for _, _, a, *_ in streams]
+    streams = cfg.model.streams
+    encoder = " + ".join(s.encoder for s in streams)
+    aggs = [s.aggregator for s in streams]
     aggregator = aggs[0] if len(set(aggs)) == 1 else " / ".join(aggs)
     if len(streams) > 1:
         aggregator += " + concat"

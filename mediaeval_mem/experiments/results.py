@@ -53,7 +53,7 @@ SORT_KEYS = {"srocc": lambda r: -r.srocc, "plcc": lambda r: -r.plcc, "mse": lamb
 
 def collect_results(experiments: list[str] | None = None, ci: bool = True, sort: str = "srocc") -> list[ResultRow]:
     """Every finished run (of the named experiments, default all) that has dev metrics."""
-    from mediaeval_mem.errors import MemError
+    from mediaeval_mem.core.errors import MemError
     from mediaeval_mem.tracking import client, read_artifact_text, search_runs
 
     if sort not in SORT_KEYS:

@@ -63,7 +63,7 @@ def scatter_figure(runs: list[Predictions], out: Path) -> Path:
 
 def _frame(path: Path | None) -> np.ndarray | None:
     """The middle frame of a video, or None if it cannot be read."""
-    from mediaeval_mem.errors import MemError
+    from mediaeval_mem.core.errors import MemError
     from mediaeval_mem.video import decode
 
     if path is None:
@@ -105,7 +105,7 @@ def worst_figure(run: Predictions, out: Path, k: int = 8) -> Path:
 def run_predictions(run_id: str, data_root=None) -> Predictions:
     """A run's dev predictions from MLflow, with the video files found through its logged feature keys."""
     from mediaeval_mem.datasets import open_dataset
-    from mediaeval_mem.errors import MemError
+    from mediaeval_mem.core.errors import MemError
     from mediaeval_mem.tracking import get_run, read_artifact_text
 
     run = get_run(run_id)

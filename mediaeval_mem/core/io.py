@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mediaeval_mem.errors import DiskFullError, MemError
+from mediaeval_mem.core.errors import DiskFullError, MemError
 
 TMP_MARK = ".tmp-"
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT}

@@ -1,0 +1,42 @@
+"""`mem describe CONFIG`: the parts of a model, their widths and parameter counts, without any weights."""
+
+from __future__ import annotations
+
+from mediaeval_mem.config import RunConfig
+
+
+def _args(d) -> str:
+    return " {" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}" if d else ""
+
+
+def describe(cfg: RunConfig, in_dims: list[int] | None = None) -> list[str]:
+    """Lines describing `cfg`: each stream (encoder, aggregator, widths), the head, the recipe, the parameter count.
+
+    `in_dims` (one per stream) default to the widths of the encoders' architectures.
+    """
+    from mediaeval_mem.encoders import ENCODERS
+    from mediaeval_mem.models import build_model, count_trainable
+
+    infos = [ENCODERS.info(s.encoder) for s in cfg.model.streams]
+    dims = list(in_dims) if in_dims else [info.width for info in infos]
+    model = build_model(cfg.model, dims)
+    lines = [f"config      {cfg.name}"]
+    for i, (s, info, d, agg) in enumerate(zip(cfg.model.streams, infos, dims, model.aggregators)):
+        unit = "video" if info.clip_level else "frame"
+        made = ", trained for memorability first" if info.prepare is not None and not s.weights else ", frozen"
+        lines.append(f"stream {i}    {s.encoder}: one {d}-d vector per {unit} (sampling {s.sampling}){made}")
+        lines.append(f"  aggregator  {s.aggregator}{_args(s.aggregator_args)}  (B, {1 if info.clip_level else 'T'}, {d}) -> (B, {agg.out_dim})  "
+                     f"{count_trainable(agg):,} parameters")
+    width = sum(a.out_dim for a in model.aggregators)
+    t = cfg.train
+    selection = f"holdout {t.holdout_fraction:.0%} of train (seed {t.seed})" if t.select_on == "holdout" else "dev (the paper's protocol)"
+    joined = " + ".join(str(a.out_dim) for a in model.aggregators)
+    lines += [
+        f"head        {cfg.model.head}{_args(cfg.model.head_args)}  (B, {joined if len(dims) > 1 else width}) -> (B,) in [0, 1]  "
+        f"{count_trainable(model.head):,} parameters",
+        f"recipe      Adam lr {t.lr:g} x{t.lr_decay} every {t.lr_step_epochs} epochs, {t.loss} loss, batch {t.batch_size}, "
+        f"at most {t.epochs} epochs, patience {t.patience} on {t.monitor}, frame shuffling {'on' if t.shuffle_frames else 'off'}",
+        f"selection   {selection}",
+        f"trainable parameters: {count_trainable(model)}",
+    ]
+    return lines

@@ -1,0 +1,107 @@
+"""The log stage of a run: everything `mem run` records in MLflow, in one place.
+
+    with RunLog(plan, cfg, indexes, features, splits, selection) as log:   # params, config, tags
+        model, result = fit(cfg, splits, device, log.epoch_callback())     # per-epoch metrics
+        log.outputs(model, result, outputs)                                # metrics, predictions, weights, figures
+
+A run that raises is marked FAILED (KILLED for Ctrl-C), one whose process dies is marked KILLED by
+the next process that opens the store.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from mediaeval_mem.config import RunConfig
+from mediaeval_mem.core.schema import digest, flatten, to_dict, to_yaml
+from mediaeval_mem.datasets import DatasetIndex
+from mediaeval_mem.experiments.tasks import TaskPlan
+
+
+class RunLog:
+    def __init__(self, plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetIndex], features, splits, selection,
+                 extra_tags: dict[str, str] | None = None):
+        self.plan, self.cfg, self.indexes, self.features, self.splits = plan, cfg, indexes, features, splits
+        self.selection, self.extra_tags = selection, extra_tags or {}
+
+    def __enter__(self) -> "RunLog":
+        from mediaeval_mem.experiments.runner import needed_splits
+        from mediaeval_mem.tracking import TrackedRun, git_commit
+
+        plan, cfg, streams = self.plan, self.cfg, self.cfg.model.streams
+        keys = {f"{name}.{f.label}": key for f in self.features for name, key in f.keys.items()}
+        tags = {
+            "task": plan.task, "train_dataset": plan.train_dataset, "test_dataset": plan.test_dataset, "pair": plan.pair,
+            "config": cfg.name, "encoder": "+".join(s.encoder for s in streams),
+            "aggregator": "+".join(s.aggregator for s in streams), "head": cfg.model.head,
+            "selection": self.selection.description, "git_commit": git_commit(),
+            **{f"feature_key.{n}": digest(k, 12) for n, k in keys.items()}, **self.extra_tags,
+        }
+        self.run = TrackedRun(plan.experiment_name, f"{cfg.name} {plan.pair} seed{cfg.train.seed}", tags)
+        self.run_id = self.run.run_id
+        self.run.__enter__()
+        run = self.run
+        run.log_params({**flatten(cfg), "derived.in_dims": self.splits.fit.dims,
+                        **{f"derived.n_{k}": v for k, v in self.splits.sizes.items()}})
+        run.log_text(to_yaml(cfg), "config.yaml")
+        run.log_text(json.dumps({"keys": keys, "datasets": {n: {"split_info": ix.split_info, "layout": ix.layout}
+                                 for n, ix in self.indexes.items()}}, indent=1, default=str), "features.json")
+        run.log_text("\n".join(self.splits.select.ids) + "\n", "selection_ids.txt")
+        for f in self.features:
+            if f.prepared is not None:  # an encoder that made its own weights (the fine-tuned I3D)
+                run.set_tags(f.prepared.tags)
+                for log in f.prepared.history:
+                    run.log_metrics({f"finetune_{k}": v for k, v in log.items() if k not in ("epoch", "seconds")},
+                                    step=log["epoch"])
+        padded = sum(len(f.store(n, s).manifest().get("padded", {}))
+                     for f in self.features for n, splits in needed_splits(plan).items() for s in splits)
+        if padded:
+            run.set_tags({"clips_padded": padded})  # clip-level encoders: videos shorter than the network needs, repeated
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.run.__exit__(exc_type, exc, tb)
+
+    def epoch_callback(self, progress: bool = True, echo=print):
+        """Log each epoch's metrics (and print a line when `progress`)."""
+        loss = self.cfg.train.loss
+
+        def on_epoch(log) -> None:
+            self.run.log_metrics({"train_loss": log.train_loss, "select_loss": log.select_loss, "select_srocc": log.select_srocc,
+                                  "lr": log.lr, "epoch_seconds": log.seconds, "data_wait_share": log.data_wait_share},
+                                 step=log.epoch)
+            if progress:
+                echo(f"epoch {log.epoch:3d}  lr {log.lr:.2e}  train {loss} {log.train_loss:.4f}  "
+                     f"select {loss} {log.select_loss:.4f}  select SROCC {log.select_srocc:.4f}  ({log.seconds:.1f}s)")
+
+        return on_epoch
+
+    def outputs(self, model, result, outputs) -> None:
+        """Dev metrics, dev and test predictions, figures, the weights."""
+        from mediaeval_mem.models import count_trainable
+
+        run, dev, test = self.run, self.splits.dev, self.splits.test
+        run.log_params({"derived.trainable_params": count_trainable(model)})
+        run.log_metrics({f"dev_{k}": v for k, v in outputs.metrics.items()} | {"best_epoch": result.best_epoch})
+        run.log_csv(["video_id", "ground_truth", "prediction"],
+                    ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(dev.ids, dev.scores, outputs.dev_pred)), "dev_predictions.csv")
+        self._figures(outputs.dev_pred)
+        run.log_csv(["video_id", "prediction"], ((v, f"{p:.6f}") for v, p in zip(test.ids, outputs.test_pred)),
+                    "test_predictions.csv")
+        run.log_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()},
+                           metadata={"config": json.dumps(to_dict(self.cfg)), "in_dims": json.dumps(self.splits.fit.dims)})
+        run.set_tags({"best_epoch": result.best_epoch, "epochs_run": len(result.history)})
+
+    def _figures(self, pred) -> None:
+        """Figure 2 (truth vs prediction) and Figure 3 (worst predictions) of this run, as artifacts."""
+        from mediaeval_mem.experiments.report import Predictions, scatter_figure, worst_figure
+
+        dev, plan = self.splits.dev, self.plan
+        paths = {it.video_id: it.path for it in self.indexes[plan.test_dataset].split("dev")}
+        preds = Predictions(f"{self.cfg.name}\n{plan.train_dataset} -> {plan.test_dataset}", dev.ids, dev.scores, pred, paths)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.run.log_file(scatter_figure([preds], Path(tmp) / "scatter.png"), "figures")
+            self.run.log_file(worst_figure(preds, Path(tmp) / "worst.png"), "figures")
+

@@ -1,0 +1,236 @@
+"""`mem run` as stages: plan -> open and check datasets -> prepare each stream's features -> fit ->
+evaluate and predict -> log. Each stage takes and returns plain values and can be called alone (by
+`mem grid`, tests, cross-validation or a cluster worker); MLflow is written by the log stage only
+(plus an epoch callback while fitting).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mediaeval_mem.config import RunConfig, StreamCfg
+from mediaeval_mem.core.errors import DataError
+from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
+from mediaeval_mem.experiments.tasks import TaskPlan, plan_task
+from mediaeval_mem.features.store import FeatureStore
+from mediaeval_mem.training.batches import LabelledSplit
+
+Echo = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- values passed between stages
+@dataclass
+class Selection:
+    """Which training videos fit the model and which ones model selection watches."""
+
+    fit: list[VideoItem]
+    select: list[VideoItem]
+    description: str  # recorded with the run
+
+
+@dataclass
+class StreamFeatures:
+    """One stream's features, ready in the cache: its folder and key per dataset, and how its weights came."""
+
+    stream: StreamCfg
+    label: str  # the encoder's name, numbered if two streams share it
+    weights: str | None
+    folders: dict[str, Path] = field(default_factory=dict)  # dataset -> cache folder (one subfolder per split)
+    keys: dict[str, dict] = field(default_factory=dict)  # dataset -> feature key
+    prepared: object | None = None  # encoders.Prepared, where the encoder made its own weights first
+
+    def store(self, dataset: str, split: str) -> FeatureStore:
+        return FeatureStore(self.folders[dataset] / split)
+
+
+@dataclass
+class Splits:
+    fit: LabelledSplit
+    select: LabelledSplit
+    dev: LabelledSplit  # the reported split: the test dataset's dev split
+    test: LabelledSplit  # the predicted split: the test dataset's test split
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.fit), "select": len(self.select), "dev": len(self.dev), "test": len(self.test)}
+
+
+@dataclass
+class Outputs:
+    metrics: dict[str, float]  # dev plcc / srocc / mse
+    dev_pred: np.ndarray
+    test_pred: np.ndarray
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    experiment: str
+    plan: TaskPlan
+    config: RunConfig
+    metrics: dict[str, float]  # dev plcc / srocc / mse of the test dataset
+    best_epoch: int
+    epochs: int
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- the stages
+def needed_splits(plan: TaskPlan) -> dict[str, tuple[str, ...]]:
+    """dataset -> the splits a run reads, in the order train, dev, test."""
+    needed = {plan.train_dataset: set(plan.train_splits)}
+    needed.setdefault(plan.test_dataset, set()).update({plan.evaluate[1], plan.predict[1]})
+    return {name: tuple(s for s in ("train", "dev", "test") if s in splits) for name, splits in needed.items()}
+
+
+def open_checked(name: str, data_root, cfg: RunConfig, echo: Echo) -> DatasetIndex:
+    """Open a dataset and refuse to train on broken files; missing videos are only warned about."""
+    index = open_dataset(name, data_root, cfg.data.target, cfg.data.dev_fraction, cfg.data.split_seed)
+    missing = [p for p in index.problems if p.missing_video]
+    other = [p for p in index.problems if p not in missing]
+    if other:
+        raise DataError(
+            f"{name} has {len(other)} problem(s) in its files, e.g. {other[0]}: "
+            f"run `mem data check {name}` for the full list"
+        )
+    if missing:
+        echo(f"warning: {name}: {len(missing)} video file(s) missing (e.g. {missing[0].file}); they are left out")
+    return index
+
+
+def open_datasets(plan: TaskPlan, cfg: RunConfig, data_root, echo: Echo) -> dict[str, DatasetIndex]:
+    """Every dataset the run reads, opened and checked."""
+    return {name: open_checked(name, data_root, cfg, echo) for name in needed_splits(plan)}
+
+
+def holdout_ids(index: DatasetIndex, fraction: float, seed: int) -> set[str]:
+    """The training videos held out for model selection: a seeded slice of the train split's videos."""
+    ids = [it.video_id for it in index.split("train") if it.path is not None]
+    perm = np.random.default_rng(seed).permutation(len(ids))
+    return {ids[i] for i in perm[: max(1, int(round(len(ids) * fraction)))]}
+
+
+def select_videos(plan: TaskPlan, indexes: dict[str, DatasetIndex], cfg: RunConfig) -> Selection:
+    """Fit on the training split; select on a seeded holdout slice of it, or on the dev split (the paper's protocol)."""
+    train = indexes[plan.train_dataset]
+    items = [it for it in train.split("train") if it.path is not None]
+    if cfg.train.select_on == "dev":
+        dev = [it for it in indexes[plan.test_dataset].split("dev") if it.path is not None]
+        return Selection(items, dev, f"dev: selected on the reported split ({plan.test_dataset} dev), the paper's protocol")
+    held = holdout_ids(train, cfg.train.holdout_fraction, cfg.train.seed)
+    return Selection([it for it in items if it.video_id not in held], [it for it in items if it.video_id in held],
+                     f"holdout: {len(held)} of {len(items)} {plan.train_dataset} train videos (seed {cfg.train.seed})")
+
+
+def prepare_features(plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetIndex], selection: Selection,
+                     device: torch.device, progress: bool = True, echo: Echo = print) -> list[StreamFeatures]:
+    """Each stream's features in the cache for every split the run reads: encoders that train first
+    (their EncoderInfo.prepare) make their weights on the run's training videos, then everything not
+    cached yet is extracted."""
+    from mediaeval_mem.encoders import ENCODERS, PrepareContext
+    from mediaeval_mem.features.extract import extract_features
+
+    names = [s.encoder for s in cfg.model.streams]
+    out = []
+    for i, stream in enumerate(cfg.model.streams):
+        label = stream.encoder if names.count(stream.encoder) == 1 else f"{stream.encoder}.{i}"
+        feats = StreamFeatures(stream, label, stream.weights)
+        info = ENCODERS.info(stream.encoder)
+        if info.prepare is not None and not stream.weights:
+            context = PrepareContext(indexes[plan.train_dataset], selection.fit, selection.select, cfg, device, echo)
+            feats.prepared = info.prepare(context)
+            feats.weights = feats.prepared.weights
+        for name, splits in needed_splits(plan).items():
+            report = extract_features(indexes[name], stream.encoder, splits, feats.weights, sampling=stream.sampling,
+                                      opts=cfg.extract, device=cfg.train.device, progress=progress)
+            feats.folders[name], feats.keys[name] = report.cache_dir, report.key
+            for line in report.repairs():
+                echo(line)
+        out.append(feats)
+    return out
+
+
+def load_split(index: DatasetIndex, split: str, stores: list[FeatureStore], scored: bool, echo: Echo,
+               only: set[str] | None = None) -> LabelledSplit:
+    """A split's cached features in every stream (of the videos in `only`, if given); videos without
+    features (they failed to decode) are left out with a warning."""
+    done = [store.done_ids() for store in stores]
+    wanted = [it for it in index.split(split) if only is None or it.video_id in only]
+    items = [it for it in wanted if all(it.video_id in d for d in done)]
+    if len(items) < len(wanted):
+        echo(f"warning: {index.name}/{split}: {len(wanted) - len(items)} video(s) have no features and are left out")
+    if not items:
+        raise DataError(f"{index.name}/{split}: no video has features in {stores[0].folder}")
+    scores = np.array([it.score for it in items], np.float32) if scored else None
+    ids = [it.video_id for it in items]
+    return LabelledSplit([store.load(ids) for store in stores], scores)
+
+
+def load_splits(plan: TaskPlan, indexes: dict[str, DatasetIndex], features: list[StreamFeatures],
+                selection: Selection, echo: Echo = print) -> Splits:
+    """The fit, select, dev and test splits, read from the feature cache (memory-mapped)."""
+    def read(dataset: str, split: str, scored: bool, only: set[str] | None = None) -> LabelledSplit:
+        return load_split(indexes[dataset], split, [f.store(dataset, split) for f in features], scored, echo, only)
+
+    train, (test_ds, dev_split), test_split = plan.train_dataset, plan.evaluate, plan.predict[1]
+    fit = read(train, "train", True, {it.video_id for it in selection.fit})
+    dev = read(test_ds, dev_split, True)
+    select = dev if plan.select == "dev" else read(train, "train", True, {it.video_id for it in selection.select})
+    return Splits(fit, select, dev, read(test_ds, test_split, False))
+
+
+def fit(cfg: RunConfig, splits: Splits, device: torch.device, on_epoch=None):
+    """Build the model from the features' widths (initial weights follow the seed) and train it: (model, TrainResult)."""
+    from mediaeval_mem.models import build_model
+    from mediaeval_mem.training.loop import seed_everything, train_model
+
+    seed_everything(cfg.train.seed)
+    model = build_model(cfg.model, splits.fit.dims)
+    return model, train_model(model, splits.fit, splits.select, cfg.train, device, on_epoch)
+
+
+def evaluate_and_predict(model, splits: Splits, device: torch.device) -> Outputs:
+    """Metrics on the dev split, predictions for the dev and test splits."""
+    from mediaeval_mem.training.batches import predict
+    from mediaeval_mem.training.metrics import evaluate
+
+    dev_pred = predict(model, splits.dev, device=device)
+    return Outputs(evaluate(splits.dev.scores, dev_pred), dev_pred, predict(model, splits.test, device=device))
+
+
+# --------------------------------------------------------------------------- the whole run
+def run_experiment(
+    task: int,
+    train: str,
+    test: str,
+    cfg: RunConfig,
+    data_root: str | Path | None = None,
+    progress: bool = True,
+    echo: Echo = print,
+    extra_tags: dict[str, str] | None = None,
+) -> RunResult:
+    """Train `cfg` on `train`, evaluate on `test`'s dev split, predict its test split, log it all to MLflow.
+
+    >>> r = run_experiment(1, "memento10k", "memento10k", load_config("configs/demo.yaml"), "data/demo")
+    >>> r.metrics["srocc"], r.run_id
+    """
+    from mediaeval_mem.core.runtime import resolve_device
+    from mediaeval_mem.experiments.run_log import RunLog
+
+    plan = plan_task(task, train, test, cfg.train.select_on)
+    device = resolve_device(cfg.train.device)
+    indexes = open_datasets(plan, cfg, data_root, echo)
+    selection = select_videos(plan, indexes, cfg)
+    features = prepare_features(plan, cfg, indexes, selection, device, progress, echo)
+    splits = load_splits(plan, indexes, features, selection, echo)
+    with RunLog(plan, cfg, indexes, features, splits, selection, extra_tags) as log:
+        model, result = fit(cfg, splits, device, log.epoch_callback(progress, echo))
+        outputs = evaluate_and_predict(model, splits, device)
+        log.outputs(model, result, outputs)
+    return RunResult(log.run_id, plan.experiment_name, plan, cfg, outputs.metrics, result.best_epoch,
+                     len(result.history), splits.sizes)
