@@ -43,7 +43,8 @@ def child_e2e(args) -> None:
     """In a fresh process: one extraction (peak RSS read right after it), then the model alone on the
     same loaded encoder, so that both figures see the same machine conditions."""
     from mediaeval_mem.encoders import encoder_recipe
-    from mediaeval_mem.features.extract import ExtractOptions, extract_features
+    from mediaeval_mem.features.extract import extract_features
+    from mediaeval_mem.features.options import ExtractOptions
     from mediaeval_mem.core.runtime import resolve_device, resolve_dtype
     from mediaeval_mem.video import decode
 
@@ -54,8 +55,8 @@ def child_e2e(args) -> None:
     frames = enc.transform.resize_crop(decode(video, "all", short_side=enc.transform.short_side))
     # The model alone just before and just after the extraction: a shared machine's speed drifts.
     before = model_only(enc, frames, args.batch_size, device, dtype, args.model_seconds / 2)
-    opts = ExtractOptions(batch_size=args.batch_size, device=args.device, dtype=args.dtype, workers=args.workers)
-    report = extract_features("memento10k", enc, ("train",), None, args.child, opts, progress=False)
+    opts = ExtractOptions(batch_size=args.batch_size, dtype=args.dtype, workers=args.workers)
+    report = extract_features("memento10k", enc, ("train",), None, args.child, opts=opts, device=args.device, progress=False)
     s = report.splits[0]
     rss = peak_rss_mb()
     fps = (before + model_only(enc, frames, args.batch_size, device, dtype, args.model_seconds / 2)) / 2
@@ -199,4 +200,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from mediaeval_mem.core.process import one_malloc_arena
+
+    one_malloc_arena()  # as `mem` does at start-up, before torch starts its threads
     main()

@@ -131,7 +131,7 @@ def main() -> None:
 
     def fresh_model():
         torch.manual_seed(0)
-        return build_model(load_config(None), [args.dim]).to(device)  # the paper's model
+        return build_model(load_config(None).model, [args.dim]).to(device)  # the paper's model
 
     # ours: one memory-mapped array, batches cut as mediaeval_mem.training.loop cuts them
     split = LabelledSplit([FeatureStore(work / "store").load(ids)], scores)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from mediaeval_mem.core.errors import ConfigError, UnknownNameError
+from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.schema import build, flatten, override, read_yaml_mapping, to_dict, to_yaml
 from mediaeval_mem.features.options import ExtractOptions
 
@@ -46,10 +46,8 @@ class StreamCfg:
         try:
             info, agg = ENCODERS.info(self.encoder), AGGREGATORS[self.aggregator]
             Sampling.parse(self.sampling)
-        except UnknownNameError as e:
+        except MemError as e:  # an unknown name, a bad sampling
             raise ConfigError(str(e)) from None
-        except ValueError as e:
-            raise ConfigError(f"sampling: {e}") from None
         if info.clip_level and agg.temporal:
             raise ConfigError(f"aggregator {self.aggregator!r} models frame order, but {self.encoder} gives one vector "
                               f"per video: use none, avg or linear-avg")

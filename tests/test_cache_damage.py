@@ -10,7 +10,7 @@ from mediaeval_mem.core.errors import DamagedError
 from mediaeval_mem.features.extract import ExtractOptions, extract_features
 from mediaeval_mem.features.store import FeatureStore
 
-OPTS = ExtractOptions(batch_size=32, flush_every=4, device="cpu")
+OPTS = ExtractOptions(batch_size=32, flush_every=4)
 EXTRACT = ["extract", "--dataset", "videomem", "--encoder", "clip-demo", "--splits", "dev", "--quiet"]
 
 
@@ -62,7 +62,7 @@ def test_damaged_segment_is_refused_then_re_extracted(demo_root, runs_dir, capsy
 
 def test_damage_in_one_of_several_segments_redoes_only_its_videos(demo_root, runs_dir):
     """Before consolidation (an interrupted extraction), one bad segment costs only its own videos."""
-    index_opts = ExtractOptions(batch_size=32, flush_every=2, device="cpu")
+    index_opts = ExtractOptions(batch_size=32, flush_every=2)
     store, reference = _extract(demo_root)
     # Rebuild the split as several segments, as an interrupted extraction leaves it.
     for f in store.folder.glob("seg-*.npy"):

@@ -56,7 +56,7 @@ def test_demo_data_is_deterministic(tmp_path):
     from mediaeval_mem.datasets.synthetic import generate_demo_data
 
     generate_demo_data(tmp_path / "a", seed=3, scale=0.05)
-    assert main(["demo-data", "--out", str(tmp_path / "b"), "--seed", "3", "--scale", "0.05"]) == 0
+    assert main(["demo-data", "--data-root", str(tmp_path / "b"), "--seed", "3", "--scale", "0.05"]) == 0
     for rel in ("memento10k/train_set/train_scores.csv", "videomem/dev_set/dev_scores.csv", "videomem/test_set/test_video_urls.csv"):
         assert (tmp_path / "a" / rel).read_text() == (tmp_path / "b" / rel).read_text()
     assert not (tmp_path / "a" / "memento10k" / "test_set" / "test_scores.csv").exists()

@@ -18,7 +18,7 @@ from mediaeval_mem.datasets import open_dataset
 from mediaeval_mem.features.extract import ExtractOptions, extract_features
 from mediaeval_mem.features.store import FeatureStore
 
-OPTS = ExtractOptions(batch_size=32, flush_every=2, device="cpu")
+OPTS = ExtractOptions(batch_size=32, flush_every=2)
 
 
 def _store_files(folder: Path) -> set[str]:
@@ -45,7 +45,7 @@ def test_key_changes_with_sampling(demo_root, runs_dir):
     a = extract_features("videomem", "clip-demo", ("dev",), data_root=demo_root, opts=OPTS, progress=False)
     b = extract_features(
         "videomem", "clip-demo", ("dev",), data_root=demo_root, progress=False,
-        opts=ExtractOptions(sampling="uniform:8", batch_size=16, device="cpu"),
+        sampling="uniform:8", opts=ExtractOptions(batch_size=16),
     )
     assert a.cache_dir != b.cache_dir
     assert set(FeatureStore(b.cache_dir / "dev").load().lengths.tolist()) == {8}

@@ -15,7 +15,7 @@ from mediaeval_mem.training import finetune as ft
 @pytest.fixture
 def setup(demo_root, runs_dir, tmp_path):
     init = write_random_checkpoint(tmp_path / "init.pt", 400, size=32)
-    cfg = load_config(None, ["features.encoder=i3d-finetune", f"finetune.init={init}", "finetune.size=32",
+    cfg = load_config(None, ["model.streams.0.encoder=i3d-finetune", "model.streams.0.aggregator=none", f"finetune.init={init}", "finetune.size=32",
                              "finetune.frames=9", "finetune.epochs=2", "finetune.batch_size=4", "finetune.workers=1"])
     index = open_dataset("memento10k", demo_root)
     held = holdout_ids(index, 0.2, 0)
@@ -23,24 +23,24 @@ def setup(demo_root, runs_dir, tmp_path):
     return index, [i for i in items if i.video_id not in held], [i for i in items if i.video_id in held], cfg
 
 
-def test_finetune_interrupted_then_resumed_then_cached(setup, monkeypatch):
+def test_finetune_interrupted_then_resumed_then_cached(setup, runs_dir):
+    """Ctrl-C after the first epoch (through the progress callback, a public seam); the same call resumes
+    after it on the one training loop, finishes, and is then found done."""
     index, fit, select, cfg = setup
-    real, calls = ft._predict, {"n": 0}
 
-    def interrupt_second_epoch(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
+    def interrupt_after_first_epoch(line: str) -> None:
+        if line.startswith("fine-tuning I3D: epoch 1 "):
             raise KeyboardInterrupt
-        return real(*a, **k)
 
-    monkeypatch.setattr(ft, "_predict", interrupt_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        ft.finetune_i3d(index, fit, select, cfg, torch.device("cpu"), echo=lambda *a: None)
-    monkeypatch.setattr(ft, "_predict", real)
+        ft.finetune_i3d(index, fit, select, cfg, torch.device("cpu"), echo=interrupt_after_first_epoch)
+    folder = next(p for p in (runs_dir / "finetune" / "i3d" / index.name).iterdir() if p.is_dir())
+    assert (folder / "last.pt").is_file() and not (folder / "best.pt").exists()
 
     said = []
     result = ft.finetune_i3d(index, fit, select, cfg, torch.device("cpu"), echo=said.append)
-    assert said[0].startswith("fine-tuning I3D: resuming after epoch 1")
+    assert said[0] == f"fine-tuning I3D: resuming from {folder / 'last.pt'}"
+    assert [line.split()[3] for line in said[1:]] == ["2"]  # only the second epoch ran again
     assert [h["epoch"] for h in result.history] == [1, 2] and not result.cached
     net = load_i3d_checkpoint(result.checkpoint)  # the pytorch-i3d layout, strictly
     assert (result.checkpoint.parent / "best.json").is_file()
@@ -48,7 +48,7 @@ def test_finetune_interrupted_then_resumed_then_cached(setup, monkeypatch):
     assert not torch.equal(net.Mixed_5c.b0.conv3d.weight, init.Mixed_5c.b0.conv3d.weight)  # it trained
     again = ft.finetune_i3d(index, fit, select, cfg, torch.device("cpu"), echo=lambda *a: None)
     assert again.cached and again.checkpoint == result.checkpoint
-    assert sorted(p.name for p in result.checkpoint.parent.glob("epoch-*.pt")) == ["epoch-2.pt"]
+    assert not (folder / "last.pt").exists()  # the resume state is dropped once done
 
 
 def test_augmentation_and_clip_shape(setup):
@@ -56,8 +56,8 @@ def test_augmentation_and_clip_shape(setup):
     train = ft.ClipDataset(fit[:1], frames=9, size=32, train=True)
     evals = ft.ClipDataset(fit[:1], frames=9, size=32, train=False)
     torch.manual_seed(0)
-    a, y = train[0]
-    assert a.shape == (3, 9, 32, 32) and a.min() >= -1 and a.max() <= 1 and y == fit[0].score
-    assert torch.equal(evals[0][0], evals[0][0])  # centre crop: deterministic
-    crops = {train[0][0].sum().item() for _ in range(6)}
+    i, a, y = train[0]
+    assert i == 0 and a.shape == (3, 9, 32, 32) and a.min() >= -1 and a.max() <= 1 and y == fit[0].score
+    assert torch.equal(evals[0][1], evals[0][1])  # centre crop: deterministic
+    crops = {train[0][1].sum().item() for _ in range(6)}
     assert len(crops) > 1  # random crops / flips

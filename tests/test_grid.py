@@ -11,7 +11,7 @@ from mediaeval_mem.experiments.grid import load_grid, load_profile, run_grid, ta
 
 from conftest import REPO
 
-FAST = ("train.epochs=2", "features.sampling=uniform:8")
+FAST = ("train.epochs=2", "model.streams.*.sampling=uniform:8")
 
 
 def _grid(tmp_path, text: str):
@@ -31,27 +31,22 @@ seeds: [0, 1]
 """)
 
 
-def test_grid_runs_resumes_and_reports_mean_and_sd(small_grid, demo_root, runs_dir, monkeypatch):
-    import mediaeval_mem.experiments.runner as runner
-
+def test_grid_runs_resumes_and_reports_mean_and_sd(small_grid, demo_root, runs_dir):
     profile = load_profile(REPO / "configs" / "profiles" / "demo.yaml", demo_root)
-    real, calls = runner.run_experiment, []
+    started = []
 
-    def interrupted(*a, **k):  # Ctrl-C during the third of four runs
-        calls.append(a[3].name)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*a, **k)
+    def interrupt_the_third(line: str) -> None:  # Ctrl-C as the third of four runs starts
+        if line.endswith(": running"):
+            started.append(line)
+            if len(started) == 3:
+                raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "run_experiment", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_grid(small_grid, demo_root, profile, FAST, progress=False, echo=lambda *a: None)
-    monkeypatch.setattr(runner, "run_experiment", real)
-
-    ran = []
-    monkeypatch.setattr(runner, "run_experiment", lambda *a, **k: ran.append(a[3].train.seed) or real(*a, **k))
-    rows = run_grid(small_grid, demo_root, profile, FAST, progress=False, echo=lambda *a: None)
-    assert len(ran) == 2  # only the two runs missing after the interruption
+        run_grid(small_grid, demo_root, profile, FAST, progress=False, echo=interrupt_the_third)
+    said = []
+    rows = run_grid(small_grid, demo_root, profile, FAST, progress=False, echo=said.append)
+    assert sum(line.endswith(": running") for line in said) == 2  # only the two runs missing after the interruption
+    assert sum(": done before (run " in line for line in said) == 2
     assert [r.reused for r in rows] == [2, 0] and all(len(r.metrics) == 2 for r in rows)
     header, table = table_rows(small_grid, rows)
     assert header[:5] == ["encoder", "temporal aggregator", "predictor", "PLCC", "SROCC"]
@@ -82,7 +77,7 @@ pairs:
         ("configs: [nowhere.yaml]\npairs: [{task: 1, train: memento10k, test: memento10k}]", "config nowhere.yaml not found"),
         ("configs: []\npairs: []", "needs at least one entry"),
         ("config: [a]", "unknown key 'config'"),
-        (f"configs: [{REPO}/configs/demo.yaml]\npairs: [{{task: 1}}]", "each pair is {task: N, train: DATASET, test: DATASET}"),
+        (f"configs: [{REPO}/configs/demo.yaml]\npairs: [{{task: 1}}]", "grid.yaml: pairs[0]: missing key 'test'"),
     ],
 )
 def test_bad_grid_files(tmp_path, text, message):

@@ -153,13 +153,12 @@ def test_missing_default_checkpoint_says_where_to_put_it(tmp_path, monkeypatch):
 
 def test_i3d_features_are_extracted_and_cached_per_video(demo_root, runs_dir, tmp_path):
     """One 1024-d vector per video; a clip shorter than the network needs is padded and recorded."""
-    from mediaeval_mem.features.extract import ExtractOptions, extract_features
+    from mediaeval_mem.features.extract import extract_features
     from mediaeval_mem.features.store import FeatureStore
 
     torch.save(random_state_dict("kinetics400"), tmp_path / "rgb_imagenet.pt")
-    opts = ExtractOptions(sampling="uniform:6", device="cpu")  # 6 < 9 frames: padded
     report = extract_features("memento10k", "i3d-kinetics", ("dev",), weights=str(tmp_path / "rgb_imagenet.pt"),
-                              data_root=demo_root, opts=opts, progress=False)
+                              data_root=demo_root, sampling="uniform:6", progress=False)  # 6 < 9 frames: padded
     dev = report.splits[0]
     assert dev.extracted == dev.total and set(dev.padded.values()) == {6}
     store = FeatureStore(report.cache_dir / "dev")

@@ -10,7 +10,7 @@ import pytest
 from mediaeval_mem.cli import main
 from conftest import REPO
 
-FAST = ["--set", "train.epochs=3", "--set", "train.patience=2", "--set", "model.aggregator_args={hidden: 16, layers: 2}"]
+FAST = ["--set", "train.epochs=3", "--set", "train.patience=2", "--set", "model.streams.0.aggregator_args={hidden: 16, layers: 2}"]
 
 
 def _run(demo_root, *extra, task="1", train="memento10k", test="memento10k"):
@@ -59,13 +59,30 @@ def test_mlflow_holds_params_metrics_artifacts(store):
     assert tags["task"] == "1" and tags["encoder"] == "clip-demo" and tags["aggregator"] == "bigru-attention"
     assert tags["head"] == "mlp" and tags["git_commit"] and tags["feature_key.memento10k.clip-demo"]
     assert tags["selection"].startswith("holdout:")
-    assert params["train.epochs"] == "3" and params["train.lr"] == "0.002" and params["features.encoder"] == "clip-demo"
+    assert params["train.epochs"] == "3" and params["train.lr"] == "0.002" and params["model.streams.0.encoder"] == "clip-demo"
     assert {"dev_plcc", "dev_srocc", "dev_mse"} <= set(metrics)
     history = client().get_metric_history(run.info.run_id, "select_srocc")
     assert [m.step for m in history] == list(range(1, len(history) + 1)) and len(history) >= 1
     files = {a.path for a in client().list_artifacts(run.info.run_id)}
     assert {"config.yaml", "dev_predictions.csv", "test_predictions.csv", "model.safetensors", "features.json"} <= files
     assert (store / "mlartifacts").is_dir()  # artifacts under runs/, not the working directory
+
+
+def test_select_on_dev_is_the_papers_protocol_and_says_so(runs_dir, demo_root):
+    """train.select_on=dev: every training video fits, early stopping watches the reported dev split, the
+    run is tagged as such; the default holds a slice of the training split out instead."""
+    from mediaeval_mem.tracking import read_artifact_text
+
+    _run(demo_root, "--set", "train.select_on=dev")
+    _run(demo_root)
+    paper = [r for r in _runs("Task 1: train Memento10k, test Memento10k") if r.data.params["train.select_on"] == "dev"][0]
+    honest = [r for r in _runs("Task 1: train Memento10k, test Memento10k") if r.data.params["train.select_on"] == "holdout"][0]
+    assert paper.data.tags["selection"].startswith("dev: selected on the reported split")
+    dev_ids = [r["video_id"] for r in csv.DictReader(read_artifact_text(paper.info.run_id, "dev_predictions.csv").splitlines())]
+    assert read_artifact_text(paper.info.run_id, "selection_ids.txt").split() == dev_ids
+    held = read_artifact_text(honest.info.run_id, "selection_ids.txt").split()
+    assert held and not set(held) & set(dev_ids)  # the default never selects on what it reports
+    assert int(paper.data.params["derived.n_train"]) == int(honest.data.params["derived.n_train"]) + len(held)
 
 
 def test_same_seed_same_metrics_end_to_end(store):

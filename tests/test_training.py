@@ -41,7 +41,7 @@ def _toy_split(n=40, t=6, d=8, seed=0) -> LabelledSplit:
 
 
 def model_of(*overrides):
-    return build_model(load_config(None, ["features.encoder=clip-demo", *overrides]), [8])
+    return build_model(load_config(None, ["model.streams.0.encoder=clip-demo", *overrides]).model, [8])
 
 
 def test_collate_pads_and_masks():
@@ -55,7 +55,7 @@ def test_learning_rate_follows_the_recipe():
     """x0.95 every 5 epochs: epochs 1-5 at lr, 6-10 at 0.95 lr, 11-15 at 0.9025 lr."""
     train = _toy_split(16)
     cfg = TrainCfg(epochs=12, lr=1e-3, lr_decay=0.95, lr_step_epochs=5, patience=100, batch_size=8)
-    result = train_model(model_of("model.aggregator=avg", "model.head=linear"), train, train, cfg)
+    result = train_model(model_of("model.streams.0.aggregator=avg", "model.head=linear"), train, train, cfg)
     lrs = [log.lr for log in result.history]
     assert lrs[:5] == pytest.approx([1e-3] * 5)
     assert lrs[5:10] == pytest.approx([0.95e-3] * 5)
@@ -85,7 +85,7 @@ def test_early_stopping(values, mode, patience, best, stop_after):
 def test_training_stops_early_and_restores_the_best_epoch():
     train, select = _toy_split(40, seed=1), _toy_split(20, seed=2)
     cfg = TrainCfg(epochs=60, lr=3e-3, batch_size=8, patience=3, lr_step_epochs=5)
-    model = model_of("model.aggregator=avg", "model.head_args={hidden: [16]}")
+    model = model_of("model.streams.0.aggregator=avg", "model.head_args={hidden: [16]}")
     result = train_model(model, train, select, cfg)
     assert result.stopped_early and len(result.history) == result.best_epoch + 3
     best = max(result.history, key=lambda log: log.select_srocc)
@@ -102,11 +102,36 @@ def test_same_seed_same_metrics():
     def run(seed):
         cfg = TrainCfg(epochs=4, lr=1e-3, batch_size=8, seed=seed)
         torch.manual_seed(seed)  # the initial weights follow the seed too
-        model = model_of("model.aggregator_args={hidden: 8, layers: 2}")
+        model = model_of("model.streams.0.aggregator_args={hidden: 8, layers: 2}")
         return [(log.train_loss, log.select_srocc) for log in train_model(model, train, select, cfg).history]
 
     assert run(0) == run(0)
     assert run(0) != run(1)
+
+
+def test_an_interrupted_training_resumes_from_its_checkpoint_exactly(tmp_path):
+    """Ctrl-C after epoch 2 of 5; the same call resumes at epoch 3 and ends where an uninterrupted run ends."""
+    train, select = _toy_split(24, seed=3), _toy_split(12, seed=4)
+    cfg = TrainCfg(epochs=5, lr=1e-3, batch_size=8, patience=10)
+
+    def fresh():
+        torch.manual_seed(0)
+        return model_of("model.streams.0.aggregator_args={hidden: 8, layers: 2}")
+
+    straight = train_model(fresh(), train, select, cfg)
+
+    def stop_after_two(log):
+        if log.epoch == 2:
+            raise KeyboardInterrupt
+
+    checkpoint = tmp_path / "last.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_model(fresh(), train, select, cfg, on_epoch=stop_after_two, checkpoint=checkpoint)
+    model = fresh()
+    resumed = train_model(model, train, select, cfg, checkpoint=checkpoint)
+    assert resumed.resumed_after == 2 and [h.epoch for h in resumed.history] == [1, 2, 3, 4, 5]
+    key = lambda r: [(h.train_loss, h.select_loss, h.select_srocc) for h in r.history]  # noqa: E731
+    assert key(resumed) == key(straight) and resumed.best_epoch == straight.best_epoch
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,6 @@ class RunLog:
         self.selection, self.extra_tags = selection, extra_tags or {}
 
     def __enter__(self) -> "RunLog":
-        from mediaeval_mem.experiments.runner import needed_splits
         from mediaeval_mem.tracking import TrackedRun, git_commit
 
         plan, cfg, streams = self.plan, self.cfg, self.cfg.model.streams
@@ -41,8 +40,18 @@ class RunLog:
         }
         self.run = TrackedRun(plan.experiment_name, f"{cfg.name} {plan.pair} seed{cfg.train.seed}", tags)
         self.run_id = self.run.run_id
-        self.run.__enter__()
-        run = self.run
+        try:
+            self._start(keys)
+        except BaseException as e:  # the run exists: end it as FAILED (or KILLED), never left RUNNING
+            self.run.__exit__(type(e), e, e.__traceback__)
+            raise
+        return self
+
+    def _start(self, keys: dict) -> None:
+        """What is known before training: params, the resolved config, feature keys, the selection, fine-tuning."""
+        from mediaeval_mem.experiments.runner import needed_splits
+
+        run, cfg, plan = self.run, self.cfg, self.plan
         run.log_params({**flatten(cfg), "derived.in_dims": self.splits.fit.dims,
                         **{f"derived.n_{k}": v for k, v in self.splits.sizes.items()}})
         run.log_text(to_yaml(cfg), "config.yaml")
@@ -59,7 +68,6 @@ class RunLog:
                      for f in self.features for n, splits in needed_splits(plan).items() for s in splits)
         if padded:
             run.set_tags({"clips_padded": padded})  # clip-level encoders: videos shorter than the network needs, repeated
-        return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.run.__exit__(exc_type, exc, tb)
