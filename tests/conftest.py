@@ -8,18 +8,30 @@ from pathlib import Path
 
 import pytest
 
+# Before anything imports huggingface_hub (it reads these once): no test may reach the hub or a cache
+# this machine happens to have; the session fixture below points HF_HOME at an empty folder.
+os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent
 
 
+ISOLATED = ("MEM_RUNS_DIR", "MEM_SUBMISSIONS_DIR", "MEM_DATA_ROOT", "MEM_I3D_DIR", "MLFLOW_TRACKING_URI", "HF_HOME",
+            "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_runs(tmp_path_factory):
-    """Every test writes under a temporary runs/ and submissions/, never the checkout's."""
+    """Every test writes under a temporary runs/ and submissions/, never the checkout's, with an empty
+    Hugging Face cache and the hub offline: no test depends on what this machine has downloaded."""
     root = tmp_path_factory.mktemp("runs")
-    old = {k: os.environ.get(k) for k in ("MEM_RUNS_DIR", "MEM_SUBMISSIONS_DIR", "MEM_DATA_ROOT")}
+    old = {k: os.environ.get(k) for k in ISOLATED}
+    for k in ("MEM_DATA_ROOT", "MEM_I3D_DIR", "MLFLOW_TRACKING_URI"):
+        os.environ.pop(k, None)
     os.environ["MEM_RUNS_DIR"] = str(root / "runs")
     os.environ["MEM_SUBMISSIONS_DIR"] = str(root / "submissions")
-    os.environ.pop("MEM_DATA_ROOT", None)
+    os.environ["HF_HOME"] = str(root / "hf-home")
+    os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
     yield
     for k, v in old.items():
         if v is None:

@@ -53,30 +53,38 @@ def test_key_changes_with_sampling(demo_root, runs_dir):
 
 
 def test_interrupt_keeps_finished_videos_and_resumes(demo_root, runs_dir, monkeypatch):
-    """Ctrl-C in the middle: finished videos are kept, nothing partial; the rerun does only the rest."""
-    import mediaeval_mem.features.extract as ex
+    """A real SIGINT (Ctrl-C) in the middle: finished videos are kept, nothing partial; the rerun does only the rest."""
+    import threading
 
     reference = extract_features("memento10k", "clip-demo", ("train",), data_root=demo_root, opts=OPTS, progress=False)
     ref = FeatureStore(reference.cache_dir / "train").load()
     monkeypatch.setenv("MEM_RUNS_DIR", str(runs_dir.parent / "runs2"))
+    manifest = runs_dir.parent / "runs2" / reference.cache_dir.relative_to(runs_dir) / "train" / "manifest.json"
+    stop = threading.Event()
 
-    real, calls = ex._encode, {"n": 0}
+    def press_ctrl_c_after_two_segments():
+        while not stop.is_set():
+            try:
+                if len(json.loads(manifest.read_text())["segments"]) >= 2:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.002)
 
-    def flaky(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 18:  # batch 18 of 34: mid-split, mid-video
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(ex, "_encode", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        extract_features("memento10k", "clip-demo", ("train",), data_root=demo_root, opts=OPTS, progress=False)
+    watcher = threading.Thread(target=press_ctrl_c_after_two_segments, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            extract_features("memento10k", "clip-demo", ("train",), data_root=demo_root, opts=OPTS, progress=False)
+    finally:
+        stop.set()
+        watcher.join()
     store = FeatureStore(runs_dir.parent / "runs2" / reference.cache_dir.relative_to(runs_dir) / "train")
     part = store.load()
     assert 0 < len(part) < len(ref) and len(set(part.ids)) == len(part.ids)
     assert set(part.lengths.tolist()) == {90}  # complete videos only
 
-    monkeypatch.setattr(ex, "_encode", real)
     again = extract_features("memento10k", "clip-demo", ("train",), data_root=demo_root, opts=OPTS, progress=False)
     assert again.splits[0].cached == len(part) and again.splits[0].extracted == len(ref) - len(part)
     full = store.load(ref.ids)

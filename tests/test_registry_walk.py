@@ -69,10 +69,6 @@ def test_every_encoder_runs_on_a_tiny_input(name, tmp_path, runs_dir):
 SHIPPED = sorted(p for p in (REPO / "configs").rglob("*.yaml") if p.parent.name not in ("grids", "profiles"))
 
 
-def test_table1_has_eleven_configs():
-    assert len(list((REPO / "configs" / "table1").glob("*.yaml"))) == 11
-
-
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO / "configs")))
 def test_every_shipped_config_runs_one_step(path, demo_root, runs_dir):
     """With the demo profile's stand-ins, three epochs on the tiny generated data, end to end: the model

@@ -15,9 +15,10 @@ import tempfile
 from pathlib import Path
 
 from mediaeval_mem.config import RunConfig
-from mediaeval_mem.core.schema import digest, flatten, to_dict, to_yaml
+from mediaeval_mem.core.schema import flatten, to_dict, to_yaml
 from mediaeval_mem.datasets import DatasetIndex
 from mediaeval_mem.experiments.tasks import TaskPlan
+from mediaeval_mem.features.key import key_digest
 
 
 class RunLog:
@@ -36,7 +37,7 @@ class RunLog:
             "config": cfg.name, "encoder": "+".join(s.encoder for s in streams),
             "aggregator": "+".join(s.aggregator for s in streams), "head": cfg.model.head,
             "selection": self.selection.description, "git_commit": git_commit(),
-            **{f"feature_key.{n}": digest(k, 12) for n, k in keys.items()}, **self.extra_tags,
+            **{f"feature_key.{n}": key_digest(k) for n, k in keys.items()}, **self.extra_tags,
         }
         self.run = TrackedRun(plan.experiment_name, f"{cfg.name} {plan.pair} seed{cfg.train.seed}", tags)
         self.run_id = self.run.run_id

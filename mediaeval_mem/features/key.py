@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 from mediaeval_mem.core.paths import runs_dir
+from mediaeval_mem.core.schema import digest
 
 FORMAT_VERSION = 1
 
@@ -26,7 +25,7 @@ def feature_key(dataset_name: str, dataset_root: Path, encoder_identity: dict, s
 
 
 def key_digest(key: dict) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return digest(key, 12)
 
 
 def cache_dir(key: dict) -> Path:
