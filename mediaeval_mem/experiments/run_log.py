@@ -50,8 +50,6 @@ class RunLog:
 
     def _start(self, keys: dict) -> None:
         """What is known before training: params, the resolved config, feature keys, the selection, fine-tuning."""
-        from mediaeval_mem.experiments.runner import needed_splits
-
         run, cfg, plan = self.run, self.cfg, self.plan
         run.log_params({**flatten(cfg), "derived.in_dims": self.splits.fit.dims,
                         **{f"derived.n_{k}": v for k, v in self.splits.sizes.items()}})
@@ -66,7 +64,7 @@ class RunLog:
                     run.log_metrics({f"finetune_{k}": v for k, v in log.items() if k not in ("epoch", "seconds")},
                                     step=log["epoch"])
         padded = sum(len(f.store(n, s).manifest().get("padded", {}))
-                     for f in self.features for n, splits in needed_splits(plan).items() for s in splits)
+                     for f in self.features for n, splits in plan.needed_splits().items() for s in splits)
         if padded:
             run.set_tags({"clips_padded": padded})  # clip-level encoders: videos shorter than the network needs, repeated
 

@@ -81,13 +81,6 @@ class RunResult:
 
 
 # --------------------------------------------------------------------------- the stages
-def needed_splits(plan: TaskPlan) -> dict[str, tuple[str, ...]]:
-    """dataset -> the splits a run reads, in the order train, dev, test."""
-    needed = {plan.train_dataset: set(plan.train_splits)}
-    needed.setdefault(plan.test_dataset, set()).update({plan.evaluate[1], plan.predict[1]})
-    return {name: tuple(s for s in ("train", "dev", "test") if s in splits) for name, splits in needed.items()}
-
-
 def open_checked(name: str, data_root, cfg: RunConfig, echo: Echo) -> DatasetIndex:
     """Open a dataset and refuse to train on broken files; missing videos are only warned about."""
     index = open_dataset(name, data_root, cfg.data.target, cfg.data.dev_fraction, cfg.data.split_seed)
@@ -105,7 +98,7 @@ def open_checked(name: str, data_root, cfg: RunConfig, echo: Echo) -> DatasetInd
 
 def open_datasets(plan: TaskPlan, cfg: RunConfig, data_root, echo: Echo) -> dict[str, DatasetIndex]:
     """Every dataset the run reads, opened and checked."""
-    return {name: open_checked(name, data_root, cfg, echo) for name in needed_splits(plan)}
+    return {name: open_checked(name, data_root, cfg, echo) for name in plan.needed_splits()}
 
 
 def holdout_ids(index: DatasetIndex, fraction: float, seed: int) -> set[str]:
@@ -145,7 +138,7 @@ def prepare_features(plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetI
             context = PrepareContext(indexes[plan.train_dataset], selection.fit, selection.select, cfg, device, echo)
             feats.prepared = info.prepare(context)
             feats.weights = feats.prepared.weights
-        for name, splits in needed_splits(plan).items():
+        for name, splits in plan.needed_splits().items():
             report = extract_features(indexes[name], stream.encoder, splits, feats.weights, sampling=stream.sampling,
                                       opts=cfg.extract, device=cfg.train.device, progress=progress)
             feats.folders[name], feats.keys[name] = report.cache_dir, report.key

@@ -40,6 +40,12 @@ class TaskPlan:
     def pair(self) -> str:
         return f"{self.train_dataset}->{self.test_dataset}"
 
+    def needed_splits(self) -> dict[str, tuple[str, ...]]:
+        """dataset -> the splits a run reads, in the order train, dev, test."""
+        needed = {self.train_dataset: set(self.train_splits)}
+        needed.setdefault(self.test_dataset, set()).update({self.evaluate[1], self.predict[1]})
+        return {name: tuple(s for s in ("train", "dev", "test") if s in splits) for name, splits in needed.items()}
+
 
 def plan_task(task: int, train: str, test: str, select_on: str = "holdout") -> TaskPlan:
     """The splits of (task, train dataset, test dataset); refuses pairs the task does not allow."""
