@@ -46,13 +46,13 @@ def child_e2e(args) -> None:
     from mediaeval_mem.features.extract import extract_features
     from mediaeval_mem.features.options import ExtractOptions
     from mediaeval_mem.core.runtime import resolve_device, resolve_dtype
-    from mediaeval_mem.video import decode
+    from mediaeval_mem.features.pixels import frames_for
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     enc = encoder_recipe(args.encoder, args.weights).load().to(device)
     video = sorted((Path(args.child) / "memento10k" / "train_set" / "Videos").iterdir())[0]
-    frames = enc.transform.resize_crop(decode(video, "all", short_side=enc.transform.short_side))
+    frames = frames_for(video, enc.transform, "all")
     # The model alone just before and just after the extraction: a shared machine's speed drifts.
     before = model_only(enc, frames, args.batch_size, device, dtype, args.model_seconds / 2)
     opts = ExtractOptions(batch_size=args.batch_size, dtype=args.dtype, workers=args.workers)

@@ -1,7 +1,7 @@
 """`mem extract`: videos -> cached frame features, batched, resumable, one bad video never stops the rest.
 
 Pipeline (one split):
-    worker threads: decode (decoder resizes to the encoder's short side) -> centre crop, uint8 (T, 3, S, S)
+    worker threads: decode at full size in chunks -> the encoder's resize (PIL's bicubic) -> crop, uint8 (T, 3, S, S)
     main thread:    pack frames of consecutive videos into full batches (B, 3, S, S) -> device ->
                     normalise -> encoder under autocast -> (B, D) -> back to their videos
     every `flush_every` finished videos: one segment appended to the split's FeatureStore.
@@ -32,7 +32,8 @@ from mediaeval_mem.features.store import STORE_DTYPE, FeatureStore
 from mediaeval_mem.core.io import atomic_write_json, write_error
 from mediaeval_mem.core.progress import progress_bar
 from mediaeval_mem.core.runtime import autocast, resolve_device, resolve_dtype
-from mediaeval_mem.video import Sampling, decode
+from mediaeval_mem.features.pixels import PIXEL_PATH, frames_for
+from mediaeval_mem.video import Sampling
 
 
 @dataclass
@@ -70,8 +71,7 @@ def _load_video(item: VideoItem, encoder: FrameEncoder, sampling: Sampling, back
     """Decode + resize + crop one video: uint8 (T, 3, S, S). Runs in a worker thread."""
     if item.path is None:
         raise DecodeError(f"{item.video_id}: video file not found")
-    frames = decode(item.path, sampling, short_side=encoder.transform.short_side, backend=backend)
-    return encoder.transform.resize_crop(frames)
+    return frames_for(item.path, encoder.transform, sampling, backend)
 
 
 class _Packer:
@@ -291,7 +291,7 @@ def extract_features(
     dtype = resolve_dtype(opts.dtype, device)
     sampling = Sampling.parse(sampling)
     recipe = encoder_recipe(encoder, weights) if isinstance(encoder, str) else encoder
-    key = feature_key(index.name, index.root, recipe.identity(), str(sampling), dtype)
+    key = feature_key(index.name, index.root, recipe.identity(), str(sampling), dtype, PIXEL_PATH)
     folder = cache_dir(key)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / "key.json", key)

@@ -7,11 +7,12 @@ from pathlib import Path
 from mediaeval_mem.core.paths import runs_dir
 from mediaeval_mem.core.schema import digest
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: frames decoded at full size and resized by the harness, not by the decoder
 
 
-def feature_key(dataset_name: str, dataset_root: Path, encoder_identity: dict, sampling: str, dtype: str) -> dict:
-    """Dataset (name and folder), encoder (name, weights, preprocessing), sampling and compute dtype."""
+def feature_key(dataset_name: str, dataset_root: Path, encoder_identity: dict, sampling: str, dtype: str,
+                pixels: str) -> dict:
+    """Dataset (name and folder), encoder (name, weights, preprocessing), sampling, how pixels are made, compute dtype."""
     return {
         "format": FORMAT_VERSION,
         "dataset": dataset_name,
@@ -19,7 +20,7 @@ def feature_key(dataset_name: str, dataset_root: Path, encoder_identity: dict, s
         **encoder_identity,
         "sampling": sampling,
         "compute_dtype": dtype,
-        "decode": "decoder resizes to the short side",
+        "decode": pixels,
         "storage": "float16",
     }
 

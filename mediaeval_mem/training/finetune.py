@@ -67,15 +67,14 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         from mediaeval_mem.encoders.i3d import pad_frames
-        from mediaeval_mem.video import decode
+        from mediaeval_mem.features.pixels import frames_for
 
         item = self.items[i]
-        try:
-            x = decode(item.path, f"uniform:{self.frames}", short_side=self.transform.short_side)  # (T, H, W, 3) uint8
+        try:  # extraction's own pixel path: (T, 3, S, S) uint8
+            x = frames_for(item.path, self.transform, f"uniform:{self.frames}", random_crop=self.train)
         except MemError:
             return None  # left out of the batch; a prediction for it is NaN
         x, _ = pad_frames(x, self.frames)
-        x = self.transform.resize_crop(x, random_crop=self.train)  # (T, 3, S, S) uint8
         if self.train and torch.rand(()) < 0.5:
             x = x.flip(-1)
         x = self.transform.normalize(x).permute(1, 0, 2, 3)  # (3, T, S, S)
