@@ -25,8 +25,11 @@ def test_bench_train_reports_its_keys(tmp_path):
 
 def test_bench_extract_reports_its_keys(tmp_path):
     figures = _last_json([str(REPO / "bench" / "extract.py"), "--encoder", "clip-demo", "--videos", "1",
-                          "--batch-size", "32", "--model-seconds", "1", "--naive-frames", "5",
+                          "--batch-size", "32", "--model-seconds", "1", "--naive-frames", "5", "--size", "320x180",
                           "--workdir", str(tmp_path / "w")], tmp_path)
-    keys = {"e2e_fps", "model_fps", "naive_fps", "e2e_over_model", "e2e_over_naive", "peak_rss_mb_n", "peak_rss_mb_4n"}
-    assert keys <= set(figures) and all(figures[k] > 0 for k in keys)
+    keys = {"e2e_fps", "model_fps", "naive_fps", "decode_fps", "bound_fps", "e2e_over_model", "e2e_over_bound",
+            "e2e_over_naive", "peak_rss_mb_n", "peak_rss_mb_4n"}
+    assert keys <= set(figures) and all(figures[k] > 0 for k in keys) and figures["size"] == "320x180"
     assert figures["e2e_over_model"] == round(figures["e2e_fps"] / figures["model_fps"], 3)
+    bound = 1 / (1 / figures["model_fps"] + 1 / figures["decode_fps"])  # a CPU: the two share its cores
+    assert abs(figures["bound_fps"] - bound) <= 0.01 * bound
