@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mediaeval_mem.features.pixels import pixels_for
+from mediaeval_mem.features import pixels_for  # the public name; loads features/pixels.py
 from mediaeval_mem.video.footage import FootageSpec, write_footage
 
 SPECS = {
