@@ -74,8 +74,8 @@ def cmd_extract(args) -> int:
 
 
 def cmd_cache_check(args) -> int:
-    from mediaeval_mem.features.check import check_cache
     from mediaeval_mem.core.paths import runs_dir
+    from mediaeval_mem.features.check import check_cache
 
     entries = check_cache()
     if not entries:
@@ -148,12 +148,11 @@ def cmd_package(args) -> int:
 
 
 def cmd_grid(args) -> int:
-    from mediaeval_mem.experiments.grid import load_grid, load_profile, run_grid, table_rows
-
     from pathlib import Path
 
-    from mediaeval_mem.datasets.synthetic import DEMO_MARKER
     from mediaeval_mem.core.paths import data_root
+    from mediaeval_mem.datasets.synthetic import DEMO_MARKER
+    from mediaeval_mem.experiments.grid import load_grid, load_profile, run_grid, table_rows
 
     con = _console()
     grid = load_grid(args.grid)
@@ -226,12 +225,12 @@ def cmd_demo(args) -> int:
     from pathlib import Path
 
     from mediaeval_mem.config import load_config
+    from mediaeval_mem.core.paths import submissions_dir
     from mediaeval_mem.datasets import open_dataset
     from mediaeval_mem.datasets.check import render_check
     from mediaeval_mem.datasets.synthetic import generate_demo_data
-    from mediaeval_mem.features.extract import extract_features
-    from mediaeval_mem.core.paths import submissions_dir
     from mediaeval_mem.experiments.runner import run_experiment
+    from mediaeval_mem.features.extract import extract_features
     from mediaeval_mem.submission import package_submission
 
     con = _console()

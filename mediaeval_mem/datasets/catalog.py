@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mediaeval_mem.datasets.layouts import LAYOUTS, TARGET_COLUMNS
-from mediaeval_mem.datasets.records import DatasetIndex
 from mediaeval_mem.core.errors import DataError
 from mediaeval_mem.core.paths import data_root as default_data_root
 from mediaeval_mem.core.registry import Registry
+from mediaeval_mem.datasets.layouts import LAYOUTS, TARGET_COLUMNS
+from mediaeval_mem.datasets.records import DatasetIndex
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from mediaeval_mem.datasets.records import Problem, VideoItem
 from mediaeval_mem.core.errors import DataError
 from mediaeval_mem.core.registry import Registry
+from mediaeval_mem.datasets.records import Problem, VideoItem
 
 VIDEO_EXTS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import nn
 
-from mediaeval_mem.encoders.preprocess import ImageTransform
 from mediaeval_mem.core.registry import Registry
+from mediaeval_mem.encoders.preprocess import ImageTransform
 
 # name -> builder(weights: str | None = None) -> EncoderRecipe
 ENCODERS: Registry = Registry("encoder")

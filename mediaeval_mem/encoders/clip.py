@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from mediaeval_mem.core.errors import WeightsError
+from mediaeval_mem.core.paths import runs_dir
 from mediaeval_mem.encoders.base import ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder
 from mediaeval_mem.encoders.preprocess import ImageTransform
 from mediaeval_mem.encoders.weights import dir_identity, resolve_hf_weights
-from mediaeval_mem.core.errors import WeightsError
-from mediaeval_mem.core.paths import runs_dir
 
 # Vision-tower shapes of the OpenAI checkpoints, so the full-size architectures can be built with
 # random weights (tests, benchmarks) without a download. Activation: quick_gelu (CLIPVisionConfig's default).

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mediaeval_mem.encoders.base import ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder, Prepared, PrepareContext
+from mediaeval_mem.core.errors import WeightsError
+from mediaeval_mem.encoders.base import ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder, PrepareContext, Prepared
 from mediaeval_mem.encoders.preprocess import ImageTransform
 from mediaeval_mem.encoders.weights import files_identity
-from mediaeval_mem.core.errors import WeightsError
 
 # The logits' temporal average pool (kernel 2) needs two time steps after the stride-8 downsampling.
 MIN_FRAMES = 9

@@ -104,8 +104,8 @@ def worst_figure(run: Predictions, out: Path, k: int = 8) -> Path:
 
 def run_predictions(run_id: str, data_root=None) -> Predictions:
     """A run's dev predictions from MLflow, with the video files found through its logged feature keys."""
-    from mediaeval_mem.datasets import open_dataset
     from mediaeval_mem.core.errors import MemError
+    from mediaeval_mem.datasets import open_dataset
     from mediaeval_mem.tracking import get_run, read_artifact_text
 
     run = get_run(run_id)

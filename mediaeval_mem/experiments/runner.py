@@ -6,7 +6,6 @@ evaluate and predict -> log. Each stage takes and returns plain values and can b
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

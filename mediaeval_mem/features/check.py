@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mediaeval_mem.core.errors import DamagedError
+from mediaeval_mem.core.paths import runs_dir
 from mediaeval_mem.features.key import repair_command
 from mediaeval_mem.features.store import MANIFEST, FeatureStore
-from mediaeval_mem.core.paths import runs_dir
 
 
 @dataclass

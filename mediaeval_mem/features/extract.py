@@ -23,16 +23,16 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
-from mediaeval_mem.encoders import ENCODERS, EncoderRecipe, FrameEncoder, encoder_recipe
 from mediaeval_mem.core.errors import DecodeError, DiskFullError, MemError
-from mediaeval_mem.features.key import cache_dir, feature_key
-from mediaeval_mem.features.options import ExtractOptions
-from mediaeval_mem.features.store import STORE_DTYPE, FeatureStore
 from mediaeval_mem.core.io import atomic_write_json, write_error
 from mediaeval_mem.core.progress import progress_bar
 from mediaeval_mem.core.runtime import autocast, resolve_device, resolve_dtype
+from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
+from mediaeval_mem.encoders import ENCODERS, EncoderRecipe, FrameEncoder, encoder_recipe
+from mediaeval_mem.features.key import cache_dir, feature_key
+from mediaeval_mem.features.options import ExtractOptions
 from mediaeval_mem.features.pixels import PIXEL_PATH, frames_for
+from mediaeval_mem.features.store import STORE_DTYPE, FeatureStore
 from mediaeval_mem.video import Sampling
 
 

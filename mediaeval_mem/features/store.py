@@ -37,7 +37,16 @@ from pathlib import Path
 import numpy as np
 
 from mediaeval_mem.core.errors import DamagedError, MemError
-from mediaeval_mem.core.io import NO_SPACE, TMP_MARK, atomic_write_bytes, atomic_write_json, file_lock, free_bytes, npy_bytes, write_error
+from mediaeval_mem.core.io import (
+    NO_SPACE,
+    TMP_MARK,
+    atomic_write_bytes,
+    atomic_write_json,
+    file_lock,
+    free_bytes,
+    npy_bytes,
+    write_error,
+)
 
 STORE_DTYPE = np.float16
 MANIFEST = "manifest.json"

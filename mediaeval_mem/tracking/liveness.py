@@ -14,7 +14,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-
 # run id -> status, for runs of this process whose final status could not be written (a full disk)
 unterminated: dict[str, str] = {}
 

@@ -148,9 +148,9 @@ def finetune_key(index: DatasetIndex, fit: list[VideoItem], select: list[VideoIt
 def _init_source(cfg: RunConfig) -> tuple[Callable[[], nn.Module], str]:
     """(load the starting I3D, its identity). The identity alone keys the cache: a fine-tuning
     found already done never loads the network."""
+    from mediaeval_mem.core.errors import WeightsError
     from mediaeval_mem.encoders.i3d import I3D_CHECKPOINTS, i3d_dir, load_i3d_checkpoint, random_i3d
     from mediaeval_mem.encoders.weights import files_identity
-    from mediaeval_mem.core.errors import WeightsError
 
     init, what = cfg.finetune.init, "i3d-finetune (finetune.init)"
     if init == "random":
