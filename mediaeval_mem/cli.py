@@ -274,9 +274,14 @@ def _extract_options(args):
     """ExtractOptions from the flags that mirror its fields."""
     from dataclasses import fields
 
+    from mediaeval_mem.core.errors import ConfigError
     from mediaeval_mem.features.options import ExtractOptions
 
-    return ExtractOptions(**{f.name: getattr(args, f.name) for f in fields(ExtractOptions)})
+    try:
+        return ExtractOptions(**{f.name: getattr(args, f.name) for f in fields(ExtractOptions)})
+    except ConfigError as e:  # "batch_size must be >= 1" -> "--batch-size must be >= 1"
+        name, _, rest = str(e).partition(" ")
+        raise ConfigError(f"--{name.replace('_', '-')} {rest}") from None
 
 
 def _shared() -> dict[str, argparse.ArgumentParser]:

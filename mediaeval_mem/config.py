@@ -149,14 +149,15 @@ def _old_shape(data: Mapping) -> str | None:
     streams = [first] + [dict(s, sampling=first["sampling"]) if "sampling" in first else dict(s)
                          for s in model.get("fuse") or [] if isinstance(s, Mapping)]
     new_model = {"streams": streams, **{k: v for k, v in model.items() if k in ("head", "head_args")}}
-    new = {"model": new_model, **({"extract": features} if features else {})}
+    rest = {k: v for k, v in data.items() if k not in ("name", "features", "model", "submission")}
+    new = {"model": new_model, **({"extract": features} if features else {}), **rest}
     import yaml
 
     text = yaml.safe_dump(new, default_flow_style=True, width=10_000).strip()
     extra = "; the submission section moved to the packager's own file (mem package-submission --config)" \
         if "submission" in data else ""
     return (f"this config has the shape from before streams (features.encoder, model.aggregator, model.fuse): "
-            f"write its inputs as model.streams, here: {text}{extra}")
+            f"write its inputs as model.streams; the whole file in the new shape: {text}{extra}")
 
 
 def config_from_dict(data: Mapping, source: str = "config") -> RunConfig:

@@ -102,7 +102,7 @@ def test_a_config_in_the_old_shape_says_how_to_write_it_now(tmp_path, old):
         load_config(tmp_path / "old.yaml")
     message = str(e.value)
     assert message.startswith(f"{tmp_path / 'old.yaml'}: this config has the shape from before streams") and "\n" not in message
-    suggestion = message.split("here: ", 1)[1]
+    suggestion = message.split("the whole file in the new shape: ", 1)[1]
     import yaml
 
     (tmp_path / "new.yaml").write_text(suggestion)
