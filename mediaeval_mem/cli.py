@@ -401,6 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     except MemError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly (Python's own advice)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as e:  # the machine's doing (a full disk, a read-only folder, a vanished mount): one line
         from mediaeval_mem.core.io import NO_SPACE, write_error
 

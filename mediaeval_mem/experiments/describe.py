@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mediaeval_mem.config import RunConfig
+from mediaeval_mem.core.errors import ConfigError
 
 
 def _args(d) -> str:
@@ -12,13 +13,16 @@ def _args(d) -> str:
 def describe(cfg: RunConfig, in_dims: list[int] | None = None) -> list[str]:
     """Lines describing `cfg`: each stream (encoder, aggregator, widths), the head, the recipe, the parameter count.
 
-    `in_dims` (one per stream) default to the widths of the encoders' architectures.
+    `in_dims` give the first streams' feature widths; the others are their encoders' architectures'.
     """
     from mediaeval_mem.encoders import ENCODERS
     from mediaeval_mem.models import build_model, count_trainable
 
     infos = [ENCODERS.info(s.encoder) for s in cfg.model.streams]
-    dims = list(in_dims) if in_dims else [info.width for info in infos]
+    given = list(in_dims or [])
+    if len(given) > len(infos):
+        raise ConfigError(f"{len(given)} --in-dim given for {len(infos)} stream(s) of {cfg.name}: give at most one per stream")
+    dims = given + [info.width for info in infos[len(given):]]  # the first streams' widths as given, the rest derived
     model = build_model(cfg.model, dims)
     lines = [f"config      {cfg.name}"]
     for i, (s, info, d, agg) in enumerate(zip(cfg.model.streams, infos, dims, model.aggregators)):
