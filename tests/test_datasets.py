@@ -29,7 +29,7 @@ def as_golden(index) -> dict:
         "problems": [str(p) for p in index.problems],
         "splits": {
             split: [
-                [it.video_id, str(it.path.relative_to(index.root)) if it.path else None, it.score, it.caption]
+                [it.video_id, str(it.path.relative_to(index.root)) if it.path else None, it.score, list(it.captions)]
                 for it in items
             ]
             for split, items in index.splits.items()
@@ -134,4 +134,25 @@ def test_demo_data_reads_as_mediaeval_release(demo_root):
         assert index.split("train")[0].video_id == first
         assert all(it.score is None for it in index.split("test"))
         assert all(0 <= it.score <= 1 for it in index.split("train") + index.split("dev"))
-        assert index.split("test")[0].caption.startswith("a ")
+        assert index.split("test")[0].captions[0].startswith("a ")
+
+
+def test_every_caption_is_kept_and_counted(demo_copy, capsys):
+    """All five captions of a Memento10k record; every description row of a MediaEval video, in file order;
+    `mem data check` shows how many videos have captions and how many do not."""
+    from mediaeval_mem.cli import main
+
+    memento = open_dataset("memento10k", DATA / "layouts" / "memento-json")
+    assert len(memento.split("train")[0].captions) == 5
+    desc = demo_copy / "memento10k" / "dev_set" / "dev_text_descriptions.csv"
+    rows = desc.read_text().splitlines()
+    first_id = rows[1].split(",")[0]
+    desc.write_text("\n".join([rows[0], rows[1], f"{first_id},a second caption for it", *rows[3:]]) + "\n")  # one video loses its row
+    dev = open_dataset("memento10k", demo_copy).split("dev")
+    assert dev[0].captions == (rows[1].split(",", 1)[1], "a second caption for it")
+    assert dev[1].captions == ()
+    assert main(["data", "check", "memento10k", "--data-root", str(demo_copy)]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.strip("│ ").startswith("dev"))
+    cells = [c.strip() for c in line.strip("│").split("│")]
+    assert cells[-3:] == [str(len(dev) - 1), "1", str(len(dev))]  # with captions, without, captions in all

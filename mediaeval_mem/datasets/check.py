@@ -16,6 +16,8 @@ class SplitSummary:
     score_min: float | None
     score_max: float | None
     score_mean: float | None
+    captioned: int = 0  # videos with at least one caption
+    captions: int = 0  # captions in all
 
 
 def summarise(index: DatasetIndex) -> list[SplitSummary]:
@@ -32,6 +34,8 @@ def summarise(index: DatasetIndex) -> list[SplitSummary]:
                 score_min=min(scores) if scores else None,
                 score_max=max(scores) if scores else None,
                 score_mean=sum(scores) / len(scores) if scores else None,
+                captioned=sum(bool(it.captions) for it in items),
+                captions=sum(len(it.captions) for it in items),
             )
         )
     return rows
@@ -43,11 +47,13 @@ def render_check(index: DatasetIndex, console) -> None:
 
     info = ", ".join(f"{k}={v}" for k, v in index.split_info.items())
     table = Table(title=f"{index.name}: {index.layout} layout at {index.root} (target {index.target}; {info})")
-    for col in ("split", "videos", "missing files", "scored", "score min", "score max", "score mean"):
+    for col in ("split", "videos", "missing files", "scored", "score min", "score max", "score mean",
+                "with captions", "without", "captions"):
         table.add_column(col, justify="left" if col == "split" else "right")
-    fmt = lambda x: "-" if x is None else f"{x:.4f}"
+    fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
     for r in summarise(index):
-        table.add_row(r.split, str(r.videos), str(r.missing_files), str(r.scored), fmt(r.score_min), fmt(r.score_max), fmt(r.score_mean))
+        table.add_row(r.split, str(r.videos), str(r.missing_files), str(r.scored), fmt(r.score_min), fmt(r.score_max),
+                      fmt(r.score_mean), str(r.captioned), str(r.videos - r.captioned), str(r.captions))
     console.print(table)
     if index.problems:
         console.print(f"[bold red]{len(index.problems)} problem(s):[/]")

@@ -117,15 +117,15 @@ def _require_columns(path: Path, header: list[str], needed: list[str], problems:
 
 
 def _items(
-    rows: list[tuple[str, float | None, str | None, Path, int | None]],
+    rows: list[tuple[str, float | None, tuple[str, ...], Path, int | None]],
     videos: dict[str, Path],
     video_hint: Callable[[str], str],
     problems: list[Problem],
 ) -> list[VideoItem]:
-    """Turn (id, score, caption, source file, row) tuples into VideoItems, checking duplicates and files."""
+    """Turn (id, score, captions, source file, row) tuples into VideoItems, checking duplicates and files."""
     seen: dict[str, tuple[Path, int | None]] = {}
     items = []
-    for vid, score, caption, src, row in rows:
+    for vid, score, captions, src, row in rows:
         key = canonical_id(vid)
         if key in seen:
             first = seen[key]
@@ -135,7 +135,7 @@ def _items(
         path = videos.get(key)
         if path is None:
             problems.append(Problem(Path(video_hint(vid)), f"video file not found (listed in {src.name}:{row})", missing_video=True))
-        items.append(VideoItem(vid, path, score, caption))
+        items.append(VideoItem(vid, path, score, captions))
     return items
 
 
@@ -192,12 +192,13 @@ def _mediaeval_read(root: Path, column: str, dev_fraction: float, split_seed: in
             problems.append(Problem(folder, "no *_scores.csv, *_video_urls.csv or *_text_descriptions.csv to list its videos"))
             continue
 
-        captions: dict[str, str] = {}
+        captions: dict[str, list[str]] = {}  # every description row of a video, in file order
         if desc_f is not None:
             header, rows = read_csv(desc_f, problems)
             if _require_columns(desc_f, header, ["video_id", "description"], problems):
                 for _, r in rows:
-                    captions.setdefault(canonical_id(r["video_id"]), r["description"])
+                    if (r["description"] or "").strip():
+                        captions.setdefault(canonical_id(r["video_id"]), []).append(r["description"].strip())
 
         header, rows = read_csv(ids_f, problems)
         has_scores = ids_f is scores_f
@@ -211,7 +212,7 @@ def _mediaeval_read(root: Path, column: str, dev_fraction: float, split_seed: in
                 problems.append(Problem(ids_f, "empty video_id", line))
                 continue
             score = parse_score(r[column], ids_f, line, column, problems) if has_scores else None
-            parsed.append((vid, score, captions.get(canonical_id(vid)), ids_f, line))
+            parsed.append((vid, score, tuple(captions.get(canonical_id(vid), ())), ids_f, line))
 
         vdir = _child(folder, ("Videos", "videos")) or folder / "Videos"
         if not vdir.is_dir():
@@ -256,8 +257,8 @@ def _memento_read(root: Path, column: str, dev_fraction: float, split_seed: int)
                     continue
                 score = parse_score(rec[column], path, None, f"record {i} {column}", problems)
             caps = rec.get("captions") or []
-            caption = caps[0] if isinstance(caps, list) and caps else (caps or None)
-            parsed.append((vid, score, caption, path, i))
+            caps = [caps] if isinstance(caps, str) else caps if isinstance(caps, list) else []
+            parsed.append((vid, score, tuple(c.strip() for c in caps if isinstance(c, str) and c.strip()), path, i))
         files = {Path(r["filename"]).stem: r["filename"] for r in records if isinstance(r, dict) and r.get("filename")}
         splits[split] = _items(parsed, videos, lambda vid: str(root / "videos" / files.get(vid, vid)), problems)
     return LayoutRead(splits, problems, {"source": "official splits"})
@@ -283,7 +284,7 @@ def _videomem_read(root: Path, column: str, dev_fraction: float, split_seed: int
                 problems.append(Problem(path, "empty 'video' cell", line))
                 continue
             vid = Path(r["video"]).stem
-            parsed.append((vid, parse_score(r[column], path, line, column, problems), None, path, line))
+            parsed.append((vid, parse_score(r[column], path, line, column, problems), (), path, line))
     labelled = _items(parsed, videos, lambda vid: str(root / "videos" / f"{vid}.webm"), problems)
 
     if not 0.0 < dev_fraction < 1.0:

@@ -10,12 +10,17 @@ SPLITS = ("train", "dev", "test")
 
 @dataclass(frozen=True)
 class VideoItem:
-    """One video of a split. `score` is None where the split's scores are hidden (test)."""
+    """One video of a split. `score` is None where the split's scores are hidden (test).
+
+    `captions`: every caption or description the layout has for the video, in file order (Memento10k's
+    five human captions; a MediaEval text-description file may have several rows per video); empty
+    where it has none.
+    """
 
     video_id: str
     path: Path | None  # None when the video file was not found
     score: float | None = None
-    caption: str | None = None
+    captions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
