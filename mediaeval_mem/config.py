@@ -64,6 +64,7 @@ class ModelCfg:
     def __post_init__(self):
         if not self.streams:
             raise ConfigError("streams: needs at least one stream")
+        _known_head(self.head, "head")
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,14 @@ class FinetuneCfg:
     patience: int = 3
     workers: int = 2  # DataLoader workers decoding clips on the fly
 
+    def __post_init__(self):
+        _known_head(self.head, "head")
+        for name in ("frames", "size", "epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1")
+        if self.lr <= 0 or self.workers < 0:
+            raise ConfigError("lr must be > 0" if self.lr <= 0 else "workers must be >= 0")
+
     def recipe(self, train: TrainCfg) -> TrainCfg:
         """The training recipe of the fine-tuning: train's, with this section's epochs, batch, lr, patience."""
         return replace(train, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience)
@@ -125,6 +134,24 @@ class DataCfg:
     target: str = "short-term"  # the normalised short-term score
     dev_fraction: float = 0.2  # only for layouts without an official dev split (original VideoMem)
     split_seed: int = 0
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise ConfigError(f"target must be one of {', '.join(TARGETS)}")
+        if not 0 < self.dev_fraction < 1:
+            raise ConfigError("dev_fraction must lie in (0, 1)")
+
+
+TARGETS = ("short-term", "short-term-raw", "long-term")  # what the layouts can read (datasets/layouts.py)
+
+
+def _known_head(name: str, where: str) -> None:
+    from mediaeval_mem.models import HEADS
+
+    try:
+        HEADS[name]
+    except MemError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -141,8 +168,10 @@ def _old_shape(data: Mapping) -> str | None:
     """A config of the shape before streams, rewritten in the new one (as a one-line hint), or None."""
     features = data.get("features") if isinstance(data.get("features"), Mapping) else None
     model = data.get("model") if isinstance(data.get("model"), Mapping) else {}
-    if features is None and not {"aggregator", "aggregator_args", "fuse"} & set(model) and "submission" not in data:
-        return None
+    old_features = features is not None and bool({"encoder", "weights", "sampling"} & set(features))
+    old_model = bool({"aggregator", "aggregator_args", "fuse"} & set(model)) and "streams" not in model
+    if not (old_features or old_model or "submission" in data):
+        return None  # (a stray old key beside model.streams is an unknown key, reported as such)
     features = dict(features or {})
     first = {k: features.pop(k) for k in ("encoder", "weights", "sampling") if k in features}
     first.update({k: model[k] for k in ("aggregator", "aggregator_args") if k in model})

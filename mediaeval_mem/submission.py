@@ -34,6 +34,10 @@ class SubmissionCfg:
     def __post_init__(self):
         if "{run}" not in self.filename:
             raise ConfigError(f"filename must contain {{run}}, or the runs' files would overwrite each other (got {self.filename!r})")
+        try:
+            self.filename.format(team="t", subtask=1, run=1)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ConfigError(f"filename {self.filename!r}: only {{team}}, {{subtask}} and {{run}} can be filled in ({e!r})") from None
         if self.max_runs < 1:
             raise ConfigError("max_runs must be >= 1")
 

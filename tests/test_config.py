@@ -139,3 +139,26 @@ def test_every_yaml_file_goes_through_the_one_schema_engine(tmp_path):
     (tmp_path / "s.yaml").write_text("columns: [video, score, confidence]\n")
     with pytest.raises(ConfigError, match=r"s.yaml: columns: expected a list of 2"):
         load_submission_config(tmp_path / "s.yaml")
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.streams.0.aggregator_args=[1, 2]", "model.streams[0].aggregator_args: expected a mapping"),
+    ("train.epochs=[", "the value is not valid YAML"),
+    ("model.head=bogus", "model: head: unknown head 'bogus'; valid names: linear, mlp"),
+    ("finetune.frames=0", "finetune: frames must be >= 1"),
+    ("finetune.head=bogus", "finetune: head: unknown head 'bogus'"),
+    ("data.target=longest", "data: target must be one of short-term, short-term-raw, long-term"),
+])
+def test_bad_values_fail_when_the_config_is_read(override, message):
+    """Before any extraction or training: the engine checks types, the sections check values and names."""
+    with pytest.raises(ConfigError) as e:
+        load_config(REPO / "configs" / "demo.yaml", [override])
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_submission_filename_with_unknown_fields_is_refused(tmp_path):
+    from mediaeval_mem.submission import load_submission_config
+
+    (tmp_path / "s.yaml").write_text("filename: 'me22mem-{team}-{year}-run{run}.csv'\n")
+    with pytest.raises(ConfigError, match=r"only \{team\}, \{subtask\} and \{run\} can be filled in"):
+        load_submission_config(tmp_path / "s.yaml")

@@ -29,8 +29,8 @@ NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 def human_bytes(n: float) -> str:
     """1536 -> '1.5 KB' (powers of 1024, as df -h counts)."""
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if abs(n) < 1024:
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TB"
@@ -120,6 +120,9 @@ def atomic_save(path: Path, save: Callable[[Path], None], needed: int | None = N
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         save(tmp)
+        if tmp.is_file():  # on disk before the rename: a power loss leaves the old file or the new, whole
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ index, and every item of a list with `*` (`model.streams.*.sampling=uniform:16`)
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import hashlib
 import json
@@ -62,7 +63,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         raise errors[0]
     if dataclasses.is_dataclass(hint):
         return build(hint, value, where)
-    if origin in (Mapping, dict) or hint is Mapping:
+    if origin in (Mapping, collections.abc.Mapping, dict) or hint in (Mapping, dict):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
@@ -143,7 +144,11 @@ def override(data: dict, overrides: Iterable[str], source: str = "--set") -> dic
         if "=" not in item:
             raise ConfigError(f"{source} {item!r}: expected key=value, e.g. train.epochs=20")
         key, raw = item.split("=", 1)
-        _set(data, key.strip().split("."), yaml.safe_load(raw), f"{key.strip()}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"{source} {item!r}: the value is not valid YAML (quote it, e.g. {key}='\"...\"')") from None
+        _set(data, key.strip().split("."), value, f"{key.strip()}")
     return data
 
 

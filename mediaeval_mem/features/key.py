@@ -37,12 +37,13 @@ def cache_dir(key: dict) -> Path:
 def repair_command(split_folder: Path) -> str:
     """The `mem extract` command that (re)fills one split folder of the cache, from the key.json beside it."""
     import json
+    from shlex import quote
 
     split_folder = Path(split_folder)
     try:
         key = json.loads((split_folder.parent / "key.json").read_text())
         cmd = (f"mem extract --dataset {key['dataset']} --encoder {key['encoder']} --splits {split_folder.name} "
-               f"--sampling {key['sampling']} --data-root {Path(key['data']).parent}")
+               f"--sampling {key['sampling']} --dtype {key['compute_dtype']} --data-root {quote(str(Path(key['data']).parent))}")
     except (OSError, ValueError, KeyError, TypeError):
         return f"mem extract --splits {split_folder.name} (with the dataset and encoder that made {split_folder})"
     return cmd  # plus the --weights it was made with, if any: the key holds only their digest

@@ -26,7 +26,8 @@ def frames_for(path: str | Path, transform: ImageTransform, sampling: str | Samp
                random_crop: bool = False) -> torch.Tensor:
     """uint8 (T, 3, S, S): the video's sampled frames, resized chunk by chunk, then cropped.
 
-    Memory holds one full-size chunk and the resized frames, never the whole full-size video.
+    Memory holds a few full-size chunks at a time (the one being resized, the next being decoded) and
+    the resized frames, never the whole full-size video.
     """
     resized = [transform.resize(chunk) for chunk in iter_chunks(path, sampling, backend)]  # each (n, 3, h, w)
     return transform.crop_to(torch.cat(resized), random_crop)

@@ -109,7 +109,10 @@ class FeatureStore:
         path = self.folder / MANIFEST
         try:
             m = json.loads(path.read_text())
-            if not isinstance(m, dict) or not isinstance(m.get("segments"), list):
+            if not isinstance(m, dict) or not isinstance(m.get("segments"), list) or not all(
+                    isinstance(seg, dict) and isinstance(seg.get("file"), str) and isinstance(seg.get("ids"), list)
+                    and isinstance(seg.get("lengths"), list) and len(seg["ids"]) == len(seg["lengths"])
+                    for seg in m["segments"]):
                 raise ValueError("not a feature manifest")
         except FileNotFoundError:
             return {"segments": [], "failed": {}}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from mediaeval_mem.core.errors import DiskFullError, MemError
-from mediaeval_mem.core.io import write_error
+from mediaeval_mem.core.io import os_error_chain, write_error
 from mediaeval_mem.tracking.liveness import process_tags, unterminated
 from mediaeval_mem.tracking.store import artifact_root, client, embedded, tracking_uri
 
@@ -69,12 +69,11 @@ class TrackedRun:
         try:
             self.client.set_terminated(self.run_id, status)
         except Exception:
-            if exc_type is None:
-                raise
-            # The store cannot be written (a full disk?): the original error is the one to report. This
-            # process retries the next time it opens the store; if it exits first, the next process that
-            # opens it marks the run KILLED (see liveness.py).
+            # The store cannot be written (a full disk?). This process retries the next time it opens
+            # the store; if it exits first, the next process that opens it marks the run KILLED.
             unterminated[self.run_id] = status
+            if exc_type is None:
+                raise  # else the original error is the one to report
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -126,25 +125,38 @@ class TrackedRun:
     def log_state_dict(self, state: dict, artifact_file: str = "model.safetensors", metadata: dict | None = None) -> None:
         from safetensors.torch import save_file
 
-        with tempfile.TemporaryDirectory() as tmp:
+        from mediaeval_mem.core.paths import runs_dir
+
+        tensors = {k: v.contiguous() for k, v in state.items()}
+        needed = sum(t.numel() * t.element_size() for t in tensors.values())
+        scratch = runs_dir() / "tmp"  # on the runs disk: a full disk is found (and reported) where it matters
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
             path = Path(tmp) / artifact_file
-            save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata=metadata)
+            try:
+                save_file(tensors, str(path), metadata=metadata)
+            except Exception as e:  # safetensors reports a failed write as its own error, not an OSError
+                if isinstance(e, MemError):
+                    raise
+                raise write_error(os_error_chain(e) or OSError(errno.ENOSPC, str(e)), path, needed) from None
             self.log_file(path)
 
 
 def get_run(run_id: str):
     """The MLflow run `run_id` (tags, params, metrics); raises MemError naming it if unknown."""
+    c = client()  # a store that cannot be opened says so itself
     try:
-        return client().get_run(run_id)
+        return c.get_run(run_id)
     except Exception:
         raise MemError(f"no MLflow run {run_id!r} in {tracking_uri()}: list runs with `mem ui`") from None
 
 
 def read_artifact_text(run_id: str, artifact_file: str) -> str:
     """The text of one artifact of a run; raises MemError naming run and file if it is absent."""
+    c = client()
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = client().download_artifacts(run_id, artifact_file, tmp)
+            path = c.download_artifacts(run_id, artifact_file, tmp)
         except Exception:
             raise MemError(f"run {run_id} has no artifact {artifact_file!r}: was it made by `mem run`?") from None
         return Path(path).read_text()

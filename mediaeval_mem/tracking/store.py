@@ -75,12 +75,14 @@ def _inspect(path: Path) -> tuple[str, str | None, int | None, str | None]:
 
     state: 'absent' (no file or no tables), 'versioned' (alembic_version holds a revision), 'partial'
     (tables without a revision: an interrupted creation). Raises DamagedError for a file that is not
-    a readable database.
+    a database, MemError for one that cannot be read now (busy past the timeout, unreadable).
+    The connection is read-write so that SQLite can roll back what a killed writer left in a hot
+    journal (reading alone changes nothing else).
     """
     if not path.is_file() or path.stat().st_size == 0:
         return "absent", None, None, None
     try:
-        con = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
+        con = sqlite3.connect(str(path), timeout=30)
         try:
             tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
             mode = con.execute("pragma journal_mode").fetchone()[0]
@@ -91,10 +93,13 @@ def _inspect(path: Path) -> tuple[str, str | None, int | None, str | None]:
         finally:
             con.close()
     except sqlite3.DatabaseError as e:
-        raise DamagedError(
-            f"{path} is not a usable MLflow store ({e}): it is left as it is; move it aside "
-            f"(mv {path} {path}.damaged) and run again to start a new store, or restore it from a backup"
-        ) from None
+        if "not a database" in str(e) or "malformed" in str(e):
+            raise DamagedError(
+                f"{path} is not a usable MLflow store ({e}): it is left as it is; move it aside "
+                f"(mv {path} {path}.damaged) and run again to start a new store, or restore it from a backup"
+            ) from None
+        raise MemError(f"cannot read the MLflow store {path} ({e}): is another process holding it, or the disk failing? "
+                       f"run the command again") from None
     if row is None or any(t.startswith("_alembic_tmp_") for t in tables):
         return "partial", None, runs, mode
     return "versioned", row[0], runs, mode
@@ -115,7 +120,7 @@ def _aside(path: Path, suffix: str) -> Path:
     """Move a store (and its WAL files) to `<name>.<suffix>-<UTC time>`; nothing is deleted."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = path.with_name(f"{path.name}.{suffix}-{stamp}")
-    for ext in ("", "-wal", "-shm"):
+    for ext in ("", "-wal", "-shm", "-journal"):
         if Path(f"{path}{ext}").exists():
             os.replace(f"{path}{ext}", f"{target}{ext}")
     return target
@@ -148,9 +153,14 @@ def prepare_sqlite_store(path: Path) -> None:
     """
     path = Path(path)
     head = _head_revision()
-    state, rev, _, mode = _inspect(path)
-    if state == "versioned" and rev == head and mode == "wal":
-        return
+    try:
+        state, rev, _, mode = _inspect(path)
+        if state == "versioned" and rev == head and mode == "wal":
+            return
+    except DamagedError:
+        raise
+    except MemError:
+        pass  # busy or unreadable right now: look again under the lock
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -96,12 +96,13 @@ class EarlyStopping:
 
 
 def _selection(pred: np.ndarray, scores: np.ndarray, loss_fn) -> tuple[float, float]:
-    """(loss, SROCC) on the selection split, over the examples that have a prediction."""
+    """(loss, SROCC) on the selection split, over the examples that have a prediction (a clip that failed
+    to decode has none, the same one every epoch)."""
     ok = np.isfinite(pred)
     if not ok.any():
         return float("nan"), float("nan")
     loss = float(loss_fn(torch.from_numpy(pred[ok]), torch.from_numpy(scores[ok])))
-    return loss, (evaluate(scores[ok], pred[ok])["srocc"] if ok.all() else float("nan"))
+    return loss, evaluate(scores[ok], pred[ok])["srocc"]
 
 
 def train_model(
@@ -123,7 +124,9 @@ def train_model(
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     if len(select) == 0 or select.scores is None:
-        raise ValueError("the selection split needs scored videos")
+        from mediaeval_mem.core.errors import DataError
+
+        raise DataError("the selection split has no scored video: check train.holdout_fraction and the training split")
     model.to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs, gamma=cfg.lr_decay)

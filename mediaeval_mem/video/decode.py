@@ -4,8 +4,9 @@ Frames come out as uint8 RGB, decoded at full size and in chunks (`iter_chunks`)
 large video never sits whole in memory. Resizing is ours, not the decoder's: `resize_short_side`
 is an antialiased bicubic resize on uint8 (torch's port of Pillow's filter), which gives the pixels
 that CLIPImageProcessor (PIL) gives on the same frames to within one 8-bit level. The decoders' own
-scalers (decord's at open time, PyAV's reformat) are faster but were measured 0.015-0.033 off in
-normalised units on real footage (see bench/README.md), so they are not used.
+scalers (decord's at open time, PyAV's reformat) are faster but were measured 0.013-0.033 off in
+normalised units on realistic footage, depending on the clip and the scaler (bench/README.md), so
+they are not used.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def resize_short_side(x: torch.Tensor, short_side: int) -> torch.Tensor:
 
 
 def probe(path: str | Path) -> tuple[int, int]:
-    """(height, width) of the first video stream, from the container header (PyAV, milliseconds)."""
+    """(height, width) of the first video stream, from the container header (PyAV; nothing is decoded)."""
     import av
 
     with av.open(str(path)) as c:

@@ -19,7 +19,6 @@ import numpy as np
 
 from mediaeval_mem.core.errors import MemError
 
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
 CODECS = {"h264": ("libx264", ".mp4", {"crf": "18", "preset": "veryfast"}, "aac"),
           "vp9": ("libvpx-vp9", ".webm", {"crf": "30", "b": "0", "deadline": "realtime", "cpu-used": "8"}, "libopus")}
 
