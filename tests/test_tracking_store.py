@@ -159,6 +159,7 @@ def test_liveness_of_real_processes(tmp_path):
         assert not is_dead(tags)
         assert is_dead({**tags, "mem_pid_start": str(int(tags["mem_pid_start"]) + 1)})  # the pid, reused by another
         assert not is_dead({**tags, "mem_host": "another-machine"})  # cannot tell from here: left alone
+        assert not is_dead({**tags, "mem_pid_ns": "pid:[1]", "mem_pid_start": "1"})  # another container's pids
     finally:
         child.kill()
         child.wait()

@@ -1,9 +1,10 @@
 """Runs whose process died: told apart from live ones, and marked so that none stays RUNNING.
 
-Every run records the process that writes it (tags mem_host, mem_pid, mem_pid_start, mem_boot_id).
-When a process opens the store, each RUNNING run recorded on this host whose process is gone (no
-such pid, a pid reused by another process, or the machine rebooted since) is marked KILLED, with a
-tag mem_end_reason saying so. Runs from other hosts are left alone: from here nobody can tell.
+Every run records the process that writes it (tags mem_host, mem_pid, mem_pid_start, mem_boot_id,
+mem_pid_ns). When a process opens the store, each RUNNING run recorded on this host and pid
+namespace whose process is gone (no such pid, a pid reused by another process, or the machine
+rebooted since) is marked KILLED, with a tag mem_end_reason saying so. Runs from other hosts or
+other containers' pid namespaces are left alone: from here nobody can tell.
 """
 
 from __future__ import annotations
@@ -56,16 +57,27 @@ def _start_ticks(pid: int) -> str | None:
     return ""
 
 
+def _pid_namespace() -> str:
+    """This process's pid namespace (containers sharing a hostname may not share their pids)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def process_tags() -> dict[str, str]:
     """What identifies this process, to be recorded on each run it starts."""
     return {"mem_host": socket.gethostname(), "mem_pid": str(os.getpid()),
-            "mem_pid_start": _start_ticks(os.getpid()) or "", "mem_boot_id": _boot_id()}
+            "mem_pid_start": _start_ticks(os.getpid()) or "", "mem_boot_id": _boot_id(),
+            "mem_pid_ns": _pid_namespace()}
 
 
 def is_dead(tags: dict[str, str]) -> bool:
     """True when the run's process is certainly gone; False when alive or when this host cannot tell."""
     if tags.get("mem_host") != socket.gethostname() or not tags.get("mem_pid", "").isdigit():
         return False
+    if tags.get("mem_pid_ns") and _pid_namespace() and tags["mem_pid_ns"] != _pid_namespace():
+        return False  # another container on this host: its pids are not ours to look up
     if tags.get("mem_boot_id") and _boot_id() and tags["mem_boot_id"] != _boot_id():
         return True  # the machine has rebooted since
     start = _start_ticks(int(tags["mem_pid"]))
