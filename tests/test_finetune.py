@@ -44,6 +44,10 @@ def test_finetune_interrupted_then_resumed_then_cached(setup, runs_dir):
     assert [h["epoch"] for h in result.history] == [1, 2] and not result.cached
     net = load_i3d_checkpoint(result.checkpoint)  # the pytorch-i3d layout, strictly
     assert (result.checkpoint.parent / "best.json").is_file()
+    from mediaeval_mem.encoders import encoder_recipe
+
+    extractor = encoder_recipe("i3d-finetune", str(result.checkpoint)).transform
+    assert (extractor.short_side, extractor.crop) == (ft.clip_transform(32).short_side, 32)  # the scale it trained at
     init = load_i3d_checkpoint(cfg.finetune.init)
     assert not torch.equal(net.Mixed_5c.b0.conv3d.weight, init.Mixed_5c.b0.conv3d.weight)  # it trained
     again = ft.finetune_i3d(index, fit, select, cfg, torch.device("cpu"), echo=lambda *a: None)

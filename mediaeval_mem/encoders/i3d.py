@@ -214,16 +214,22 @@ def random_i3d(num_classes: int, seed: int = RANDOM_SEED) -> InceptionI3d:
     return net.eval()
 
 
+def i3d_transform(crop: int, short_side: int | None = None) -> ImageTransform:
+    """An I3D's input: the short side resized to `short_side` (default: the crop), a crop x crop crop, [-1, 1]."""
+    return ImageTransform(short_side or crop, crop, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
 def checkpoint_transform(path: Path) -> ImageTransform:
-    """The input a checkpoint expects: 224 px, unless a sidecar `<name>.json` says {"size": N}.
+    """The input a checkpoint expects: 224 px, unless a sidecar `<name>.json` says {"size": N} (and,
+    for an I3D the harness fine-tuned, {"short_side": M}: the scale it was trained and selected at).
 
     The harness writes such sidecars beside the I3Ds it fine-tunes and the random ones of the demo
     (which run at a smaller size on CPUs); pytorch-i3d's own files have none.
     """
     side = path.with_suffix(".json")
     if side.is_file():
-        size = int(json.loads(side.read_text()).get("size", 224))
-        return ImageTransform(size, size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+        meta = json.loads(side.read_text())
+        return i3d_transform(int(meta.get("size", 224)), meta.get("short_side"))
     return I3D_TRANSFORM
 
 

@@ -52,7 +52,9 @@ class I3DRegressor(nn.Module):
 
 def clip_transform(size: int) -> ImageTransform:
     """The fine-tuning's preprocessing: short side to 8/7 of the crop, a size x size crop, [-1, 1]."""
-    return ImageTransform(round(size * 8 / 7), size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    from mediaeval_mem.encoders.i3d import i3d_transform
+
+    return i3d_transform(size, round(size * 8 / 7))
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -214,7 +216,9 @@ def _finetune(folder: Path, load_init, init_id: str, fit: list[VideoItem], selec
         raise MemError(f"fine-tuning I3D in {folder}: no epoch could be evaluated (every selection clip failed to decode?)")
     history = [asdict(h) for h in result.history]
     atomic_save(folder / "best.pt", lambda tmp: torch.save(model.net.state_dict(), tmp))  # the best epoch's, restored
-    atomic_write_json(folder / "best.json", {"size": f.size, "frames": f.frames, "epoch": result.best_epoch, "init": init_id})
+    # the extractor then sees the scale the network was trained and selected at (centre crop of the same short side)
+    atomic_write_json(folder / "best.json", {"size": f.size, "short_side": clip_transform(f.size).short_side,
+                                             "frames": f.frames, "epoch": result.best_epoch, "init": init_id})
     atomic_write_json(folder / "done.json", {"history": history, "best_epoch": result.best_epoch})
     last.unlink(missing_ok=True)  # done: the resume state (two copies of the network) is no longer needed
     return FinetuneResult(folder / "best.pt", history, result.best_epoch)
