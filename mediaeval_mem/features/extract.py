@@ -164,18 +164,22 @@ def extract_split(
             nonlocal ready, failed, padded
             ready.extend(packer.finished())
             if ready and (force or len(ready) >= opts.flush_every) or (force and failed):
+                # Take the batch before storing it: a Ctrl-C landing after the store wrote it must not
+                # make the final flush store the same videos twice (one that lands before loses them:
+                # they are simply extracted again next time).
+                batch, batch_failed, batch_padded = ready, failed, padded
+                ready, failed, padded = [], {}, {}
                 try:
-                    store.append(ready, failed, padded)
+                    store.append(batch, batch_failed, batch_padded)
                 except DiskFullError:  # say how much the rest of the split needs, not just this segment
                     left = len(todo) - report.extracted
-                    rows = 1 if encoder.clip_level else report.frames / max(1, report.extracted + len(ready))
+                    rows = 1 if encoder.clip_level else report.frames / max(1, report.extracted + len(batch))
                     needed = int(rows * encoder.out_dim * np.dtype(STORE_DTYPE).itemsize * left)
                     raise write_error(OSError(errno.ENOSPC, "No space left on device"), store.folder, needed,
                                       f"the {left} video(s) left in {report.split}") from None
-                report.extracted += len(ready)
-                report.failed.update(failed)
-                report.padded.update(padded)
-                ready, failed, padded = [], {}, {}
+                report.extracted += len(batch)
+                report.failed.update(batch_failed)
+                report.padded.update(batch_padded)
 
         def run_batch(n: int) -> None:
             frames, owners = packer.take(n)

@@ -254,6 +254,8 @@ class FeatureStore:
         m = self.manifest()
         m.setdefault("failed", {})
         m.setdefault("padded", {}).update(padded or {})
+        listed = {vid for seg in m["segments"] for vid in seg["ids"]}
+        videos = [(vid, f) for vid, f in videos if vid not in listed]  # a video is stored once, whatever happens
         if videos:
             dim = videos[0][1].shape[1]
             if m.get("dim", dim) != dim:
