@@ -9,7 +9,7 @@ import argparse
 import signal
 import sys
 
-DATASET_NAMES = ("memento10k", "videomem")  # mirrors datasets.DATASETS, kept here so --help stays light
+DATASET_NAMES = ("memento10k", "videomem")  # the demo's: mirrors datasets.DATASETS, kept here so --help stays light
 DEMO_ROOT = "data/demo"
 
 
@@ -35,12 +35,20 @@ def cmd_demo_data(args) -> int:
 
 
 def cmd_data_check(args) -> int:
+    from mediaeval_mem.config import DataCfg, load_config
     from mediaeval_mem.datasets import open_dataset
+    from mediaeval_mem.datasets.catalog import default_names
     from mediaeval_mem.datasets.check import render_check
 
-    con, bad = _console(), 0
-    for name in args.datasets or DATASET_NAMES:
-        index = open_dataset(name, args.data_root, target=args.target)
+    data = load_config(args.config).data if args.config else DataCfg()
+    con, bad, names = _console(), 0, args.datasets
+    if not names:
+        names, skipped = default_names(args.data_root, data.datasets)
+        for name in skipped:
+            con.print(f"{name}: no folder under the data root, not checked")
+    for name in names:
+        index = open_dataset(name, args.data_root, args.target or data.target, data.dev_fraction, data.split_seed,
+                             data.datasets)
         render_check(index, con)
         bad += len(index.problems)
     return 1 if bad else 0
@@ -287,7 +295,7 @@ def _extract_options(args):
 def _shared() -> dict[str, argparse.ArgumentParser]:
     """Parent parsers for options several commands share: one name, one meaning, everywhere."""
     data = argparse.ArgumentParser(add_help=False)
-    data.add_argument("--data-root", help="folder holding memento10k/ and videomem/ (default: $MEM_DATA_ROOT or data/)")
+    data.add_argument("--data-root", help="folder holding memento10k/, videomem/ and datasets.yaml (default: $MEM_DATA_ROOT or data/)")
     demo = argparse.ArgumentParser(add_help=False)
     demo.add_argument("--data-root", default=DEMO_ROOT, help=f"where the demo data is (default {DEMO_ROOT})")
     demo.add_argument("--seed", type=int, default=0)
@@ -324,12 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True, metavar="ACTION")
     p = data.add_parser("check", parents=[sh["data"]], help="per split: videos, missing files, score range, layout; exit 1 on any problem")
-    p.add_argument("datasets", nargs="*", choices=[[], *DATASET_NAMES], metavar="DATASET", help="memento10k and/or videomem (default both)")
-    p.add_argument("--target", default="short-term", help="score to read: short-term (normalised, default), short-term-raw, long-term")
+    p.add_argument("datasets", nargs="*", metavar="DATASET",
+                   help="memento10k, videomem, or a name declared in <data root>/datasets.yaml (default: both built-ins, "
+                        "or, where datasets are declared, the built-ins found and every declared one)")
+    p.add_argument("--target", help="score to read: short-term (normalised, default), short-term-raw, long-term")
+    p.add_argument("--config", help="a run config whose data section applies (its declared datasets, target, dev split)")
     p.set_defaults(func=cmd_data_check)
 
     p = sub.add_parser("extract", parents=[sh["data"], sh["extract"], sh["quiet"]], help="encode videos into cached frame features (resumable)")
-    p.add_argument("--dataset", required=True, choices=DATASET_NAMES)
+    p.add_argument("--dataset", required=True, help="memento10k, videomem, or a name declared in <data root>/datasets.yaml")
     p.add_argument("--encoder", required=True, help="a registered encoder, e.g. clip-vit-b32, clip-vit-l14-336, clip-demo, i3d-kinetics")
     p.add_argument("--weights", help="weights: a save_pretrained directory, a hub id, a checkpoint file, or 'random'")
     p.add_argument("--sampling", default="all", help="all (default, the paper's) or uniform:N")
@@ -342,10 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", parents=[sh["data"], sh["config"], sh["quiet"]],
                        help="train and evaluate one task pair, predict its test split, log to MLflow")
-    p.add_argument("--task", type=int, required=True, choices=(0, 1, 2),
-                   help="1: Memento10k; 2: train on one dataset, test on the other; 0: same-dataset reference (no subtask)")
-    p.add_argument("--train", required=True, choices=DATASET_NAMES, help="training dataset")
-    p.add_argument("--test", required=True, choices=DATASET_NAMES, help="dataset evaluated (dev) and predicted (test)")
+    p.add_argument("--task", type=int, choices=(0, 1, 2),
+                   help="1: Memento10k; 2: train on one dataset, test on the other; 0: reference, no subtask (same-dataset "
+                        "VideoMem, any declared dataset). Default: the pair's own")
+    p.add_argument("--train", required=True, help="training dataset: memento10k, videomem, or a declared name")
+    p.add_argument("--test", required=True, help="dataset evaluated (dev) and predicted (test)")
     p.add_argument("--config", help="YAML config (default: the paper's model and recipe)")
     p.set_defaults(func=cmd_run)
 

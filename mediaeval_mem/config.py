@@ -21,9 +21,10 @@ from typing import Any, Iterable, Mapping
 
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.schema import build, flatten, override, read_yaml_mapping, to_dict, to_yaml
+from mediaeval_mem.datasets.declared import DatasetDecl
 from mediaeval_mem.features.options import ExtractOptions
 
-__all__ = ["RunConfig", "StreamCfg", "ModelCfg", "TrainCfg", "FinetuneCfg", "DataCfg", "ExtractOptions",
+__all__ = ["RunConfig", "StreamCfg", "ModelCfg", "TrainCfg", "FinetuneCfg", "DataCfg", "DatasetDecl", "ExtractOptions",
            "load_config", "config_from_dict", "apply_overrides", "to_dict", "to_yaml", "flatten"]
 
 
@@ -132,14 +133,19 @@ class FinetuneCfg:
 @dataclass(frozen=True)
 class DataCfg:
     target: str = "short-term"  # the normalised short-term score
-    dev_fraction: float = 0.2  # only for layouts without an official dev split (original VideoMem)
+    dev_fraction: float = 0.2  # only for layouts without an official dev split (original VideoMem, generic)
     split_seed: int = 0
+    # name -> a dataset of your own, as in <data root>/datasets.yaml (this wins for a name in both)
+    datasets: Mapping[str, DatasetDecl] = field(default_factory=dict)
 
     def __post_init__(self):
+        from mediaeval_mem.datasets.catalog import check_declared
+
         if self.target not in TARGETS:
             raise ConfigError(f"target must be one of {', '.join(TARGETS)}")
         if not 0 < self.dev_fraction < 1:
             raise ConfigError("dev_fraction must lie in (0, 1)")
+        check_declared(self.datasets)
 
 
 TARGETS = ("short-term", "short-term-raw", "long-term")  # what the layouts can read (datasets/layouts.py)

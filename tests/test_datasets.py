@@ -18,6 +18,11 @@ LAYOUT_CASES = [  # (fixture folder = data root, dataset, expected layout)
     ("mediaeval", "videomem", "mediaeval"),
     ("memento-json", "memento10k", "memento-json"),
     ("videomem-csv", "videomem", "videomem-csv"),
+    # generic: datasets declared in generic/datasets.yaml, and memento10k in the generic layout
+    ("generic", "captioned", "generic"),  # a split column; three caption columns, kept in order, empty cells skipped
+    ("generic", "seeded", "generic"),  # no split column: train/dev drawn with the declared seed, unscored rows are test
+    ("generic", "per-split", "generic"),  # train.csv, dev.csv, test.csv (without score columns)
+    ("generic", "memento10k", "generic"),
 ]
 
 
@@ -67,6 +72,8 @@ def test_target_column_is_configurable():
     assert all(0.6 < it.score < 0.71 for it in vm.split("train"))
     with pytest.raises(DataError, match="available: short-term"):
         open_dataset("memento10k", DATA / "layouts" / "memento-json", target="long-term")
+    generic = open_dataset("memento10k", DATA / "layouts" / "generic", target="long-term")
+    assert [it.score for it in generic.split("train") + generic.split("dev")] == [0.8, 0.3]
 
 
 def _copy(tmp_path, folder):
@@ -105,6 +112,30 @@ BROKEN = [  # (layout folder, dataset, how to break it, expected fragment of one
      "ground-truth_dev-set.csv:4: column 'short-term_memorability': '-0.2' is outside [0, 1]"),
     ("videomem-csv", "videomem", lambda r: (r / "videomem/videos/video4.webm").unlink(),
      "videos/video4.webm: video file not found (listed in ground-truth_dev-set.csv:5)"),
+    ("generic", "captioned", lambda r: _replace(r / "split-column/videos.csv", "0.5", "abc"),
+     "split-column/videos.csv:2: column 'score': 'abc' is not a number"),
+    ("generic", "captioned", lambda r: _replace(r / "split-column/videos.csv", "0.75", "7.5"),
+     "videos.csv:3: column 'score': '7.5' is outside [0, 1]"),
+    ("generic", "captioned", lambda r: _replace(r / "split-column/videos.csv", "0.5,", ","),
+     "videos.csv:2: column 'score' is empty: train rows need a score"),
+    ("generic", "captioned", lambda r: _replace(r / "split-column/videos.csv", "DEV", "valid"),
+     "videos.csv:4: split 'valid' is not one of train, dev, test"),
+    ("generic", "captioned", lambda r: _replace(r / "split-column/videos.csv", "a3,clips/a3.mp4", "a3,"),
+     "videos.csv:4: empty path"),
+    ("generic", "captioned", lambda r: (r / "split-column/clips/a3.mp4").unlink(),
+     "split-column/clips/a3.mp4: video file not found (listed in videos.csv:4)"),
+    ("generic", "seeded", lambda r: _replace(r / "seeded/videos.csv", "s6,", "s5,"),
+     "seeded/videos.csv:7: duplicate video id 's5' (first seen at videos.csv:6)"),
+    ("generic", "per-split", lambda r: _replace(r / "per-split/dev.csv", "p3,", "p1,"),
+     "per-split/dev.csv:2: duplicate video id 'p1' (first seen at train.csv:2)"),
+    ("generic", "per-split", lambda r: _replace(r / "per-split/train.csv", "path,", "file,"),
+     "per-split/train.csv:1: missing column(s) path; columns are: video_id, file, score, caption"),
+    ("generic", "per-split", lambda r: (r / "per-split/dev.csv").unlink(),
+     "per-split/dev.csv: file not found: the dev split needs it"),
+    ("generic", "per-split", lambda r: (r / "per-split/videos.csv").write_text("video_id,path,score\n"),
+     "per-split: both videos.csv and train.csv, dev.csv, test.csv: keep one (videos.csv was read)"),
+    ("generic", "per-split", lambda r: _replace(r / "per-split/test.csv", "path", "path,split"),
+     "per-split/test.csv:1: a split column in test.csv: the file names the split; drop the column"),
 ]
 
 

@@ -66,7 +66,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if origin in (Mapping, collections.abc.Mapping, dict) or hint in (Mapping, dict):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
+        args = typing.get_args(hint)
+        if len(args) != 2 or not dataclasses.is_dataclass(args[1]):  # free-form values (aggregator_args)
+            return dict(value)
+        return {_coerce(k, args[0], where or "top level"): _coerce(v, args[1], f"{where}.{k}" if where else str(k))
+                for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -108,6 +112,11 @@ def build(cls: type[T], data: Any, where: str = "") -> T:
         return cls(**kwargs)
     except ConfigError as e:  # a value check of the dataclass itself
         raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+
+
+def build_mapping(cls: type[T], data: Any, where: str = "") -> dict[str, T]:
+    """name -> `cls` for every entry of a mapping (a file of named records: datasets.yaml); errors name the key."""
+    return _coerce(data, Mapping[str, cls], where)
 
 
 def _set(tree: Any, keys: list[str], value: Any, dotted: str) -> None:

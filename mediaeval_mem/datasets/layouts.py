@@ -1,10 +1,13 @@
-"""Readers for the on-disk layouts a Memento10k or VideoMem copy can have (DESIGN.md).
+"""Readers for the on-disk layouts a dataset copy can have (DESIGN.md).
 
 - `mediaeval`: the challenge release, one folder per split (`train_set/`, `dev_set/`, `test_set/`)
   with `<part>_scores.csv`, `<part>_video_urls.csv`, `<part>_text_descriptions.csv` and `Videos/`.
 - `memento-json`: the original Memento10k, `memento_{train,val,test}_data.json` plus a video folder.
 - `videomem-csv`: the original VideoMem, `ground-truth_dev-set.csv` plus `videoN.webm` files; it has
   no official train/dev split, so one is drawn with a seed (recorded in `split_info`).
+- `generic`: any memorability dataset, one CSV (or one per split) beside its videos (datasets/generic.py).
+
+Each layout registers what it reads with its reader: the column (or JSON key) of each target it has.
 
 Readers never stop at the first bad row: every problem is collected (file, row, message) so that
 `mem data check` can list them all.
@@ -18,7 +21,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from mediaeval_mem.core.errors import DataError
 from mediaeval_mem.core.registry import Registry
@@ -26,16 +29,7 @@ from mediaeval_mem.datasets.records import Problem, VideoItem
 
 VIDEO_EXTS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 
-# Target name -> score column, per layout. "short-term" (normalised) is the challenge's target.
-TARGET_COLUMNS = {
-    "mediaeval": {
-        "short-term": "scores_normalized_short_term",
-        "short-term-raw": "scores_raw_short_term",
-        "long-term": "scores_normalized_long_term",
-    },
-    "memento-json": {"short-term": "mem_score"},
-    "videomem-csv": {"short-term": "short-term_memorability", "long-term": "long-term_memorability"},
-}
+DEFAULT_TARGET = "short-term"  # the normalised short-term score: the challenge's target, every layout has it
 
 
 @dataclass(frozen=True)
@@ -45,11 +39,18 @@ class LayoutRead:
     split_info: dict[str, object]
 
 
+def _no_files(root: Path) -> list[Path]:
+    return []
+
+
 @dataclass(frozen=True)
 class Layout:
     name: str
     detect: Callable[[Path], bool]
     read: Callable[..., LayoutRead]  # read(root, column, dev_fraction, split_seed)
+    targets: Mapping[str, str]  # target name -> the column (or JSON key) holding it
+    expects: str  # what `detect` looks for, said for people
+    scored_files: Callable[[Path], list[Path]] = _no_files  # the CSVs whose header must hold a target's column
 
 
 LAYOUTS: Registry = Registry("layout")
@@ -107,7 +108,8 @@ def parse_score(value, file: Path, row: int | None, column: str, problems: list[
     return score
 
 
-def _require_columns(path: Path, header: list[str], needed: list[str], problems: list[Problem]) -> bool:
+def require_columns(path: Path, header: list[str], needed: list[str], problems: list[Problem]) -> bool:
+    """Whether `header` has every column in `needed`; if not, one problem lists the missing ones."""
     missing = [c for c in needed if c not in header]
     if missing and header:
         problems.append(
@@ -116,7 +118,7 @@ def _require_columns(path: Path, header: list[str], needed: list[str], problems:
     return not missing
 
 
-def _items(
+def make_items(
     rows: list[tuple[str, float | None, tuple[str, ...], Path, int | None]],
     videos: dict[str, Path],
     video_hint: Callable[[str], str],
@@ -195,7 +197,7 @@ def _mediaeval_read(root: Path, column: str, dev_fraction: float, split_seed: in
         captions: dict[str, list[str]] = {}  # every description row of a video, in file order
         if desc_f is not None:
             header, rows = read_csv(desc_f, problems)
-            if _require_columns(desc_f, header, ["video_id", "description"], problems):
+            if require_columns(desc_f, header, ["video_id", "description"], problems):
                 for _, r in rows:
                     if (r["description"] or "").strip():
                         captions.setdefault(canonical_id(r["video_id"]), []).append(r["description"].strip())
@@ -203,7 +205,7 @@ def _mediaeval_read(root: Path, column: str, dev_fraction: float, split_seed: in
         header, rows = read_csv(ids_f, problems)
         has_scores = ids_f is scores_f
         needed = ["video_id"] + ([column] if has_scores else [])
-        if not _require_columns(ids_f, header, needed, problems):
+        if not require_columns(ids_f, header, needed, problems):
             continue
         parsed = []
         for line, r in rows:
@@ -219,7 +221,7 @@ def _mediaeval_read(root: Path, column: str, dev_fraction: float, split_seed: in
             problems.append(Problem(vdir, "video folder not found"))
         videos = index_videos(vdir)
         hint = lambda vid, vdir=vdir: str(vdir / f"{vid.zfill(5) if vid.isdigit() else vid}.mp4")
-        splits[split] = _items(parsed, videos, hint, problems)
+        splits[split] = make_items(parsed, videos, hint, problems)
     return LayoutRead(splits, problems, {"source": "official splits"})
 
 
@@ -260,7 +262,7 @@ def _memento_read(root: Path, column: str, dev_fraction: float, split_seed: int)
             caps = [caps] if isinstance(caps, str) else caps if isinstance(caps, list) else []
             parsed.append((vid, score, tuple(c.strip() for c in caps if isinstance(c, str) and c.strip()), path, i))
         files = {Path(r["filename"]).stem: r["filename"] for r in records if isinstance(r, dict) and r.get("filename")}
-        splits[split] = _items(parsed, videos, lambda vid: str(root / "videos" / files.get(vid, vid)), problems)
+        splits[split] = make_items(parsed, videos, lambda vid: str(root / "videos" / files.get(vid, vid)), problems)
     return LayoutRead(splits, problems, {"source": "official splits"})
 
 
@@ -278,32 +280,55 @@ def _videomem_read(root: Path, column: str, dev_fraction: float, split_seed: int
     header, rows = read_csv(path, problems)
     videos = index_videos(root, recursive=True)
     parsed = []
-    if _require_columns(path, header, ["video", column], problems):
+    if require_columns(path, header, ["video", column], problems):
         for line, r in rows:
             if not r["video"]:
                 problems.append(Problem(path, "empty 'video' cell", line))
                 continue
             vid = Path(r["video"]).stem
             parsed.append((vid, parse_score(r[column], path, line, column, problems), (), path, line))
-    labelled = _items(parsed, videos, lambda vid: str(root / "videos" / f"{vid}.webm"), problems)
-
-    if not 0.0 < dev_fraction < 1.0:
-        raise DataError(f"dev_fraction must lie in (0, 1), got {dev_fraction}")
-    order = sorted(labelled, key=lambda it: it.video_id)
-    random.Random(split_seed).shuffle(order)
-    n_dev = round(len(order) * dev_fraction)
-    dev_ids = {it.video_id for it in order[:n_dev]}
+    labelled = make_items(parsed, videos, lambda vid: str(root / "videos" / f"{vid}.webm"), problems)
+    train, dev = seeded_split(labelled, dev_fraction, split_seed)
     known = {canonical_id(it.video_id) for it in labelled}
     test = [VideoItem(p.stem, p) for key, p in sorted(videos.items()) if key not in known]
-    splits = {
-        "train": [it for it in labelled if it.video_id not in dev_ids],
-        "dev": [it for it in labelled if it.video_id in dev_ids],
-        "test": test,
-    }
-    info = {"source": f"seeded split of {VIDEOMEM_GT}", "dev_fraction": dev_fraction, "split_seed": split_seed}
-    return LayoutRead(splits, problems, info)
+    return LayoutRead({"train": train, "dev": dev, "test": test}, problems, seeded_info(VIDEOMEM_GT, dev_fraction, split_seed))
 
 
-LAYOUTS["mediaeval"] = Layout("mediaeval", _mediaeval_detect, _mediaeval_read)
-LAYOUTS["memento-json"] = Layout("memento-json", lambda r: (r / MEMENTO_FILES["train"]).is_file(), _memento_read)
-LAYOUTS["videomem-csv"] = Layout("videomem-csv", lambda r: (r / VIDEOMEM_GT).is_file(), _videomem_read)
+# --------------------------------------------------------------------------- a drawn train/dev split
+def seeded_split(items: list[VideoItem], dev_fraction: float, split_seed: int) -> tuple[list[VideoItem], list[VideoItem]]:
+    """(train, dev) for a layout without an official dev split: round(n * dev_fraction) videos drawn with
+    `split_seed`, the same draw whatever the file order; both keep the items' order.
+
+    >>> train, dev = seeded_split(items, 0.2, 0)   # 10 items -> 8 train, 2 dev
+    """
+    if not 0.0 < dev_fraction < 1.0:
+        raise DataError(f"dev_fraction must lie in (0, 1), got {dev_fraction}")
+    order = sorted(items, key=lambda it: it.video_id)
+    random.Random(split_seed).shuffle(order)
+    dev_ids = {it.video_id for it in order[: round(len(order) * dev_fraction)]}
+    return [it for it in items if it.video_id not in dev_ids], [it for it in items if it.video_id in dev_ids]
+
+
+def seeded_info(source: str, dev_fraction: float, split_seed: int) -> dict[str, object]:
+    """The split_info a run records for a split drawn by `seeded_split` from the file `source`."""
+    return {"source": f"seeded split of {source}", "dev_fraction": dev_fraction, "split_seed": split_seed}
+
+
+def _mediaeval_scored(root: Path) -> list[Path]:
+    folders = [_child(root, SPLIT_DIRS[split]) for split in ("train", "dev")]
+    files = [_part_file(folder, "_scores.csv", []) for folder in folders if folder is not None]
+    return [f for f in files if f is not None]
+
+
+LAYOUTS["mediaeval"] = Layout(
+    "mediaeval", _mediaeval_detect, _mediaeval_read,
+    {"short-term": "scores_normalized_short_term", "short-term-raw": "scores_raw_short_term",
+     "long-term": "scores_normalized_long_term"},
+    "split folders with *_scores.csv (mediaeval release)", _mediaeval_scored)
+LAYOUTS["memento-json"] = Layout(
+    "memento-json", lambda r: (r / MEMENTO_FILES["train"]).is_file(), _memento_read, {"short-term": "mem_score"},
+    f"{MEMENTO_FILES['train']} (original Memento10k)")
+LAYOUTS["videomem-csv"] = Layout(
+    "videomem-csv", lambda r: (r / VIDEOMEM_GT).is_file(), _videomem_read,
+    {"short-term": "short-term_memorability", "long-term": "long-term_memorability"},
+    f"{VIDEOMEM_GT} (original VideoMem)", lambda r: [r / VIDEOMEM_GT])

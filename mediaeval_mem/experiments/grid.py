@@ -19,13 +19,14 @@ from typing import Callable, Mapping
 from mediaeval_mem.config import RunConfig, apply_overrides, config_from_dict, load_config
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.schema import digest, load_yaml, to_dict
+from mediaeval_mem.experiments.tasks import infer_task
 
 
 @dataclass(frozen=True)
 class PairCfg:
-    task: int
     train: str
     test: str
+    task: int | None = None  # None: the pair's own (1, 2, or 0 for a reference or a declared dataset)
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,8 @@ def load_grid(path: str | Path) -> Grid:
         entry = GridEntry(_resolve(e.config, path), e.paper)
         load_config(entry.path)
         entries.append(entry)
-    return Grid(data.title, data.layout, tuple(entries), tuple((p.task, p.train, p.test) for p in data.pairs),
-                data.seeds, data.set)
+    pairs = tuple((infer_task(p.train, p.test) if p.task is None else p.task, p.train, p.test) for p in data.pairs)
+    return Grid(data.title, data.layout, tuple(entries), pairs, data.seeds, data.set)
 
 
 def load_profile(path: str | Path, data_root: str | Path | None) -> Profile:

@@ -16,6 +16,7 @@ import torch
 from mediaeval_mem.config import RunConfig, StreamCfg
 from mediaeval_mem.core.errors import DataError
 from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
+from mediaeval_mem.datasets.catalog import find_declared
 from mediaeval_mem.experiments.tasks import TaskPlan, plan_task
 from mediaeval_mem.features.store import FeatureStore
 from mediaeval_mem.training.batches import LabelledSplit
@@ -82,13 +83,14 @@ class RunResult:
 # --------------------------------------------------------------------------- the stages
 def open_checked(name: str, data_root, cfg: RunConfig, echo: Echo) -> DatasetIndex:
     """Open a dataset and refuse to train on broken files; missing videos are only warned about."""
-    index = open_dataset(name, data_root, cfg.data.target, cfg.data.dev_fraction, cfg.data.split_seed)
+    index = open_dataset(name, data_root, cfg.data.target, cfg.data.dev_fraction, cfg.data.split_seed, cfg.data.datasets)
     missing = [p for p in index.problems if p.missing_video]
     other = [p for p in index.problems if p not in missing]
     if other:
+        config = " --config CONFIG" if name in cfg.data.datasets else ""  # declared in the run config only
         raise DataError(
             f"{name} has {len(other)} problem(s) in its files, e.g. {other[0]}: "
-            f"run `mem data check {name}` for the full list"
+            f"run `mem data check {name}{config}` for the full list"
         )
     if missing:
         echo(f"warning: {name}: {len(missing)} video file(s) missing (e.g. {missing[0].file}); they are left out")
@@ -96,8 +98,15 @@ def open_checked(name: str, data_root, cfg: RunConfig, echo: Echo) -> DatasetInd
 
 
 def open_datasets(plan: TaskPlan, cfg: RunConfig, data_root, echo: Echo) -> dict[str, DatasetIndex]:
-    """Every dataset the run reads, opened and checked."""
-    return {name: open_checked(name, data_root, cfg, echo) for name in plan.needed_splits()}
+    """Every dataset the run reads, opened and checked; a split the run reads must hold videos."""
+    indexes = {name: open_checked(name, data_root, cfg, echo) for name in plan.needed_splits()}
+    for name, splits in plan.needed_splits().items():
+        index = indexes[name]
+        for split in splits:
+            if not index.split(split):
+                raise DataError(f"{name} ({index.layout} layout at {index.root}) has no {split} videos: "
+                                f"the run reads its {split} split (see `mem data check {name}`)")
+    return indexes
 
 
 def holdout_ids(index: DatasetIndex, fraction: float, seed: int) -> set[str]:
@@ -197,7 +206,7 @@ def evaluate_and_predict(model, splits: Splits, device: torch.device) -> Outputs
 
 # --------------------------------------------------------------------------- the whole run
 def run_experiment(
-    task: int,
+    task: int | None,
     train: str,
     test: str,
     cfg: RunConfig,
@@ -207,6 +216,7 @@ def run_experiment(
     extra_tags: dict[str, str] | None = None,
 ) -> RunResult:
     """Train `cfg` on `train`, evaluate on `test`'s dev split, predict its test split, log it all to MLflow.
+    `task` None: the pair's own (experiments/tasks.py `infer_task`).
 
     >>> r = run_experiment(1, "memento10k", "memento10k", load_config("configs/demo.yaml"), "data/demo")
     >>> r.metrics["srocc"], r.run_id
@@ -214,6 +224,8 @@ def run_experiment(
     from mediaeval_mem.core.runtime import resolve_device
     from mediaeval_mem.experiments.run_log import RunLog
 
+    for name in (train, test):  # an unknown name fails here, in one line, before the task is judged
+        find_declared(name, data_root, cfg.data.datasets)
     plan = plan_task(task, train, test, cfg.train.select_on)
     device = resolve_device(cfg.train.device)
     indexes = open_datasets(plan, cfg, data_root, echo)

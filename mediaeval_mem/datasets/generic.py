@@ -1,0 +1,113 @@
+"""The `generic` layout: any memorability dataset, as one CSV (or one per split) beside its videos.
+
+    commercials-2026/
+      videos.csv            video_id,path,score[,long_term_score][,caption...][,split]
+      clips/ad-001.mp4      (`path` is relative to the folder, or absolute)
+
+or `train.csv`, `dev.csv` and `test.csv` with the same columns and no split column (test.csv may leave
+out the score columns). Every column whose name starts with `caption` holds a caption (kept in column
+order, empty cells skipped). Test rows may leave the score empty. With neither a split column nor
+per-split files, the scored rows are split into train/dev by the seeded draw of the original VideoMem
+(`data.dev_fraction`, `data.split_seed`, recorded in split_info) and the unscored rows form the test split.
+Every problem is collected with its file and row, as by the other readers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mediaeval_mem.datasets.layouts import (
+    LAYOUTS, Layout, LayoutRead, canonical_id, make_items, parse_score, read_csv, require_columns, seeded_info, seeded_split,
+)
+from mediaeval_mem.datasets.records import SPLITS, Problem
+
+VIDEOS_CSV = "videos.csv"
+SPLIT_CSVS = {split: f"{split}.csv" for split in SPLITS}
+CAPTION_PREFIX = "caption"
+Row = tuple[str, float | None, tuple[str, ...], Path, int]  # (video id, score, captions, CSV, line): make_items' rows
+
+
+def _detect(root: Path) -> bool:
+    return (root / VIDEOS_CSV).is_file() or any((root / f).is_file() for f in SPLIT_CSVS.values())
+
+
+def _scored_files(root: Path) -> list[Path]:
+    """The CSVs whose rows carry scores: videos.csv, else train.csv and dev.csv."""
+    if (root / VIDEOS_CSV).is_file():
+        return [root / VIDEOS_CSV]
+    return [root / SPLIT_CSVS[s] for s in ("train", "dev") if (root / SPLIT_CSVS[s]).is_file()]
+
+
+def _read_rows(path: Path, root: Path, column: str, split: str | None, problems: list[Problem]
+               ) -> tuple[list[tuple[Row, Path, str | None]], bool]:
+    """Each good row of one CSV as (row, video path, split) and whether the CSV has a split column.
+
+    `split` is the split every row of the file belongs to (a per-split CSV), or None (videos.csv: its
+    split column, or the seeded draw for the scored rows and the test split for the others).
+    """
+    header, lines = read_csv(path, problems)
+    needed = ["video_id", "path"] + ([] if split == "test" else [column])
+    if not require_columns(path, header, needed, problems):
+        return [], False
+    has_split = "split" in header
+    if has_split and split is not None:
+        problems.append(Problem(path, f"a split column in {path.name}: the file names the split; drop the column", 1))
+    captions = [h for h in header if h.startswith(CAPTION_PREFIX)]
+    out = []
+    for line, r in lines:
+        vid, where = r["video_id"], split
+        if not vid or not r["path"]:
+            problems.append(Problem(path, f"empty {'video_id' if not vid else 'path'}", line))
+            continue
+        if has_split and split is None:
+            where = r["split"].lower()
+            if where not in SPLITS:
+                problems.append(Problem(path, f"split {r['split']!r} is not one of {', '.join(SPLITS)}", line))
+                continue
+        raw = r.get(column, "")
+        if not raw and where in ("train", "dev"):
+            problems.append(Problem(path, f"column {column!r} is empty: {where} rows need a score", line))
+            continue
+        score = parse_score(raw, path, line, column, problems) if raw else None
+        if raw and score is None:
+            continue
+        video = Path(r["path"]).expanduser()
+        row: Row = (vid, score, tuple(r[c] for c in captions if r[c]), path, line)
+        out.append((row, video if video.is_absolute() else root / video, where))
+    return out, has_split
+
+
+def _read(root: Path, column: str, dev_fraction: float, split_seed: int) -> LayoutRead:
+    problems: list[Problem] = []
+    per_split = [f for f in SPLIT_CSVS.values() if (root / f).is_file()]
+    seeded = False
+    if (root / VIDEOS_CSV).is_file():
+        if per_split:
+            problems.append(Problem(root, f"both {VIDEOS_CSV} and {', '.join(per_split)}: keep one ({VIDEOS_CSV} was read)"))
+        rows, has_split = _read_rows(root / VIDEOS_CSV, root, column, None, problems)
+        seeded = not has_split
+        info = seeded_info(VIDEOS_CSV, dev_fraction, split_seed) if seeded else {"source": f"split column of {VIDEOS_CSV}"}
+    else:
+        rows, info = [], {"source": ", ".join(SPLIT_CSVS.values())}
+        for split, name in SPLIT_CSVS.items():
+            if (root / name).is_file():
+                rows += _read_rows(root / name, root, column, split, problems)[0]
+            elif split != "test":
+                problems.append(Problem(root / name, f"file not found: the {split} split needs it"))
+
+    first: dict[str, tuple[Path, str | None]] = {}  # id -> (video, split) of its first row; a duplicate is reported, not read
+    for (vid, *_), video, split in rows:
+        first.setdefault(canonical_id(vid), (video, split))
+    found = {key: video for key, (video, _) in first.items() if video.is_file()}
+    items = make_items([row for row, _, _ in rows], found, lambda vid: str(first[canonical_id(vid)][0]), problems)
+    if seeded:
+        train, dev = seeded_split([it for it in items if it.score is not None], dev_fraction, split_seed)
+        splits = {"train": train, "dev": dev, "test": [it for it in items if it.score is None]}
+    else:
+        splits = {s: [it for it in items if first[canonical_id(it.video_id)][1] == s] for s in SPLITS}
+    return LayoutRead(splits, problems, info)
+
+
+LAYOUTS["generic"] = Layout(
+    "generic", _detect, _read, {"short-term": "score", "long-term": "long_term_score"},
+    f"{VIDEOS_CSV}, or {', '.join(SPLIT_CSVS.values())} (generic layout)", _scored_files)
