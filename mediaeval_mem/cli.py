@@ -13,11 +13,11 @@ DATASET_NAMES = ("memento10k", "videomem")  # the demo's: mirrors datasets.DATAS
 DEMO_ROOT = "data/demo"
 
 
-def _console():
+def _console(stderr: bool = False):
     from rich.console import Console
 
-    con = Console(highlight=False)
-    return con if con.is_terminal else Console(highlight=False, width=140)  # logs and pipes: don't squeeze tables
+    con = Console(highlight=False, stderr=stderr)
+    return con if con.is_terminal else Console(highlight=False, width=140, stderr=stderr)  # logs and pipes: don't squeeze tables
 
 
 # --------------------------------------------------------------------------- handlers
@@ -66,6 +66,10 @@ def _render_extract(report, con) -> None:
     con.print(table)
     for line in report.repairs():
         con.print(f"  [yellow]{line}[/]", soft_wrap=True)
+    for s in report.splits:
+        if s.uncaptioned:
+            con.print(f"  {s.split}: {len(s.uncaptioned)} video(s) without captions were given the empty caption "
+                      f"(listed in the manifest under 'uncaptioned')", soft_wrap=True)
     for s in report.splits:
         for vid, reason in s.failed.items():
             con.print(f"  [red]failed[/] {s.split}/{vid}: {reason}", soft_wrap=True)
@@ -124,6 +128,34 @@ def cmd_run(args) -> int:
     _render_results([result], con)
     con.print(f"logged to MLflow experiment '{result.experiment}', run {result.run_id}; browse with `mem ui`")
     return 0
+
+
+def cmd_predict(args) -> int:
+    from pathlib import Path
+
+    from mediaeval_mem.core.io import atomic_write_text
+    from mediaeval_mem.experiments.predict import predict_videos, write_scores
+
+    from dataclasses import asdict
+
+    from mediaeval_mem.features.options import ExtractOptions
+
+    err = _console(stderr=True)
+    given = {k: v for k, v in asdict(_extract_options(args)).items() if v != getattr(ExtractOptions, k)}  # the flags set
+    result = predict_videos(args.run_id, [Path(p) for p in args.inputs], given, args.device, progress=not args.quiet,
+                            echo=lambda line: err.print(line, highlight=False))
+    for vid, reason in result.failed.items():
+        err.print(f"[red]failed[/] {vid}: {reason}", soft_wrap=True)
+    if args.out:
+        import io
+
+        buf = io.StringIO()
+        write_scores(result, buf)
+        atomic_write_text(Path(args.out), buf.getvalue())
+        err.print(f"wrote {len(result.scores)} score(s) by run {result.run_id} ({result.config}) to {args.out}")
+    else:
+        write_scores(result, sys.stdout)
+    return 1 if result.failed else 0
 
 
 def cmd_describe(args) -> int:
@@ -229,7 +261,7 @@ def _repo_file(rel):
 
 
 def cmd_demo(args) -> int:
-    """Generate the demo data, check it, extract features, train the paper's model on every pair, package."""
+    """Generate the demo data, check it, extract features, train the paper's model on every pair, add captions, package."""
     from pathlib import Path
 
     from mediaeval_mem.config import load_config
@@ -242,9 +274,9 @@ def cmd_demo(args) -> int:
     from mediaeval_mem.submission import package_submission
 
     con = _console()
-    con.rule("1/5 generate demo data")
+    con.rule("1/6 generate demo data")
     generate_demo_data(Path(args.data_root), seed=args.seed)
-    con.rule("2/5 check it")
+    con.rule("2/6 check it")
     for name in DATASET_NAMES:
         index = open_dataset(name, args.data_root)
         render_check(index, con)
@@ -252,20 +284,26 @@ def cmd_demo(args) -> int:
             return 1
     cfg = load_config(_repo_file("configs/demo.yaml"), [f"train.seed={args.seed}"])
     stream = cfg.model.streams[0]
-    con.rule(f"3/5 extract {stream.encoder} frame features")
+    con.rule(f"3/6 extract {stream.encoder} frame features")
     for name in DATASET_NAMES:
         report = extract_features(name, stream.encoder, weights=stream.weights, data_root=args.data_root,
                                   sampling=stream.sampling, opts=cfg.extract, progress=not args.quiet)
         _render_extract(report, con)
         if report.failed:
             return 1
-    con.rule("4/5 train the paper's model: task 1, and task 2 both ways")
+    con.rule("4/6 train the paper's model: task 1, and task 2 both ways")
     results = []
     for task, train, test in ((1, "memento10k", "memento10k"), (2, "memento10k", "videomem"), (2, "videomem", "memento10k")):
         con.print(f"[bold]task {task}: train {train}, test {test}[/]")
         results.append(run_experiment(task, train, test, cfg, args.data_root, progress=False, echo=con.print))
     _render_results(results, con)
-    con.rule("5/5 package a submission")
+    con.rule("5/6 add the captions: task 1 on captions alone, and on video + captions")
+    rows = [results[0]]
+    for name in ("demo-captions", "demo-fused"):
+        cfg = load_config(_repo_file(f"configs/{name}.yaml"), [f"train.seed={args.seed}"])
+        rows.append(run_experiment(1, "memento10k", "memento10k", cfg, args.data_root, progress=False, echo=con.print))
+    _render_results(rows, con, "video, captions, and both: task 1, on the dev split")
+    con.rule("6/6 package a submission")
     for subtask in (1, 2):
         for p in package_submission("demo", subtask, [r.run_id for r in results if r.plan.task == subtask], args.data_root):
             con.print(f"wrote {p}")
@@ -341,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("extract", parents=[sh["data"], sh["extract"], sh["quiet"]], help="encode videos into cached frame features (resumable)")
     p.add_argument("--dataset", required=True, help="memento10k, videomem, or a name declared in <data root>/datasets.yaml")
-    p.add_argument("--encoder", required=True, help="a registered encoder, e.g. clip-vit-b32, clip-vit-l14-336, clip-demo, i3d-kinetics")
+    p.add_argument("--encoder", required=True, help="a registered encoder, e.g. clip-vit-b32, clip-vit-l14-336, clip-demo, i3d-kinetics, "
+                   "clip-vit-l14-336-text (captions), precomputed (with --weights FOLDER)")
     p.add_argument("--weights", help="weights: a save_pretrained directory, a hub id, a checkpoint file, or 'random'")
     p.add_argument("--sampling", default="all", help="all (default, the paper's) or uniform:N")
     p.add_argument("--splits", default="train,dev,test", help="comma-separated (default train,dev,test)")
@@ -381,6 +420,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worst", type=int, default=8, help="how many worst predictions to show (default 8)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("predict", parents=[sh["extract"], sh["quiet"]],
+                       help="score any videos (files or folders) with a trained run's encoders and model; CSV out")
+    p.add_argument("run_id", metavar="RUN_ID", help="an MLflow run id, from `mem run` or `mem results`")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER", help="video files and/or folders searched recursively")
+    p.add_argument("--out", help="CSV to write (video_id, path, score, run_id); default: standard output")
+    p.set_defaults(func=cmd_predict)
+
     p = sub.add_parser("describe", parents=[sh["config"]], help="print a config's streams, widths and trainable parameters")
     p.add_argument("config", nargs="?", help="YAML config (default: the paper's model)")
     p.add_argument("--in-dim", type=int, action="append", default=[], metavar="D",
@@ -409,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     one_malloc_arena()  # before torch starts its threads: extraction's peak memory stays flat
     previous = sigterm_as_interrupt()
     try:
+        from mediaeval_mem.core.plugins import load_plugins
+
+        load_plugins()  # installed plugins (entry points): their names work in every command
         return args.func(args)
     except MemError as e:
         print(f"error: {e}", file=sys.stderr)

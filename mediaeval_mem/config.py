@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from mediaeval_mem.core.errors import ConfigError, MemError
+from mediaeval_mem.core.plugins import load_plugins, plugin_path
 from mediaeval_mem.core.schema import build, flatten, override, read_yaml_mapping, to_dict, to_yaml
 from mediaeval_mem.datasets.declared import DatasetDecl
 from mediaeval_mem.features.options import ExtractOptions
@@ -32,9 +33,10 @@ __all__ = ["RunConfig", "StreamCfg", "ModelCfg", "TrainCfg", "FinetuneCfg", "Dat
 class StreamCfg:
     """One input of the model: what is extracted (encoder, weights, sampling) and how it is pooled."""
 
-    encoder: str = "clip-vit-l14-336"
-    weights: str | None = None  # a save_pretrained folder, a hub id, a checkpoint, 'random'; None = the encoder's default
-    sampling: str = "all"  # the paper encodes every frame; or uniform:N
+    encoder: str = "clip-vit-l14-336"  # a frame, clip or caption encoder, or precomputed (features already extracted)
+    weights: str | None = None  # a save_pretrained folder, a hub id, a checkpoint, 'random'; None = the encoder's default;
+    #                             for precomputed: the features' folder
+    sampling: str = "all"  # the paper encodes every frame; or uniform:N (video encoders only)
     aggregator: str = "bigru-attention"
     aggregator_args: Mapping[str, Any] = field(default_factory=dict)
 
@@ -53,7 +55,11 @@ class StreamCfg:
             raise ConfigError(f"aggregator {self.aggregator!r} models frame order, but {self.encoder} gives one vector "
                               f"per video: use none, avg or linear-avg")
         if self.aggregator == "none" and not info.clip_level:
-            raise ConfigError(f"aggregator 'none' is for clip-level encoders; {self.encoder} gives one vector per frame: use avg")
+            unit = "caption" if info.input == "captions" else "frame"
+            raise ConfigError(f"aggregator 'none' is for clip-level encoders; {self.encoder} gives one vector per {unit}: use avg")
+        if not info.reads_video and self.sampling != "all":
+            raise ConfigError(f"sampling {self.sampling!r} picks video frames; {self.encoder} reads "
+                              f"{'captions' if info.input == 'captions' else 'stored features'}: leave sampling at all")
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,7 @@ def _known_head(name: str, where: str) -> None:
 @dataclass(frozen=True)
 class RunConfig:
     name: str = "paper-best"
+    plugins: tuple[str, ...] = ()  # modules or .py files that register parts of their own (core/plugins.py)
     model: ModelCfg = field(default_factory=ModelCfg)
     extract: ExtractOptions = field(default_factory=ExtractOptions)
     train: TrainCfg = field(default_factory=TrainCfg)
@@ -200,7 +207,11 @@ def config_from_dict(data: Mapping, source: str = "config") -> RunConfig:
     hint = _old_shape(data)
     if hint:
         raise ConfigError(f"{source}: {hint}")
+    plugins = data.get("plugins") or ()
+    if not isinstance(plugins, (list, tuple)) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError(f"{source}: plugins must be a list of module names or .py files, got {plugins!r}")
     try:
+        load_plugins(plugins)  # before the streams are checked: their names may be the plugins'
         return build(RunConfig, data, "")
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
@@ -216,6 +227,9 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     if path is not None:
         data = read_yaml_mapping(path)
         data.setdefault("name", Path(path).stem)
+        if isinstance(data.get("plugins"), list):  # plugin files relative to the config's folder: made absolute
+            data["plugins"] = [str(plugin_path(p, Path(path).parent)) if isinstance(p, str) and p.endswith(".py") else p
+                               for p in data["plugins"]]
         cfg = config_from_dict(data, str(path))
     return apply_overrides(cfg, overrides) if overrides else cfg
 

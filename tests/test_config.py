@@ -131,7 +131,7 @@ def test_every_yaml_file_goes_through_the_one_schema_engine(tmp_path):
     with pytest.raises(ConfigError, match=r"g.yaml: top level: unknown key 'seedz' \(valid: configs, layout, pairs, seeds, set, title\)"):
         load_grid(tmp_path / "g.yaml")
     (tmp_path / "p.yaml").write_text("encoders: {clip-vit-b32: clip-demo}\nweight: {}\n")
-    with pytest.raises(ConfigError, match=r"p.yaml: top level: unknown key 'weight' \(valid: encoders, set, weights\)"):
+    with pytest.raises(ConfigError, match=r"p.yaml: top level: unknown key 'weight' \(valid: encoders, sampling, set, weights\)"):
         load_profile(tmp_path / "p.yaml", None)
     (tmp_path / "s.yaml").write_text("filename: run.csv\n")
     with pytest.raises(ConfigError, match=r"s.yaml: filename must contain \{run\}"):

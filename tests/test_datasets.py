@@ -176,14 +176,16 @@ def test_every_caption_is_kept_and_counted(demo_copy, capsys):
     memento = open_dataset("memento10k", DATA / "layouts" / "memento-json")
     assert len(memento.split("train")[0].captions) == 5
     desc = demo_copy / "memento10k" / "dev_set" / "dev_text_descriptions.csv"
-    rows = desc.read_text().splitlines()
-    first_id = rows[1].split(",")[0]
-    desc.write_text("\n".join([rows[0], rows[1], f"{first_id},a second caption for it", *rows[3:]]) + "\n")  # one video loses its row
+    header, *rows = desc.read_text().splitlines()
+    ids = list(dict.fromkeys(r.split(",")[0] for r in rows))
+    first = [r.split(",", 1)[1] for r in rows if r.split(",")[0] == ids[0]]
+    kept = [r for r in rows if r.split(",")[0] != ids[1]]  # the second video loses its rows; the first gains one
+    desc.write_text("\n".join([header, *kept, f"{ids[0]},a sixth caption for it"]) + "\n")
     dev = open_dataset("memento10k", demo_copy).split("dev")
-    assert dev[0].captions == (rows[1].split(",", 1)[1], "a second caption for it")
+    assert len(first) == 5 and dev[0].captions == (*first, "a sixth caption for it")
     assert dev[1].captions == ()
     assert main(["data", "check", "memento10k", "--data-root", str(demo_copy)]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.strip("│ ").startswith("dev"))
     cells = [c.strip() for c in line.strip("│").split("│")]
-    assert cells[-3:] == [str(len(dev) - 1), "1", str(len(dev))]  # with captions, without, captions in all
+    assert cells[-3:] == [str(len(dev) - 1), "1", str(5 * (len(dev) - 1) + 1)]  # with captions, without, in all

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, TypeVar
 
-from mediaeval_mem.core.errors import UnknownNameError
+from mediaeval_mem.core.errors import MemError, UnknownNameError
 
 F = TypeVar("F", bound=Callable)
+
+
+class RegistryClash(MemError, ValueError):
+    """A name registered twice (a plugin reusing a built-in name, say)."""
 
 
 class Registry(dict):
@@ -24,12 +28,17 @@ class Registry(dict):
 
     def register(self, name: str, info: Any = None) -> Callable[[F], F]:
         def deco(fn: F) -> F:
-            if name in self:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self[name], self.infos[name] = fn, info
+            self.add(name, fn, info)
             return fn
 
         return deco
+
+    def add(self, name: str, entry: Any, info: Any = None) -> None:
+        """Register `entry` (a builder, or a record such as a dataset Layout) under `name`; a taken name raises."""
+        if name in self:
+            where = getattr(self[name], "__module__", None)
+            raise RegistryClash(f"{self.kind} {name!r} is registered twice" + (f" (first by {where})" if where else ""))
+        self[name], self.infos[name] = entry, info
 
     def info(self, name: str) -> Any:
         """The metadata registered with `name`'s builder (an unknown name raises, listing the valid ones)."""

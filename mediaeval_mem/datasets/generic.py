@@ -108,6 +108,6 @@ def _read(root: Path, column: str, dev_fraction: float, split_seed: int) -> Layo
     return LayoutRead(splits, problems, info)
 
 
-LAYOUTS["generic"] = Layout(
+LAYOUTS.add("generic", Layout(
     "generic", _detect, _read, {"short-term": "score", "long-term": "long_term_score"},
-    f"{VIDEOS_CSV}, or {', '.join(SPLIT_CSVS.values())} (generic layout)", _scored_files)
+    f"{VIDEOS_CSV}, or {', '.join(SPLIT_CSVS.values())} (generic layout)", _scored_files))

@@ -320,15 +320,15 @@ def _mediaeval_scored(root: Path) -> list[Path]:
     return [f for f in files if f is not None]
 
 
-LAYOUTS["mediaeval"] = Layout(
+LAYOUTS.add("mediaeval", Layout(
     "mediaeval", _mediaeval_detect, _mediaeval_read,
     {"short-term": "scores_normalized_short_term", "short-term-raw": "scores_raw_short_term",
      "long-term": "scores_normalized_long_term"},
-    "split folders with *_scores.csv (mediaeval release)", _mediaeval_scored)
-LAYOUTS["memento-json"] = Layout(
+    "split folders with *_scores.csv (mediaeval release)", _mediaeval_scored))
+LAYOUTS.add("memento-json", Layout(
     "memento-json", lambda r: (r / MEMENTO_FILES["train"]).is_file(), _memento_read, {"short-term": "mem_score"},
-    f"{MEMENTO_FILES['train']} (original Memento10k)")
-LAYOUTS["videomem-csv"] = Layout(
+    f"{MEMENTO_FILES['train']} (original Memento10k)"))
+LAYOUTS.add("videomem-csv", Layout(
     "videomem-csv", lambda r: (r / VIDEOMEM_GT).is_file(), _videomem_read,
     {"short-term": "short-term_memorability", "long-term": "long-term_memorability"},
-    f"{VIDEOMEM_GT} (original VideoMem)", lambda r: [r / VIDEOMEM_GT])
+    f"{VIDEOMEM_GT} (original VideoMem)", lambda r: [r / VIDEOMEM_GT]))

@@ -1,13 +1,19 @@
 """`mem demo-data`: small synthetic stand-ins for Memento10k and VideoMem, in the MediaEval layout.
 
-Each clip shows a coloured background with a moving disc. Its memorability score is a known
-function of what is visible, plus noise:
+Each clip shows a coloured background with a moving disc, and has captions. Its memorability score
+is a known function of what is visible, of a "story" that only the captions tell, plus noise:
 
-    score = clip(0.40 + 0.35 * brightness + 0.20 * disc_size + N(0, noise), 0, 1)
+    score = clip(0.30 + 0.30 * brightness + 0.15 * disc_size + 0.30 * story + N(0, noise), 0, 1)
 
-so a model that sees the frames can learn it (an oracle on the two factors reaches Spearman ~0.95
-with the default noise) and a broken pipeline cannot. Memento10k-like clips are 3 s, 30 fps H.264
-MP4; VideoMem-like clips are 7 s, 30 fps VP9 WebM. Test splits have no scores file.
+- the frames show brightness and disc size exactly (an oracle on them alone reaches Spearman ~0.85);
+- the captions tell the story in five words ("an ordinary" ... "an unforgettable") and the
+  brightness in three ("dark", "dim", "bright"), each word off by one level in a quarter of the
+  captions (annotators disagree), and never the disc size;
+
+so a video stream and a caption stream each learn part of the score, and their fusion learns more
+than either; a broken pipeline learns nothing. Memento10k-like clips are 3 s, 30 fps H.264 MP4
+with five captions each; VideoMem-like clips are 7 s, 30 fps VP9 WebM with one description, and
+about one in twelve has none. Test splits have no scores file.
 """
 
 from __future__ import annotations
@@ -32,21 +38,43 @@ class DemoSpec:
     counts: tuple[int, int, int]  # train, dev, test
     first_id: int
     options: tuple[tuple[str, str], ...]
+    captions: int = 1  # per video
+    uncaptioned: float = 0.0  # share of videos without any caption
 
 
 DEMO_SPECS = {
-    "memento10k": DemoSpec("memento10k", 3.0, "libx264", ".mp4", (120, 40, 40), 0, (("crf", "23"), ("preset", "veryfast"))),
-    "videomem": DemoSpec("videomem", 7.0, "libvpx-vp9", ".webm", (80, 30, 30), 7000, (("deadline", "realtime"), ("cpu-used", "8"), ("crf", "32"), ("b", "0"))),
+    "memento10k": DemoSpec("memento10k", 3.0, "libx264", ".mp4", (120, 40, 40), 0, (("crf", "23"), ("preset", "veryfast")),
+                           captions=5),
+    "videomem": DemoSpec("videomem", 7.0, "libvpx-vp9", ".webm", (80, 30, 30), 7000, (("deadline", "realtime"), ("cpu-used", "8"), ("crf", "32"), ("b", "0")),
+                         captions=1, uncaptioned=0.08),
 }
+# Caption words: the story (not visible) in five levels, the brightness in three; fillers vary the wording.
+STORY_WORDS = ("an ordinary", "a plain", "a curious", "a striking", "an unforgettable")
+TONE_WORDS = ("dark", "dim", "bright")
+SHAPES, MOTIONS, GROUNDS = ("disc", "circle", "ball", "blob"), ("moving", "drifting", "sliding", "gliding"), ("background", "scene", "screen")
 FPS = 30
 DEMO_MARKER = "demo-data.json"  # marks a data root as generated: grids then use the demo profile
 WIDTH, HEIGHT = 128, 72
 PARTS = {"train": "train", "dev": "dev", "test": "test"}
 
 
-def demo_score(brightness: float, size: float) -> float:
-    """The noiseless memorability of a clip with background `brightness` and disc `size` (both in [0, 1])."""
-    return 0.40 + 0.35 * brightness + 0.20 * size
+def demo_score(brightness: float, size: float, story: float) -> float:
+    """The noiseless memorability of a clip with background `brightness`, disc `size` and `story` (each in [0, 1])."""
+    return 0.30 + 0.30 * brightness + 0.15 * size + 0.30 * story
+
+
+def _level(value: float, levels: int, rng: np.random.Generator, slip: float = 0.25) -> int:
+    """`value` in [0, 1] as one of `levels` words, one level off with probability `slip`."""
+    level = min(levels - 1, int(value * levels))
+    if rng.random() < slip:
+        level = int(np.clip(level + rng.choice((-1, 1)), 0, levels - 1))
+    return level
+
+
+def demo_captions(rng: np.random.Generator, brightness: float, story: float, n: int) -> list[str]:
+    """`n` captions of one clip: its story and brightness in words, each word sometimes one level off."""
+    return [f"{STORY_WORDS[_level(story, 5, rng)]} {rng.choice(SHAPES)} {rng.choice(MOTIONS)} over a "
+            f"{TONE_WORDS[_level(brightness, 3, rng)]} {rng.choice(GROUNDS)}" for _ in range(n)]
 
 
 def render_clip(rng: np.random.Generator, brightness: float, size: float, hue: float, n_frames: int,
@@ -107,18 +135,19 @@ def generate_dataset(root: Path, spec: DemoSpec, seed: int, noise: float, scale:
         scores, urls, descs = [], [], []
         for _ in range(n):
             brightness, disc, hue = rng.uniform(0, 1, 3)
-            score = float(np.clip(demo_score(brightness, disc) + rng.normal(0, noise), 0, 1))
+            text_rng = np.random.default_rng([seed, vid, 1])  # apart from `rng`: the clips' draws stay as they were
+            story = text_rng.uniform()
+            score = float(np.clip(demo_score(brightness, disc, story) + rng.normal(0, noise), 0, 1))
             raw = float(np.clip(score - 0.1 + rng.normal(0, 0.02), 0, 1))
             path = folder / "Videos" / f"{vid:05d}{spec.ext}"
             if not path.exists():  # a rerun after an interruption only writes what is missing
                 clip_rng = np.random.default_rng([seed, vid])  # per clip, so skipping one keeps the rest the same
                 frames = render_clip(clip_rng, brightness, disc, hue, n_frames, *size)
                 write_video(path, frames, spec.codec, dict(spec.options))
-            tone = "bright" if brightness > 0.5 else "dark"
-            big = "large" if disc > 0.5 else "small"
             scores.append([vid, f"{raw:.6f}", f"{score:.6f}"])
             urls.append([vid, f"https://example.invalid/{spec.folder}/{vid:05d}{spec.ext}"])
-            descs.append([vid, f"a {big} disc moving over a {tone} background"])
+            if text_rng.random() >= spec.uncaptioned:
+                descs += [[vid, c] for c in demo_captions(text_rng, brightness, story, spec.captions)]
             vid += 1
         if split != "test":
             _write_csv(folder / f"{split}_scores.csv", ["video_id", "scores_raw_short_term", "scores_normalized_short_term"], scores)

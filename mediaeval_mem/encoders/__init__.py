@@ -1,4 +1,4 @@
-"""Frame encoders: the registry (each name with its EncoderInfo), CLIP and I3D."""
+"""Encoders: the registry (each name with its EncoderInfo), CLIP and I3D over frames, text towers over captions."""
 
 from mediaeval_mem.encoders.base import (
     ENCODERS,
@@ -10,7 +10,7 @@ from mediaeval_mem.encoders.base import (
     build_encoder,
     encoder_recipe,
 )
-from mediaeval_mem.encoders import clip, i3d  # noqa: F401,E402  (register their names; transformers loads lazily)
+from mediaeval_mem.encoders import clip, i3d, precomputed, text  # noqa: F401,E402  (register their names; transformers loads lazily)
 
 __all__ = ["ENCODERS", "EncoderInfo", "EncoderRecipe", "FrameEncoder", "PrepareContext", "Prepared", "build_encoder",
            "encoder_recipe"]

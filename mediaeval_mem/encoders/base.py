@@ -1,8 +1,13 @@
-"""The encoder registry and the one interface every frame encoder offers (STYLE.md 1-4).
+"""The encoder registry and the interfaces encoders offer (STYLE.md 1-4).
 
 A registered name maps to a builder(weights) -> EncoderRecipe: what the name fixes (weights identity,
 preprocessing), known without loading the model, so a fully cached feature set never loads weights.
-`recipe.load()` gives the FrameEncoder itself.
+`recipe.load()` gives the encoder itself. What an encoder reads is in its EncoderInfo.input:
+
+    frames    one vector per video frame (CLIP): FrameEncoder over (N, 3, S, S)
+    clip      one vector per video (I3D): FrameEncoder over one whole video (T, 3, S, S)
+    captions  one vector per caption (CLIP text towers, sentence-transformers): TextEncoder (encoders/text.py)
+    features  rows read from files someone already extracted (encoders/precomputed.py)
 """
 
 from __future__ import annotations
@@ -49,19 +54,35 @@ class Prepared:
 class EncoderInfo:
     """What a name says about its features before any weights are loaded; registered with its builder."""
 
-    width: int  # feature width of the architecture the name stands for
-    clip_level: bool = False  # one vector per video (I3D) rather than one per frame (CLIP)
+    width: int  # feature width of the architecture the name stands for (0: known only from the data)
+    input: str = "frames"  # frames | clip | captions | features (see the module docstring)
     # Encoders that must be trained before they extract (the fine-tuned I3D): make their weights when
     # a stream names none. Called by the run's feature stage; None for frozen extractors.
     prepare: Callable[[PrepareContext], Prepared] | None = None
+
+    def __post_init__(self):
+        if self.input not in INPUTS:
+            raise ValueError(f"EncoderInfo.input must be one of {', '.join(INPUTS)}, got {self.input!r}")
+
+    @property
+    def clip_level(self) -> bool:
+        """One vector per video rather than one per frame or caption."""
+        return self.input == "clip"
+
+    @property
+    def reads_video(self) -> bool:
+        return self.input in ("frames", "clip")
+
+
+INPUTS = ("frames", "clip", "captions", "features")
 
 
 @dataclass(frozen=True)
 class EncoderRecipe:
     name: str
     weights_id: str
-    transform: ImageTransform
-    load: Callable[[], "FrameEncoder"]
+    transform: Any  # what prepares the input, with a describe(): ImageTransform (video) or TextPreprocess (captions)
+    load: Callable[[], nn.Module]  # -> FrameEncoder, TextEncoder or FeatureReader
 
     def identity(self) -> dict:
         """Everything that fixes this encoder's features, for the feature-cache key."""

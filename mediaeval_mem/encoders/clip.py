@@ -7,8 +7,6 @@ B/32, 1024-d for L/14-336), as in the paper. Names are thin builders over one cl
 from __future__ import annotations
 
 import json
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -18,7 +16,7 @@ from mediaeval_mem.core.errors import WeightsError
 from mediaeval_mem.core.paths import runs_dir
 from mediaeval_mem.encoders.base import ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder
 from mediaeval_mem.encoders.preprocess import ImageTransform
-from mediaeval_mem.encoders.weights import dir_identity, resolve_hf_weights
+from mediaeval_mem.encoders.weights import dir_identity, quiet_transformers, resolve_hf_weights, saved_once
 
 # Vision-tower shapes of the OpenAI checkpoints, so the full-size architectures can be built with
 # random weights (tests, benchmarks) without a download. Activation: quick_gelu (CLIPVisionConfig's default).
@@ -30,21 +28,6 @@ CLIP_ARCHS = {
 }
 HF_IDS = {"clip-vit-b32": "openai/clip-vit-base-patch32", "clip-vit-l14-336": "openai/clip-vit-large-patch14-336"}
 DEMO_SEED = 0
-
-
-@contextmanager
-def _quiet_transformers():
-    """transformers reports every unused text-tower key when loading a vision tower: keep that out."""
-    from transformers.utils import logging
-
-    level = logging.get_verbosity()
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        logging.set_verbosity(level)
-        logging.enable_progress_bar()
 
 
 class ClipEncoder(FrameEncoder):
@@ -71,7 +54,7 @@ def _load_clip_dir(name: str, folder: Path):
     from transformers import CLIPVisionModel
 
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             return CLIPVisionModel.from_pretrained(folder)
     except (OSError, ValueError) as e:
         raise WeightsError(f"{name}: cannot load CLIP weights from {folder}: {e}") from None
@@ -104,27 +87,15 @@ def create_clip(name: str, weights: str | None = None) -> EncoderRecipe:
 
 def demo_weights_dir() -> Path:
     """The tiny demo CLIP, made once with a fixed seed and saved with save_pretrained under runs/models/."""
-    folder = runs_dir() / "models" / "clip-demo"
-    if (folder / "config.json").is_file():
-        return folder
-    import transformers
+    def write(tmp: Path) -> None:
+        import transformers
 
-    model = _random_clip("clip-demo")
-    size = CLIP_ARCHS["clip-demo"]["image_size"]
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-    with _quiet_transformers():
-        model.save_pretrained(tmp)
-    processor_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
-    processor_cls(
-        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
-    ).save_pretrained(tmp)
-    try:
-        tmp.rename(folder)  # atomic: a half-written folder never looks complete
-    except OSError:  # another process won the race
-        import shutil
+        size = CLIP_ARCHS["clip-demo"]["image_size"]
+        _random_clip("clip-demo").save_pretrained(tmp)
+        processor_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+        processor_cls(size={"shortest_edge": size}, crop_size={"height": size, "width": size}).save_pretrained(tmp)
 
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    return saved_once(runs_dir() / "models" / "clip-demo", write)
 
 
 @ENCODERS.register("clip-vit-b32", info=EncoderInfo(CLIP_ARCHS["clip-vit-b32"]["hidden_size"]))

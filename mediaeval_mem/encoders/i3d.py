@@ -263,7 +263,7 @@ def write_random_checkpoint(path: Path, classes: int, size: int, seed: int = RAN
     return path
 
 
-@ENCODERS.register("i3d-kinetics", info=EncoderInfo(FEATURE_DIM, clip_level=True))
+@ENCODERS.register("i3d-kinetics", info=EncoderInfo(FEATURE_DIM, input="clip"))
 def i3d_kinetics(weights: str | None = None) -> EncoderRecipe:
     """I3D pretrained on Kinetics-400 (ImageNet-inflated; pytorch-i3d's rgb_imagenet.pt), 1024-d per video."""
     return create_i3d("i3d-kinetics", weights)
@@ -278,7 +278,7 @@ def finetune_weights(ctx: PrepareContext) -> Prepared:
     return Prepared(str(done.checkpoint), tags, done.history)
 
 
-@ENCODERS.register("i3d-finetune", info=EncoderInfo(FEATURE_DIM, clip_level=True, prepare=finetune_weights))
+@ENCODERS.register("i3d-finetune", info=EncoderInfo(FEATURE_DIM, input="clip", prepare=finetune_weights))
 def i3d_finetune(weights: str | None = None) -> EncoderRecipe:
     """An I3D fine-tuned for memorability by the harness (`mem run` makes it; see the finetune config section)."""
     if not weights:
@@ -292,7 +292,7 @@ def i3d_finetune(weights: str | None = None) -> EncoderRecipe:
     return recipe_from_checkpoint("i3d-finetune", path)
 
 
-@ENCODERS.register("i3d-charades", info=EncoderInfo(FEATURE_DIM, clip_level=True))
+@ENCODERS.register("i3d-charades", info=EncoderInfo(FEATURE_DIM, input="clip"))
 def i3d_charades(weights: str | None = None) -> EncoderRecipe:
     """I3D fine-tuned on Charades (pytorch-i3d's rgb_charades.pt), 1024-d per video."""
     return create_i3d("i3d-charades", weights)

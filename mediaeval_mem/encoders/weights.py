@@ -7,6 +7,7 @@ fetch elsewhere and where to point `--weights`.
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from pathlib import Path
 
 from mediaeval_mem.core.errors import WeightsError
@@ -42,9 +43,14 @@ def resolve_hf_weights(source: str, encoder: str, allow_patterns=("*.json", "*.s
         ) from None
 
 
-def dir_identity(path: Path) -> str:
-    """A short digest of a weights directory: config files whole, weight files by name, size, head and tail."""
-    return files_identity(sorted(p for p in Path(path).iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file()))
+def dir_identity(path: Path, suffixes: tuple[str, ...] = WEIGHT_SUFFIXES, recursive: bool = False) -> str:
+    """A short digest of a weights directory: config files whole, weight files by name, size, head and tail.
+
+    Text models pass `.txt` too (a tokenizer's merges.txt, vocab.txt) and `recursive` (a
+    sentence-transformers folder keeps its pooling config in 1_Pooling/).
+    """
+    files = Path(path).rglob("*") if recursive else Path(path).iterdir()
+    return files_identity(sorted(p for p in files if p.suffix in suffixes and p.is_file()))
 
 
 def files_identity(files: list[Path]) -> str:
@@ -55,10 +61,50 @@ def files_identity(files: list[Path]) -> str:
     h = hashlib.sha256()
     for f in files:
         size = f.stat().st_size
-        h.update(f"{f.name}:{size}".encode())
+        name = f.name if f.parent == files[0].parent else f"{f.parent.name}/{f.name}"  # 1_Pooling/config.json
+        h.update(f"{name}:{size}".encode())
         with open(f, "rb") as fh:
             h.update(fh.read(1 << 20))
             if size > 2 << 20:
                 fh.seek(-(1 << 20), 2)
                 h.update(fh.read())
     return h.hexdigest()[:16]
+
+
+@contextmanager
+def quiet_transformers():
+    """transformers reports every unused key (a vision tower loaded from a whole CLIP) and draws loading bars: keep that out."""
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        logging.enable_progress_bar()
+
+
+def saved_once(folder: Path, write) -> Path:
+    """`folder`, made the first time by `write(tmp)` into a sibling and renamed into place.
+
+    Atomic: a half-written folder never looks complete; a process that loses the race to another
+    drops its copy and uses the winner's. `folder/config.json` marks it complete.
+    """
+    folder = Path(folder)
+    if (folder / "config.json").is_file():
+        return folder
+    import os
+    import shutil
+
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    with quiet_transformers():
+        write(tmp)
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process won the race
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder

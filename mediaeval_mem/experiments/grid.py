@@ -75,6 +75,7 @@ class Profile:
 
     encoders: Mapping[str, str] = field(default_factory=dict)  # encoder name -> stand-in encoder name
     weights: Mapping[str, str] = field(default_factory=dict)  # encoder name -> weights (where a stream gives none)
+    sampling: str | None = None  # frame sampling of every stream that reads video (caption streams have none)
     set: tuple[str, ...] = ()  # overrides
 
 
@@ -106,16 +107,21 @@ def load_profile(path: str | Path, data_root: str | Path | None) -> Profile:
     root = str(Path(data_root or "data"))
     fill = lambda v: None if v is None else str(v).replace("{data_root}", root)  # noqa: E731
     return Profile({k: fill(v) for k, v in profile.encoders.items()}, {k: fill(v) for k, v in profile.weights.items()},
-                   tuple(fill(v) for v in profile.set))
+                   profile.sampling, tuple(fill(v) for v in profile.set))
 
 
 def apply_profile(cfg: RunConfig, profile: Profile) -> RunConfig:
-    """Swap each stream's encoder, fill in weights where a stream gives none, apply the profile's overrides."""
+    """Swap each stream's encoder, fill in weights where a stream gives none, set the video streams' sampling,
+    apply the profile's overrides."""
+    from mediaeval_mem.encoders import ENCODERS
+
     d = to_dict(cfg)
     for stream in d["model"]["streams"]:
         stream["encoder"] = profile.encoders.get(stream["encoder"], stream["encoder"])
         if stream.get("weights") is None and stream["encoder"] in profile.weights:
             stream["weights"] = profile.weights[stream["encoder"]]
+        if profile.sampling and ENCODERS.info(stream["encoder"]).reads_video:
+            stream["sampling"] = profile.sampling
     return apply_overrides(config_from_dict(d, "profile"), profile.set, "profile")
 
 
@@ -225,14 +231,17 @@ def _fmt(stat: tuple[float, float] | None, n: int) -> str:
 
 def table_rows(grid: Grid, rows: list[GridRow]) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the grid's table in the paper's layout."""
-    if grid.layout == "table1":
-        header = ["encoder", "temporal aggregator", "predictor", "PLCC", "SROCC", "MSE", "runs", "paper PLCC / SROCC"]
+    if grid.layout == "table1":  # one row per config; with several pairs, grouped by pair (a pair column first)
+        pairs = len(grid.pairs) > 1
+        header = ["train -> test"] * pairs + ["encoder", "temporal aggregator", "predictor", "PLCC", "SROCC", "MSE",
+                                             "runs", "paper PLCC / SROCC"]
+        order = {(train, test): i for i, (_, train, test) in enumerate(grid.pairs)}
         out = []
-        for r in rows:
+        for r in sorted(rows, key=lambda r: order.get((r.train, r.test), 0)) if pairs else rows:
             paper = f"{r.entry.paper[0]:.4f} / {r.entry.paper[1]:.4f}" if r.entry.paper else "-"
             runs = f"{len(r.metrics)}" + (f" ({len(r.failed)} failed)" if r.failed else "")
-            out.append([*_labels(r.cfg), _fmt(r.stat("plcc"), len(r.metrics)), _fmt(r.stat("srocc"), len(r.metrics)),
-                        _fmt(r.stat("mse"), len(r.metrics)), runs, paper])
+            out.append([f"{r.train} -> {r.test}"] * pairs + [*_labels(r.cfg), _fmt(r.stat("plcc"), len(r.metrics)),
+                       _fmt(r.stat("srocc"), len(r.metrics)), _fmt(r.stat("mse"), len(r.metrics)), runs, paper])
         return header, out
     tests = sorted({r.test for r in rows})
     header = ["config", "training set"] + [f"{t} dev PLCC / SROCC" for t in tests]

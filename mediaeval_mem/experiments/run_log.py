@@ -54,8 +54,10 @@ class RunLog:
         run.log_params({**flatten(cfg), "derived.in_dims": self.splits.fit.dims,
                         **{f"derived.n_{k}": v for k, v in self.splits.sizes.items()}})
         run.log_text(to_yaml(cfg), "config.yaml")
-        run.log_text(json.dumps({"keys": keys, "datasets": {n: {"split_info": ix.split_info, "layout": ix.layout}
-                                 for n, ix in self.indexes.items()}}, indent=1, default=str), "features.json")
+        streams = [{"label": f.label, "encoder": f.stream.encoder, "weights": f.weights} for f in self.features]
+        run.log_text(json.dumps({"keys": keys, "streams": streams,  # weights: what extracted (a fine-tuned I3D's own)
+                                 "datasets": {n: {"split_info": ix.split_info, "layout": ix.layout}
+                                              for n, ix in self.indexes.items()}}, indent=1, default=str), "features.json")
         run.log_text("\n".join(self.splits.select.ids) + "\n", "selection_ids.txt")
         for f in self.features:
             if f.prepared is not None:  # an encoder that made its own weights (the fine-tuned I3D)
@@ -63,10 +65,14 @@ class RunLog:
                 for log in f.prepared.history:
                     run.log_metrics({f"finetune_{k}": v for k, v in log.items() if k not in ("epoch", "seconds")},
                                     step=log["epoch"])
-        padded = sum(len(f.store(n, s).manifest().get("padded", {}))
-                     for f in self.features for n, splits in plan.needed_splits().items() for s in splits)
-        if padded:
+        def noted(note: str) -> int:  # videos of the splits read that a stream's manifests list under `note`
+            return sum(len(f.store(n, s).manifest().get(note, {}))
+                       for f in self.features for n, splits in plan.needed_splits().items() for s in splits)
+
+        if padded := noted("padded"):
             run.set_tags({"clips_padded": padded})  # clip-level encoders: videos shorter than the network needs, repeated
+        if uncaptioned := noted("uncaptioned"):
+            run.set_tags({"uncaptioned_videos": uncaptioned})  # caption streams: videos given the empty caption
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.run.__exit__(exc_type, exc, tb)

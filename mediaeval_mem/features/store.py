@@ -2,7 +2,7 @@
 
 Layout of a split folder:
     manifest.json        {"dim", "dtype", "segments": [{"file", "ids", "lengths", "bytes", "crc32"}],
-                          "failed": {id: reason}, "padded": {id: frames}}
+                          "failed": {id: reason}, "padded": {id: frames}, "uncaptioned": {id: treatment}}
     seg-<hex>.npy        (sum of T, D) float16, the frames of the videos the segment lists, in order
     .lock                held by the one writer (others wait for it)
 
@@ -246,14 +246,17 @@ class FeatureStore:
                 p.unlink(missing_ok=True)
 
     def append(self, videos: list[tuple[str, np.ndarray]], failed: dict[str, str] | None = None,
-               padded: dict[str, int] | None = None) -> None:
-        """Add finished videos [(id, (T, D) array)] as one segment; record failures and padded clips.
+               padded: dict[str, int] | None = None, notes: dict[str, dict] | None = None) -> None:
+        """Add finished videos [(id, (T, D) array)] as one segment; record failures, padded clips and
+        other per-video notes ({"uncaptioned": {id: why}}: each a mapping of the manifest).
 
         Call inside `writing()`.
         """
         m = self.manifest()
         m.setdefault("failed", {})
         m.setdefault("padded", {}).update(padded or {})
+        for name, per_video in (notes or {}).items():
+            m.setdefault(name, {}).update(per_video)
         listed = {vid for seg in m["segments"] for vid in seg["ids"]}
         videos = [(vid, f) for vid, f in videos if vid not in listed]  # a video is stored once, whatever happens
         if videos:

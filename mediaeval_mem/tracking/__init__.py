@@ -7,6 +7,7 @@ runs.py      writing a run (TrackedRun), finding runs, reading their artifacts
 
 from mediaeval_mem.tracking.runs import (
     TrackedRun,
+    download_artifact,
     ensure_experiment,
     get_run,
     git_commit,
@@ -16,5 +17,5 @@ from mediaeval_mem.tracking.runs import (
 )
 from mediaeval_mem.tracking.store import client, tracking_uri
 
-__all__ = ["TrackedRun", "client", "ensure_experiment", "get_run", "git_commit", "read_artifact_text",
+__all__ = ["TrackedRun", "client", "download_artifact", "ensure_experiment", "get_run", "git_commit", "read_artifact_text",
            "search_runs", "tracking_uri", "ui_command"]

@@ -151,15 +151,19 @@ def get_run(run_id: str):
         raise MemError(f"no MLflow run {run_id!r} in {tracking_uri()}: list runs with `mem ui`") from None
 
 
+def download_artifact(run_id: str, artifact_file: str, folder: str | Path) -> Path:
+    """One artifact of a run, copied into `folder`; raises MemError naming run and file if it is absent."""
+    c = client()
+    try:
+        return Path(c.download_artifacts(run_id, artifact_file, str(folder)))
+    except Exception:
+        raise MemError(f"run {run_id} has no artifact {artifact_file!r}: was it made by `mem run`?") from None
+
+
 def read_artifact_text(run_id: str, artifact_file: str) -> str:
     """The text of one artifact of a run; raises MemError naming run and file if it is absent."""
-    c = client()
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = c.download_artifacts(run_id, artifact_file, tmp)
-        except Exception:
-            raise MemError(f"run {run_id} has no artifact {artifact_file!r}: was it made by `mem run`?") from None
-        return Path(path).read_text()
+        return download_artifact(run_id, artifact_file, tmp).read_text()
 
 
 def search_runs(experiment_names: list[str] | None = None, filter_string: str = ""):

@@ -1,0 +1,171 @@
+"""`mem predict RUN_ID VIDEO_OR_FOLDER ...`: a trained run scores any videos, no dataset layout needed.
+
+The run's MLflow record gives everything: its resolved config (config.yaml), the weights each stream
+extracted with (features.json: a fine-tuned I3D's own), and the trained model (model.safetensors).
+The videos go through the same extraction as training (same encoders, preprocessing, sampling,
+chunked decoding, per-video errors); their features are cached under the dataset name `predict`,
+keyed on the folder, so scoring the same folder again is immediate.
+
+    >>> result = predict_videos("3f2c...", [Path("my_videos/")])
+    >>> result.scores[:2]
+    [('holiday', PosixPath('my_videos/holiday.mp4'), 0.7312), ...]
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from mediaeval_mem.core.errors import DataError, MemError
+from mediaeval_mem.datasets import DatasetIndex, VideoItem
+
+SPLIT = "predict"
+
+
+@dataclass
+class PredictResult:
+    run_id: str
+    config: str
+    scores: list[tuple[str, Path, float]]  # (video id, file, score), in input order
+    failed: dict[str, str] = field(default_factory=dict)  # video id -> why it has no score
+
+
+def collect_videos(inputs: list[Path]) -> list[VideoItem]:
+    """Video files given directly or found in the given folders (recursively); ids are file stems,
+    made unique with their folder where two files share one."""
+    from mediaeval_mem.datasets.layouts import VIDEO_EXTS
+
+    files: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTS and not f.name.startswith("."))
+            if not found:
+                raise DataError(f"{p}: no video files ({', '.join(VIDEO_EXTS)}) in this folder")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    files = list(dict.fromkeys(f.resolve() for f in files))
+    stems = [f.stem for f in files]
+    ids = [s if stems.count(s) == 1 else f"{f.parent.name}/{s}" for f, s in zip(files, stems)]
+    return [VideoItem(vid, f) for vid, f in zip(ids, files)]
+
+
+def _run_record(run_id: str, folder: Path):
+    """(RunConfig, features.json, state dict, in_dims) of a finished run."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    from mediaeval_mem.config import config_from_dict
+    from mediaeval_mem.tracking import download_artifact, get_run, read_artifact_text
+
+    run = get_run(run_id)
+    if run.info.status != "FINISHED":
+        raise MemError(f"run {run_id} is {run.info.status}, not FINISHED: it has no trained model to predict with")
+    import yaml
+
+    cfg = config_from_dict(yaml.safe_load(read_artifact_text(run_id, "config.yaml")), f"run {run_id} config.yaml")
+    features = json.loads(read_artifact_text(run_id, "features.json"))
+    weights = download_artifact(run_id, "model.safetensors", folder)
+    try:
+        with safe_open(str(weights), "pt") as f:
+            in_dims = json.loads(f.metadata()["in_dims"])
+        return cfg, features, load_file(str(weights)), in_dims
+    except (SafetensorError, KeyError, ValueError, OSError) as e:
+        raise MemError(f"run {run_id}: its model.safetensors cannot be read ({e})") from None
+
+
+def _stream_weights(cfg, features: dict, run_id: str) -> list[str | None]:
+    """The weights each stream extracted with in the run (recorded since features.json has 'streams')."""
+    from mediaeval_mem.encoders import ENCODERS
+
+    recorded = features.get("streams")
+    out = []
+    for i, s in enumerate(cfg.model.streams):
+        info = ENCODERS.info(s.encoder)
+        if info.input == "features":
+            raise MemError(f"run {run_id}: stream {i} reads precomputed features ({s.weights}); only runs whose "
+                           f"streams read videos or captions can score new videos")
+        weights = recorded[i]["weights"] if recorded else s.weights
+        if weights is None and info.prepare is not None:
+            raise MemError(f"run {run_id}: stream {i} ({s.encoder}) made its own weights, and this run does not "
+                           f"record where: rerun it with this version of mem")
+        out.append(weights)
+    return out
+
+
+def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None, device: str = "auto",
+                   progress: bool = True, echo: Callable[[str], None] = print) -> PredictResult:
+    """Score the videos of `inputs` (files or folders) with the model of MLflow run `run_id`.
+
+    Extraction runs with the run's own `extract` options (its compute dtype, hence the same features),
+    updated by `extract` (e.g. {"batch_size": 16}).
+    """
+    from mediaeval_mem.core.runtime import resolve_device
+    from mediaeval_mem.encoders import ENCODERS
+    from mediaeval_mem.experiments.runner import load_split
+    from mediaeval_mem.features.extract import extract_features
+    from mediaeval_mem.features.store import FeatureStore
+    from mediaeval_mem.models import build_model
+    from mediaeval_mem.training.batches import predict
+
+    items = collect_videos([Path(p) for p in inputs])
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg, features, state, in_dims = _run_record(run_id, Path(tmp))
+    weights = _stream_weights(cfg, features, run_id)
+    root = Path(_common_folder([it.path for it in items]))
+    index = DatasetIndex(SPLIT, root, "videos", cfg.data.target, {SPLIT: items})
+    dev = resolve_device(device)
+    stores, failed = [], {}
+    for i, (stream, w) in enumerate(zip(cfg.model.streams, weights)):
+        if ENCODERS.info(stream.encoder).input == "captions":
+            echo(f"note: stream {i} ({stream.encoder}) reads captions; these videos have none, so each gets the "
+                 f"empty caption (as videos without captions did in training)")
+        report = extract_features(index, stream.encoder, (SPLIT,), w, sampling=stream.sampling,
+                                  opts=replace(cfg.extract, **(extract or {})), device=device, progress=progress)
+        _same_weights(features, i, stream.encoder, report.key, run_id)
+        for s in report.splits:
+            failed.update(s.failed)
+        stores.append(FeatureStore(report.cache_dir / SPLIT))
+    ok = [it for it in items if it.video_id not in failed]
+    if not ok:
+        raise DataError(f"none of the {len(items)} video(s) could be read: e.g. {next(iter(failed.values()))}")
+    split = load_split(index, SPLIT, stores, False, echo, {it.video_id for it in ok})
+    if split.dims != in_dims:
+        raise MemError(f"run {run_id} was trained on features of widths {in_dims}; these videos give {split.dims}: "
+                       f"were the encoders' weights replaced since?")
+    model = build_model(cfg.model, in_dims)
+    model.load_state_dict(state)
+    scores = predict(model.to(dev), split, device=dev)
+    paths = {it.video_id: it.path for it in items}
+    return PredictResult(run_id, cfg.name, [(vid, paths[vid], float(s)) for vid, s in zip(split.ids, scores)], failed)
+
+
+def _same_weights(features: dict, i: int, encoder: str, key: dict, run_id: str) -> None:
+    """Refuse weights whose identity differs from those the run extracted with (replaced or retrained files)."""
+    label = features["streams"][i]["label"] if features.get("streams") else encoder
+    used = {k.get("weights") for name, k in features.get("keys", {}).items() if name.endswith(f".{label}")}
+    if used and key["weights"] not in used:
+        raise MemError(f"run {run_id}: stream {i} ({encoder}) was extracted with weights {', '.join(sorted(map(str, used)))}; "
+                       f"the weights found now are {key['weights']}: they were replaced or retrained since")
+
+
+def _common_folder(paths: list[Path]) -> str:
+    import os
+
+    return os.path.commonpath([str(p.parent) for p in paths])
+
+
+def write_scores(result: PredictResult, out) -> None:
+    """CSV: video_id, path, score, run_id (every row says which run made it)."""
+    import csv
+
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["video_id", "path", "score", "run_id"])
+    for vid, path, score in result.scores:
+        w.writerow([vid, str(path), f"{score:.6f}", result.run_id])
+
