@@ -113,10 +113,10 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
     from mediaeval_mem.models import build_model
     from mediaeval_mem.training.batches import predict
 
-    items = collect_videos([Path(p) for p in inputs])
     with tempfile.TemporaryDirectory() as tmp:
         cfg, features, state, in_dims = _run_record(run_id, Path(tmp))
     weights = _stream_weights(cfg, features, run_id)
+    items = collect_videos([Path(p) for p in inputs])
     root = Path(_common_folder([it.path for it in items]))
     index = DatasetIndex(SPLIT, root, "videos", cfg.data.target, {SPLIT: items})
     dev = resolve_device(device)
