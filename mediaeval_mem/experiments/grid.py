@@ -232,16 +232,17 @@ def _fmt(stat: tuple[float, float] | None, n: int) -> str:
 def table_rows(grid: Grid, rows: list[GridRow]) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the grid's table in the paper's layout."""
     if grid.layout == "table1":  # one row per config; with several pairs, grouped by pair (a pair column first)
-        pairs = len(grid.pairs) > 1
-        header = ["train -> test"] * pairs + ["encoder", "temporal aggregator", "predictor", "PLCC", "SROCC", "MSE",
-                                             "runs", "paper PLCC / SROCC"]
+        pairs, papers = len(grid.pairs) > 1, any(e.paper for e in grid.entries)
+        header = ["train->test"] * pairs + ["encoder", "temporal aggregator", "predictor", "PLCC", "SROCC", "MSE",
+                                           "runs"] + ["paper PLCC / SROCC"] * papers
         order = {(train, test): i for i, (_, train, test) in enumerate(grid.pairs)}
         out = []
         for r in sorted(rows, key=lambda r: order.get((r.train, r.test), 0)) if pairs else rows:
             paper = f"{r.entry.paper[0]:.4f} / {r.entry.paper[1]:.4f}" if r.entry.paper else "-"
             runs = f"{len(r.metrics)}" + (f" ({len(r.failed)} failed)" if r.failed else "")
-            out.append([f"{r.train} -> {r.test}"] * pairs + [*_labels(r.cfg), _fmt(r.stat("plcc"), len(r.metrics)),
-                       _fmt(r.stat("srocc"), len(r.metrics)), _fmt(r.stat("mse"), len(r.metrics)), runs, paper])
+            out.append([f"{r.train}->{r.test}"] * pairs + [*_labels(r.cfg), _fmt(r.stat("plcc"), len(r.metrics)),
+                       _fmt(r.stat("srocc"), len(r.metrics)), _fmt(r.stat("mse"), len(r.metrics)), runs]
+                       + [paper] * papers)
         return header, out
     tests = sorted({r.test for r in rows})
     header = ["config", "training set"] + [f"{t} dev PLCC / SROCC" for t in tests]
