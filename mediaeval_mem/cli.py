@@ -158,6 +158,20 @@ def cmd_predict(args) -> int:
     return 1 if result.failed else 0
 
 
+def cmd_ensemble(args) -> int:
+    from mediaeval_mem.experiments.ensemble import ensemble
+
+    con = _console()
+    r = ensemble(args.run_ids, args.method)
+    rows = [[rid, f"{s:.4f}", f"{w:.3f}"] for rid, s, w in zip(r.members, r.member_srocc, r.weights)]
+    rows.append([f"ensemble ({r.method}) {r.run_id}", f"{r.metrics['srocc']:.4f} [{r.ci[0]:.4f}, {r.ci[1]:.4f}]", "1"])
+    _print_table("dev SROCC of the members and of their ensemble", ["run", "dev SROCC", "weight"], rows, con)
+    if r.method == "weighted":
+        con.print(f"weights fit on {r.weights_fit_on}")
+    con.print(f"logged as run {r.run_id}; package it with `mem package-submission ... {r.run_id}`")
+    return 0
+
+
 def cmd_describe(args) -> int:
     from mediaeval_mem.config import load_config
     from mediaeval_mem.experiments.describe import describe
@@ -426,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER", help="video files and/or folders searched recursively")
     p.add_argument("--out", help="CSV to write (video_id, path, score, run_id); default: standard output")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("ensemble", help="combine finished runs of one pair (mean, rank-mean, weighted) into a run of its own")
+    p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids (runs, cv parents, refits, ensembles)")
+    p.add_argument("--method", default="mean", choices=("mean", "rank-mean", "weighted"),
+                   help="mean (default), rank-mean, or weighted (weights fit on out-of-fold or cross-fitted dev predictions)")
+    p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("describe", parents=[sh["config"]], help="print a config's streams, widths and trainable parameters")
     p.add_argument("config", nargs="?", help="YAML config (default: the paper's model)")

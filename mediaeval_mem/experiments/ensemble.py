@@ -1,0 +1,173 @@
+"""`mem ensemble RUN_ID ... --method mean|rank-mean|weighted`: runs' predictions combined into a run of its own.
+
+Members are finished runs of one pair (`mem run`, a `mem cv` parent, a refit, another ensemble): each
+has dev predictions (with the ground truth) and test predictions. The methods:
+
+- `mean`: the average of the members' scores;
+- `rank-mean`: the average of their ranks, scaled to (0, 1] (what Spearman sees; MSE means little here);
+- `weighted`: a weighted average, the weights non-negative and summing to one, fit (scipy's SLSQP, least
+  squares) on predictions that are never the reported ones. Where every member is a `mem cv` parent,
+  they are fit on the members' out-of-fold predictions of the training videos. Otherwise they are fit
+  on the dev split by cross-fitting: each fifth of the dev videos is predicted with weights fit on the
+  other four fifths, so no reported prediction used its own video; the test split's weights are then
+  fit on the whole dev split.
+
+The ensemble is an MLflow run in the members' experiment, with its metrics, the bootstrap interval of
+its SROCC, its members and weights; `mem package-submission` accepts it like any run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mediaeval_mem.core.errors import MemError
+
+METHODS = ("mean", "rank-mean", "weighted")
+CROSS_FIT_FOLDS = 5
+
+
+@dataclass
+class Member:
+    run_id: str
+    tags: dict
+    dev: dict[str, tuple[float, float]]  # video id -> (ground truth, prediction)
+    test: dict[str, float]  # video id -> prediction
+    oof: dict[str, tuple[float, float]] | None = None  # a cv parent's out-of-fold predictions
+    srocc: float = float("nan")
+
+
+@dataclass
+class EnsembleResult:
+    run_id: str
+    method: str
+    members: list[str]
+    weights: list[float]
+    weights_fit_on: str
+    metrics: dict[str, float]
+    member_srocc: list[float] = field(default_factory=list)
+    ci: tuple[float, float] = (float("nan"), float("nan"))
+
+
+def _table(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def load_member(run_id: str) -> Member:
+    """A finished run's dev and test predictions (and out-of-fold ones where it is a cv parent)."""
+    from mediaeval_mem.tracking import get_run, read_artifact_text
+
+    run = get_run(run_id)
+    if run.info.status != "FINISHED":
+        raise MemError(f"run {run_id} is {run.info.status}: only finished runs can be ensembled")
+    dev = {r["video_id"]: (float(r["ground_truth"]), float(r["prediction"]))
+           for r in _table(read_artifact_text(run_id, "dev_predictions.csv"))}
+    test = {r["video_id"]: float(r["prediction"]) for r in _table(read_artifact_text(run_id, "test_predictions.csv"))}
+    oof = None
+    if run.data.tags.get("kind") == "cv":
+        oof = {r["video_id"]: (float(r["ground_truth"]), float(r["prediction"]))
+               for r in _table(read_artifact_text(run_id, "oof_predictions.csv"))}
+    return Member(run_id, dict(run.data.tags), dev, test, oof, run.data.metrics.get("dev_srocc", float("nan")))
+
+
+def rank01(x: np.ndarray) -> np.ndarray:
+    """Ranks scaled to (0, 1] (ties share their average rank)."""
+    from scipy.stats import rankdata
+
+    return rankdata(x) / len(x)
+
+
+def fit_weights(preds: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative weights summing to one that minimise the squared error of preds.T @ w against y.
+
+    preds: (M, N) members' predictions; y: (N,). Solved with scipy's SLSQP from equal weights.
+    """
+    from scipy.optimize import minimize
+
+    m = len(preds)
+    loss = lambda w: float(np.mean((w @ preds - y) ** 2))  # noqa: E731
+    grad = lambda w: 2 * preds @ (w @ preds - y) / len(y)  # noqa: E731
+    res = minimize(loss, np.full(m, 1 / m), jac=grad, method="SLSQP", bounds=[(0, 1)] * m,
+                   constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1, "jac": lambda w: np.ones(m)}])
+    w = np.clip(res.x, 0, None)
+    return w / w.sum()
+
+
+def cross_fitted(preds: np.ndarray, y: np.ndarray, folds: int = CROSS_FIT_FOLDS, seed: int = 0) -> np.ndarray:
+    """(N,) weighted predictions where each video's weights were fit on the other folds only."""
+    which = np.random.default_rng(seed).permutation(len(y)) % folds
+    out = np.empty(len(y))
+    for f in range(folds):
+        held = which == f
+        out[held] = fit_weights(preds[:, ~held], y[~held]) @ preds[:, held]
+    return out
+
+
+def combine(members: list[Member], method: str) -> tuple[list[str], np.ndarray, np.ndarray, list[str], np.ndarray,
+                                                        np.ndarray, str]:
+    """(dev ids, dev truth, dev predictions, test ids, test predictions, weights, what the weights were fit on)."""
+    dev_ids = sorted(set.intersection(*(set(m.dev) for m in members)))
+    test_ids = sorted(set.intersection(*(set(m.test) for m in members)))
+    if len(dev_ids) < max(len(m.dev) for m in members) or len(test_ids) < max(len(m.test) for m in members):
+        raise MemError("the members' dev or test predictions cover different videos: ensemble runs of the same pair "
+                       "on the same data")
+    y = np.array([members[0].dev[v][0] for v in dev_ids])
+    dev = np.array([[m.dev[v][1] for v in dev_ids] for m in members])  # (M, N_dev)
+    test = np.array([[m.test[v] for v in test_ids] for m in members])  # (M, N_test)
+    if method == "mean":
+        w = np.full(len(members), 1 / len(members))
+        return dev_ids, y, w @ dev, test_ids, w @ test, w, "-"
+    if method == "rank-mean":
+        w = np.full(len(members), 1 / len(members))
+        return (dev_ids, y, w @ np.array([rank01(p) for p in dev]), test_ids, w @ np.array([rank01(p) for p in test]),
+                w, "-")
+    if all(m.oof is not None for m in members):
+        oof_ids = sorted(set.intersection(*(set(m.oof) for m in members)))
+        w = fit_weights(np.array([[m.oof[v][1] for v in oof_ids] for m in members]),
+                        np.array([members[0].oof[v][0] for v in oof_ids]))
+        return dev_ids, y, w @ dev, test_ids, w @ test, w, f"out-of-fold predictions ({len(oof_ids)} videos)"
+    w = fit_weights(dev, y)  # for the test split: every dev video
+    return (dev_ids, y, cross_fitted(dev, y), test_ids, w @ test, w,
+            f"dev, cross-fitted in {CROSS_FIT_FOLDS} folds (each reported video's weights fit without it)")
+
+
+def ensemble(run_ids: list[str], method: str = "mean", echo=print) -> EnsembleResult:
+    """Combine finished runs of one pair into an MLflow run of its own; returns what it logged."""
+    from mediaeval_mem.experiments.results import bootstrap_srocc_ci
+    from mediaeval_mem.tracking import TrackedRun, client
+    from mediaeval_mem.training.metrics import evaluate
+
+    if method not in METHODS:
+        raise MemError(f"unknown ensemble method {method!r}; use one of {', '.join(METHODS)}")
+    if len(set(run_ids)) < 2 or len(set(run_ids)) < len(run_ids):
+        raise MemError("give at least two different run ids")
+    members = [load_member(r) for r in run_ids]
+    pairs = {m.tags.get("pair") for m in members}
+    if len(pairs) > 1:
+        raise MemError(f"the runs are of different pairs ({', '.join(sorted(map(str, pairs)))}): ensemble runs of one pair")
+    dev_ids, y, dev, test_ids, test, w, fit_on = combine(members, method)
+    metrics = evaluate(y, dev)
+    ci = bootstrap_srocc_ci(y, dev)
+    first = members[0].tags
+    experiment = client().get_experiment(client().get_run(run_ids[0]).info.experiment_id).name
+    tags = {k: first[k] for k in ("task", "train_dataset", "test_dataset", "pair") if k in first}
+    tags.update({"kind": "ensemble", "config": f"ensemble-{method}", "members": ",".join(run_ids),
+                 "encoder": "+".join(dict.fromkeys(m.tags.get("encoder", "?") for m in members)),
+                 "aggregator": "ensemble", "head": method, "weights_fit_on": fit_on})
+    with TrackedRun(experiment, f"ensemble {method} of {len(members)}", tags) as run:
+        run.log_params({"method": method, "members": ",".join(run_ids),
+                        "weights": json.dumps([round(float(x), 6) for x in w])})
+        run.log_metrics({f"dev_{k}": v for k, v in metrics.items()} | {"dev_srocc_ci_low": ci[0], "dev_srocc_ci_high": ci[1],
+                        "members_mean_srocc": float(np.nanmean([m.srocc for m in members]))})
+        run.log_csv(["video_id", "ground_truth", "prediction"],
+                    ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(dev_ids, y, dev)), "dev_predictions.csv")
+        run.log_csv(["video_id", "prediction"], ((v, f"{p:.6f}") for v, p in zip(test_ids, test)), "test_predictions.csv")
+        run.log_text(json.dumps({"method": method, "weights_fit_on": fit_on, "members": [
+            {"run_id": m.run_id, "weight": float(x), "dev_srocc": m.srocc, "config": m.tags.get("config")}
+            for m, x in zip(members, w)]}, indent=1), "ensemble.json")
+    return EnsembleResult(run.run_id, method, run_ids, [float(x) for x in w], fit_on, metrics,
+                          [m.srocc for m in members], ci)
