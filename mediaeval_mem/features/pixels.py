@@ -1,6 +1,7 @@
 """The pixels an encoder sees: full-size frames, decoded in chunks, resized by the encoder's own transform.
 
-`frames_for` is what extraction's decoding workers (and the I3D fine-tuning's clip loader) run;
+`iter_frames` is what extraction's decoding workers run (chunk by chunk, so that a video of any length
+is never whole in memory); `frames_for` gives a whole clip (the I3D fine-tuning's clip loader);
 `pixels_for` adds the normalisation that extraction then applies on the device, so that anyone can
 check what the model was fed:
 
@@ -11,6 +12,7 @@ check what the model was fed:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -22,15 +24,30 @@ from mediaeval_mem.video.decode import iter_chunks
 PIXEL_PATH = "full-size decode in chunks; antialiased bicubic short-side resize on uint8 (Pillow's filter); centre crop"
 
 
+def iter_frames(path: str | Path, transform: ImageTransform, sampling: str | Sampling = "all",
+                backend: str = "auto") -> Iterator[torch.Tensor]:
+    """The video's sampled frames as uint8 (n, 3, S, S) chunks (n <= video.decode.CHUNK), resized and centre-cropped.
+
+    Memory holds one full-size chunk at a time (the one being resized), whatever the video's length.
+    Cropping chunk by chunk gives the pixels of cropping the whole clip: every frame of a video has the
+    same size, so the centre is the same.
+    """
+    for chunk in iter_chunks(path, sampling, backend):  # uint8 (n, H, W, 3)
+        yield transform.resize_crop(chunk)
+
+
 def frames_for(path: str | Path, transform: ImageTransform, sampling: str | Sampling = "all", backend: str = "auto",
                random_crop: bool = False) -> torch.Tensor:
     """uint8 (T, 3, S, S): the video's sampled frames, resized chunk by chunk, then cropped.
 
-    Memory holds a few full-size chunks at a time (the one being resized, the next being decoded) and
-    the resized frames, never the whole full-size video.
+    Holds the whole clip (resized): for clips of a bounded number of frames (fine-tuning samples
+    uniform:N); extraction streams `iter_frames` instead. `random_crop` (training) crops every frame
+    at one random position, so it crops once all chunks are resized.
     """
+    if not random_crop:
+        return torch.cat(list(iter_frames(path, transform, sampling, backend)))
     resized = [transform.resize(chunk) for chunk in iter_chunks(path, sampling, backend)]  # each (n, 3, h, w)
-    return transform.crop_to(torch.cat(resized), random_crop)
+    return transform.crop_to(torch.cat(resized), random_crop=True)
 
 
 def pixels_for(encoder_name: str, video_path: str | Path, sampling: str = "all", backend: str = "auto",

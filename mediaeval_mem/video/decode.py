@@ -1,4 +1,4 @@
-"""Video decoding: decord first, PyAV for what decord cannot open (AV1, some VP9 streams).
+"""Video decoding: decord first, PyAV for what decord cannot open (AV1, some VP9 streams) and for long videos.
 
 Frames come out as uint8 RGB, decoded at full size and in chunks (`iter_chunks`), so that a long or
 large video never sits whole in memory. Resizing is ours, not the decoder's: `resize_short_side`
@@ -22,6 +22,12 @@ from mediaeval_mem.video.sampling import Sampling
 
 BACKENDS = ("decord", "pyav")
 CHUNK = 32  # frames decoded at a time: a 1080p chunk is 200 MB of uint8
+# "auto" leaves videos longer than this to PyAV. decord decodes ahead of its reader in a thread of its
+# own, with no bound (measured: left idle after its first chunk of a 2-minute 640x360 video, it held
+# 2.6 GB within 4 s, the whole video in RGB; dmlc/decord#157, #304), so with decord a video costs up to
+# its own length in memory. PyAV decodes only as frames are read. 300 frames (10 s at 30 fps) keeps
+# the challenge's clips (Memento10k 3 s, VideoMem 7 s) on decord.
+DECORD_MAX_FRAMES = 300
 
 
 def resized_hw(height: int, width: int, short_side: int) -> tuple[int, int]:
@@ -55,13 +61,19 @@ def probe(path: str | Path) -> tuple[int, int]:
         return ctx.height, ctx.width
 
 
-def _decord(path: Path, sampling: Sampling, chunk: int) -> Iterator[np.ndarray]:
+class _LongVideo(Exception):
+    """decord declines a video longer than its `max_frames` (see DECORD_MAX_FRAMES): not a failure."""
+
+
+def _decord(path: Path, sampling: Sampling, chunk: int, max_frames: int | None = None) -> Iterator[np.ndarray]:
     import decord
 
     vr = decord.VideoReader(str(path), num_threads=1)
     n = len(vr)
     if n == 0:
         raise RuntimeError("no frames")
+    if max_frames is not None and n > max_frames:
+        raise _LongVideo
     idx = sampling.indices(n).tolist()
     for i in range(0, len(idx), chunk):
         yield vr.get_batch(idx[i : i + chunk]).asnumpy()
@@ -107,7 +119,8 @@ def iter_chunks(path: str | Path, sampling: str | Sampling = "all", backend: str
                 chunk: int = CHUNK) -> Iterator[torch.Tensor]:
     """A video's sampled frames at full size, as uint8 (n, H, W, 3) chunks of at most `chunk` frames.
 
-    backend: "auto" (decord, then PyAV if decord fails before giving a frame), "decord" or "pyav".
+    backend: "auto" (decord, then PyAV if decord fails before giving a frame; PyAV for a video of more
+    than DECORD_MAX_FRAMES frames, whose memory then stays bounded), "decord" or "pyav".
     Raises DecodeError naming the file and each backend's reason.
     """
     path = Path(path)
@@ -117,13 +130,16 @@ def iter_chunks(path: str | Path, sampling: str | Sampling = "all", backend: str
     if backend not in ("auto",) + BACKENDS:
         raise DecodeError(f"unknown decoding backend {backend!r}; use auto, {', '.join(BACKENDS)}")
     reasons = []
+    limit = DECORD_MAX_FRAMES if backend == "auto" else None
     for name in BACKENDS if backend == "auto" else (backend,):
         given = 0
         try:
-            for frames in (_decord if name == "decord" else _pyav)(path, sampling, chunk):
+            for frames in _decord(path, sampling, chunk, limit) if name == "decord" else _pyav(path, sampling, chunk):
                 given += 1
                 yield torch.from_numpy(np.ascontiguousarray(frames))
             return
+        except _LongVideo:
+            continue
         except Exception as e:  # each backend fails in its own way; keep every reason
             if given:  # frames were already handed out: another backend cannot take over cleanly
                 raise DecodeError(f"{path}: {name} failed after {given} chunk(s): {type(e).__name__}: {e}") from None
