@@ -396,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", required=True, help="a registered encoder, e.g. clip-vit-b32, clip-vit-l14-336, clip-demo, i3d-kinetics, "
                    "clip-vit-l14-336-text (captions), precomputed (with --weights FOLDER)")
     p.add_argument("--weights", help="weights: a save_pretrained directory, a hub id, a checkpoint file, or 'random'")
-    p.add_argument("--sampling", default="all", help="all (default, the paper's) or uniform:N")
+    p.add_argument("--sampling", default="all",
+                   help="all (default, the paper's), uniform:N (the centre frame of N segments), or segments:N "
+                        "(extracts every frame: the same cache entry as all; a run picks N of them per video as it cuts batches)")
     p.add_argument("--splits", default="train,dev,test", help="comma-separated (default train,dev,test)")
     p.set_defaults(func=cmd_extract)
 

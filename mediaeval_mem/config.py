@@ -36,7 +36,7 @@ class StreamCfg:
     encoder: str = "clip-vit-l14-336"  # a frame, clip or caption encoder, or precomputed (features already extracted)
     weights: str | None = None  # a save_pretrained folder, a hub id, a checkpoint, 'random'; None = the encoder's default;
     #                             for precomputed: the features' folder
-    sampling: str = "all"  # the paper encodes every frame; or uniform:N (video encoders only)
+    sampling: str = "all"  # the paper encodes every frame; or uniform:N, segments:N (video encoders only)
     aggregator: str = "bigru-attention"
     aggregator_args: Mapping[str, Any] = field(default_factory=dict)
 
@@ -57,6 +57,9 @@ class StreamCfg:
         if self.aggregator == "none" and not info.clip_level:
             unit = "caption" if info.input == "captions" else "frame"
             raise ConfigError(f"aggregator 'none' is for clip-level encoders; {self.encoder} gives one vector per {unit}: use avg")
+        if info.clip_level and Sampling.parse(self.sampling).kind == "segments":  # drawn from per-frame vectors
+            raise ConfigError(f"sampling {self.sampling!r} draws frames from every frame's vector as batches are cut; "
+                              f"{self.encoder} gives one vector per video: use all or uniform:N")
         if not info.reads_video and self.sampling != "all":
             raise ConfigError(f"sampling {self.sampling!r} picks video frames; {self.encoder} reads "
                               f"{'captions' if info.input == 'captions' else 'stored features'}: leave sampling at all")

@@ -75,13 +75,14 @@ def test_broken_and_missing_files_name_the_file(tmp_path):
         ("uniform:3", 90, [15, 45, 75]),
         ("uniform:10", 4, [0, 1, 2, 3]),  # shorter than N: every frame
         ("UNIFORM:2", 2, [0, 1]),
+        ("segments:4", 8, list(range(8))),  # extraction keeps every frame; batches pick (tests/test_segments.py)
     ],
 )
 def test_sampling(text, n, expected):
     assert Sampling.parse(text).indices(n).tolist() == expected
 
 
-@pytest.mark.parametrize("text", ["some", "uniform:0", "uniform:x", "uniform"])
+@pytest.mark.parametrize("text", ["some", "uniform:0", "uniform:x", "uniform", "segments:0", "segments", "all:4"])
 def test_bad_sampling_is_refused(text):
-    with pytest.raises(MemError, match="use 'all' or 'uniform:N'"):
+    with pytest.raises(MemError, match="use 'all', 'uniform:N' or 'segments:N' with N >= 1"):
         Sampling.parse(text)

@@ -134,7 +134,8 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
     ok = [it for it in items if it.video_id not in failed]
     if not ok:
         raise DataError(f"none of the {len(items)} video(s) could be read: e.g. {next(iter(failed.values()))}")
-    split = load_split(index, SPLIT, stores, False, echo, {it.video_id for it in ok})
+    split = load_split(index, SPLIT, stores, False, echo, {it.video_id for it in ok},
+                       [s.sampling for s in cfg.model.streams])
     if split.dims != in_dims:
         raise MemError(f"run {run_id} was trained on features of widths {in_dims}; these videos give {split.dims}: "
                        f"were the encoders' weights replaced since?")

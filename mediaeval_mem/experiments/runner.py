@@ -157,9 +157,10 @@ def prepare_features(plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetI
 
 
 def load_split(index: DatasetIndex, split: str, stores: list[FeatureStore], scored: bool, echo: Echo,
-               only: set[str] | None = None) -> LabelledSplit:
+               only: set[str] | None = None, sampling: list[str] | None = None) -> LabelledSplit:
     """A split's cached features in every stream (of the videos in `only`, if given); videos without
-    features (they failed to decode) are left out with a warning."""
+    features (they failed to decode) are left out with a warning. `sampling`: each store's stream's
+    (a segments:N stream picks its frames as batches are cut); None: every cached frame of each."""
     done = [store.done_ids() for store in stores]
     wanted = [it for it in index.split(split) if only is None or it.video_id in only]
     items = [it for it in wanted if all(it.video_id in d for d in done)]
@@ -169,14 +170,15 @@ def load_split(index: DatasetIndex, split: str, stores: list[FeatureStore], scor
         raise DataError(f"{index.name}/{split}: no video has features in {stores[0].folder}")
     scores = np.array([it.score for it in items], np.float32) if scored else None
     ids = [it.video_id for it in items]
-    return LabelledSplit([store.load(ids) for store in stores], scores)
+    return LabelledSplit([store.load(ids) for store in stores], scores, tuple(sampling or ()))
 
 
 def load_splits(plan: TaskPlan, indexes: dict[str, DatasetIndex], features: list[StreamFeatures],
                 selection: Selection, echo: Echo = print) -> Splits:
     """The fit, select, dev and test splits, read from the feature cache (memory-mapped)."""
     def read(dataset: str, split: str, scored: bool, only: set[str] | None = None) -> LabelledSplit:
-        return load_split(indexes[dataset], split, [f.store(dataset, split) for f in features], scored, echo, only)
+        stores = [f.store(dataset, split) for f in features]
+        return load_split(indexes[dataset], split, stores, scored, echo, only, [f.stream.sampling for f in features])
 
     train, (test_ds, dev_split), test_split = plan.train_dataset, plan.evaluate, plan.predict[1]
     fit = read(train, "train", True, {it.video_id for it in selection.fit})

@@ -1,7 +1,9 @@
 """Batches cut straight from the features' arrays: no file per video, no DataLoader.
 
 A batch of videos i_1..i_B becomes, per feature stream, x (B, T_max, D) zero-padded (float16, as
-stored) and mask (B, T_max) bool; a single-stream model simply has one stream.
+stored) and mask (B, T_max) bool; a single-stream model simply has one stream. A segments:N stream
+(video/sampling.py) has every frame cached and takes N of them per video as its batch is cut: random
+ones in a training batch, the centre ones otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import numpy as np
 import torch
 
 from mediaeval_mem.features.store import SplitFeatures
+from mediaeval_mem.video import Sampling
 
 
 @dataclass
@@ -20,10 +23,14 @@ class LabelledSplit:
 
     streams: list[SplitFeatures]
     scores: np.ndarray | None  # (N,) float32, None for an unscored (test) split
+    sampling: tuple[Sampling, ...] = ()  # per stream, as its StreamCfg says (strings parsed); () = all for each
 
     def __post_init__(self):
         if any(s.ids != self.streams[0].ids for s in self.streams[1:]):
             raise ValueError("every stream must list the same videos in the same order")
+        self.sampling = tuple(Sampling.parse(s) for s in self.sampling) or (Sampling("all"),) * len(self.streams)
+        if len(self.sampling) != len(self.streams):
+            raise ValueError(f"{len(self.streams)} streams, {len(self.sampling)} samplings: give one per stream")
 
     def __len__(self) -> int:
         return len(self.streams[0])
@@ -37,11 +44,13 @@ class LabelledSplit:
         return [s.dim for s in self.streams]
 
     def subset(self, idx: np.ndarray) -> "LabelledSplit":
-        return LabelledSplit([s.subset(idx) for s in self.streams], None if self.scores is None else self.scores[idx])
+        return LabelledSplit([s.subset(idx) for s in self.streams], None if self.scores is None else self.scores[idx],
+                             self.sampling)
 
     # the loop's TrainData interface
     def batches(self, cfg, rng: np.random.Generator, device: torch.device):
-        """One epoch of shuffled batches ([(x, mask)] on `device`, y), frame order shuffled if cfg says so."""
+        """One epoch of shuffled batches ([(x, mask)] on `device`, y), frame order shuffled if cfg says so,
+        segments:N streams' frames drawn afresh (all with `rng`, the loop's: seeded, saved with each checkpoint)."""
         for streams, y in training_batches(self, cfg.batch_size, rng, cfg.shuffle_frames, device):
             yield to_device(streams, device), y
 
@@ -65,25 +74,31 @@ def predict(model, split: LabelledSplit, batch_size: int = 64, device: torch.dev
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def _pad(f: SplitFeatures, idx: np.ndarray, rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _pad(f: SplitFeatures, idx: np.ndarray, sampling: Sampling, rng: np.random.Generator | None,
+         shuffle: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Videos `idx` of one stream -> (x (B, T_max, D) zero-padded, mask (B, T_max)), in two vectorised copies:
-    one gather of every frame row from the (memory-mapped) array, one masked scatter into the padded batch."""
-    lengths, starts = f.lengths[idx], f.starts[idx]
-    order = [rng.permutation(n) if rng is not None else np.arange(n) for n in lengths]  # frame order per video
-    rows = np.concatenate([s + o for s, o in zip(starts, order)])
+    one gather of the chosen frame rows from the (memory-mapped) array, one masked scatter into the padded batch.
+    rng (a training batch): segments:N draws its frames with it; each video's frame order is permuted if `shuffle`."""
+    rows = [s + sampling.rows(n, rng) for s, n in zip(f.starts[idx], f.lengths[idx])]  # each (T_i,), temporal order
+    if rng is not None and shuffle:
+        rows = [r[rng.permutation(len(r))] for r in rows]
+    lengths = np.array([len(r) for r in rows])
     mask = np.arange(int(lengths.max()))[None, :] < lengths[:, None]  # (B, T_max), rows filled left to right
     x = np.zeros((len(idx), mask.shape[1], f.dim), f.frames.dtype)
-    x[mask] = f.frames[rows]
+    x[mask] = f.frames[np.concatenate(rows)]
     return torch.from_numpy(x), torch.from_numpy(mask)
 
 
-def collate(split: LabelledSplit, idx: np.ndarray, shuffle_rng: np.random.Generator | None = None):
+def collate(split: LabelledSplit, idx: np.ndarray, rng: np.random.Generator | None = None,
+            shuffle_frames: bool = True):
     """Videos `idx` -> ([(x (B, T, D), mask (B, T) bool) per stream], y (B,) or None).
 
     x keeps the stored dtype (float16): half the bytes to copy; `training.loop.to_device` makes it
-    float32 on the device. shuffle_rng: permute each video's frame order (the paper's augmentation).
+    float32 on the device. rng: cut a training batch: segments:N streams draw random frames, and each
+    video's frame order is permuted (the paper's augmentation) unless shuffle_frames is False.
+    Without rng: every cached frame, or segments:N's centre frames, in order (evaluation, prediction).
     """
-    streams = [_pad(f, idx, shuffle_rng) for f in split.streams]
+    streams = [_pad(f, idx, s, rng, shuffle_frames) for f, s in zip(split.streams, split.sampling)]
     y = None if split.scores is None else torch.from_numpy(split.scores[idx])
     return streams, y
 
@@ -99,7 +114,7 @@ def training_batches(split: LabelledSplit, batch_size: int, rng: np.random.Gener
     """One epoch of shuffled, collated batches. On CUDA they are cut one step ahead in a background
     thread into pinned memory, so the GPU never waits for the CPU to slice the next batch; on a CPU the
     model's threads already use every core, and cutting inline costs ~1% of a step (bench/train.py)."""
-    batches = (collate(split, idx, rng if shuffle_frames else None) for idx in batch_indices(len(split), batch_size, rng))
+    batches = (collate(split, idx, rng, shuffle_frames) for idx in batch_indices(len(split), batch_size, rng))
     return prefetch(batches, pin=True) if device.type == "cuda" else batches
 
 
