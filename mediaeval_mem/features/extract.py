@@ -515,15 +515,14 @@ def extract_features(
 
     The model is loaded only if some video is not cached yet.
     """
-    if isinstance(encoder, str):
-        ENCODERS[encoder]  # an unknown name fails here, before any data is read
+    # an unknown name, missing weights: refused here, before any data is read
+    recipe = encoder_recipe(encoder, weights) if isinstance(encoder, str) else encoder
     index = dataset if isinstance(dataset, DatasetIndex) else open_dataset(dataset, data_root)
     device = resolve_device(device)
     dtype = resolve_dtype(opts.dtype, device)
     # segments:N draws its frames afresh every epoch, as batches are cut: it extracts every frame, so it is `all`
     # here and in the key (one cache entry for both)
     sampling = Sampling.parse(sampling).extracted
-    recipe = encoder_recipe(encoder, weights) if isinstance(encoder, str) else encoder
     info = ENCODERS.info(recipe.name) if recipe.name in ENCODERS else EncoderInfo(getattr(recipe, "out_dim", 0))
     key = _key(index, recipe, info, sampling, dtype)
     folder = cache_dir(key)
