@@ -123,9 +123,15 @@ def cmd_run(args) -> int:
 
     cfg = load_config(args.config, args.set)
     con = _console()
-    result = run_experiment(args.task, args.train, args.test, cfg, args.data_root, progress=not args.quiet,
-                            echo=lambda line: con.print(line, highlight=False))
-    _render_results([result], con)
+    echo = lambda line: con.print(line, highlight=False)  # noqa: E731
+    if args.refit:
+        from mediaeval_mem.experiments.refit import run_refit
+
+        result = run_refit(args.task, args.train, args.test, cfg, args.refit, args.data_root, not args.quiet, echo)
+    else:
+        result = run_experiment(args.task, args.train, args.test, cfg, args.data_root, progress=not args.quiet, echo=echo)
+    _render_results([result], con, "refit: trained on every labelled video; dev figures as logged" if args.refit else
+                    "results on the dev split of the test dataset")
     con.print(f"logged to MLflow experiment '{result.experiment}', run {result.run_id}; browse with `mem ui`")
     return 0
 
@@ -156,6 +162,29 @@ def cmd_predict(args) -> int:
     else:
         write_scores(result, sys.stdout)
     return 1 if result.failed else 0
+
+
+def cmd_cv(args) -> int:
+    from mediaeval_mem.config import load_config
+    from mediaeval_mem.experiments.cv import run_cv
+
+    con = _console()
+    cfg = load_config(args.config, args.set)
+    r = run_cv(cfg, args.train, args.test, args.folds, tuple(args.seeds), args.data_root, args.with_dev,
+               progress=not args.quiet, echo=lambda line: con.print(line, highlight=False), rerun=args.rerun)
+    rows = [[str(f.seed), str(f.fold + 1), f"{f.metrics['srocc']:.4f}", f"{f.metrics['plcc']:.4f}", f"{f.metrics['mse']:.4f}",
+             str(f.best_epoch), f.run_id[:12] + (" (done before)" if f.reused else "")] for f in r.folds]
+    s = r.summary
+    rows.append(["all", "mean ± sd", *(f"{s[f'cv_{m}_mean']:.4f} ± {s[f'cv_{m}_sd']:.4f}" for m in ("srocc", "plcc", "mse")),
+                 f"median {r.refit_epochs}", ""])
+    rows.append(["all", "pooled out-of-fold", *(f"{s[f'oof_{m}']:.4f} [{s[f'oof_{m}_ci_low']:.4f}, {s[f'oof_{m}_ci_high']:.4f}]"
+                                               for m in ("srocc", "plcc", "mse")), "", ""])
+    _print_table(f"{cfg.name}: {args.folds}-fold cross-validation on {args.train} (95% bootstrap intervals)",
+                 ["seed", "fold", "SROCC", "PLCC", "MSE", "best epoch", "MLflow run id"], rows, con)
+    con.print(f"the fold models' mean on the {args.test or args.train} dev split: SROCC {s['dev_srocc']:.4f}, "
+              f"PLCC {s['dev_plcc']:.4f}; parent run {r.parent_id} in '{r.experiment}' "
+              f"(refit with `mem run ... --refit {r.parent_id}`)")
+    return 0
 
 
 def cmd_ensemble(args) -> int:
@@ -414,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", required=True, help="training dataset: memento10k, videomem, or a declared name")
     p.add_argument("--test", required=True, help="dataset evaluated (dev) and predicted (test)")
     p.add_argument("--config", help="YAML config (default: the paper's model and recipe)")
+    p.add_argument("--refit", metavar="RUN_ID", help="train on every labelled video of --train (train + dev) for the "
+                   "epochs that RUN_ID (a run, or a `mem cv` parent) selected, no early stopping; for the submission")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("grid", parents=[sh["data"], sh["config"], sh["quiet"]],
@@ -442,6 +473,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER", help="video files and/or folders searched recursively")
     p.add_argument("--out", help="CSV to write (video_id, path, score, run_id); default: standard output")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("cv", parents=[sh["data"], sh["config"], sh["quiet"]],
+                       help="K-fold cross-validation (stratified, seeded, resumable) with per-fold and pooled figures")
+    p.add_argument("config", help="YAML config")
+    p.add_argument("--train", required=True, help="the dataset whose labelled videos are cross-validated")
+    p.add_argument("--test", help="the dataset whose dev and test splits the fold models also predict (default --train)")
+    p.add_argument("--folds", type=int, default=5, help="K (default 5)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="fold draws and training seeds (default 0)")
+    p.add_argument("--with-dev", action="store_true", help="fold the training dataset's dev split in too (cross-dataset pairs)")
+    p.add_argument("--rerun", action="store_true", help="train every fold again, even those finished before")
+    p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("ensemble", help="combine finished runs of one pair (mean, rank-mean, weighted) into a run of its own")
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids (runs, cv parents, refits, ensembles)")

@@ -23,9 +23,11 @@ from mediaeval_mem.features.key import key_digest
 
 class RunLog:
     def __init__(self, plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetIndex], features, splits, selection,
-                 extra_tags: dict[str, str] | None = None):
+                 extra_tags: dict[str, str] | None = None, honest_dev: bool = True):
         self.plan, self.cfg, self.indexes, self.features, self.splits = plan, cfg, indexes, features, splits
         self.selection, self.extra_tags = selection, extra_tags or {}
+        # False where the model trained on the reported split (a same-dataset refit): its figures are no estimate
+        self.dev_prefix = "dev" if honest_dev else "refit_dev"
 
     def __enter__(self) -> "RunLog":
         from mediaeval_mem.tracking import TrackedRun, git_commit
@@ -58,7 +60,8 @@ class RunLog:
         run.log_text(json.dumps({"keys": keys, "streams": streams,  # weights: what extracted (a fine-tuned I3D's own)
                                  "datasets": {n: {"split_info": ix.split_info, "layout": ix.layout}
                                               for n, ix in self.indexes.items()}}, indent=1, default=str), "features.json")
-        run.log_text("\n".join(self.splits.select.ids) + "\n", "selection_ids.txt")
+        if self.splits.select is not None:
+            run.log_text("\n".join(self.splits.select.ids) + "\n", "selection_ids.txt")
         for f in self.features:
             if f.prepared is not None:  # an encoder that made its own weights (the fine-tuned I3D)
                 run.set_tags(f.prepared.tags)
@@ -97,7 +100,7 @@ class RunLog:
 
         run, dev, test = self.run, self.splits.dev, self.splits.test
         run.log_params({"derived.trainable_params": count_trainable(model)})
-        run.log_metrics({f"dev_{k}": v for k, v in outputs.metrics.items()} | {"best_epoch": result.best_epoch})
+        run.log_metrics({f"{self.dev_prefix}_{k}": v for k, v in outputs.metrics.items()} | {"best_epoch": result.best_epoch})
         run.log_csv(["video_id", "ground_truth", "prediction"],
                     ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(dev.ids, dev.scores, outputs.dev_pred)), "dev_predictions.csv")
         self._figures(outputs.dev_pred)
@@ -112,7 +115,8 @@ class RunLog:
         from mediaeval_mem.experiments.report import Predictions, scatter_figure, worst_figure
 
         dev, plan = self.splits.dev, self.plan
-        paths = {it.video_id: it.path for it in self.indexes[plan.test_dataset].split("dev")}
+        evaluated = self.indexes[plan.evaluate[0]]  # a dev split, or (cross-validation) the training videos
+        paths = {it.video_id: it.path for items in evaluated.splits.values() for it in items}
         preds = Predictions(f"{self.cfg.name}\n{plan.train_dataset} -> {plan.test_dataset}", dev.ids, dev.scores, pred, paths)
         with tempfile.TemporaryDirectory() as tmp:
             self.run.log_file(scatter_figure([preds], Path(tmp) / "scatter.png"), "figures")

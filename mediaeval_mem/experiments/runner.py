@@ -52,13 +52,13 @@ class StreamFeatures:
 @dataclass
 class Splits:
     fit: LabelledSplit
-    select: LabelledSplit
+    select: LabelledSplit | None  # None: a refit, which selects nothing
     dev: LabelledSplit  # the reported split: the test dataset's dev split
     test: LabelledSplit  # the predicted split: the test dataset's test split
 
     @property
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.fit), "select": len(self.select), "dev": len(self.dev), "test": len(self.test)}
+        return {"train": len(self.fit), "select": len(self.select or ()), "dev": len(self.dev), "test": len(self.test)}
 
 
 @dataclass

@@ -108,13 +108,14 @@ def _selection(pred: np.ndarray, scores: np.ndarray, loss_fn) -> tuple[float, fl
 def train_model(
     model: nn.Module,
     train: TrainData,
-    select: TrainData,
+    select: TrainData | None,
     cfg: TrainCfg,
     device: torch.device = torch.device("cpu"),
     on_epoch: Callable[[EpochLog], None] | None = None,
     checkpoint: Path | None = None,
 ) -> TrainResult:
     """Train `model` in place on `train`, select the epoch on `select`; returns the history.
+    `select` None (a refit): `cfg.epochs` epochs, no early stopping, the last epoch's weights.
 
     >>> result = train_model(model, fit_split, select_split, load_config("configs/demo.yaml").train)
     >>> result.best_epoch, result.history[-1].select_srocc
@@ -123,7 +124,7 @@ def train_model(
 
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    if len(select) == 0 or select.scores is None:
+    if select is not None and (len(select) == 0 or select.scores is None):
         from mediaeval_mem.core.errors import DataError
 
         raise DataError("the selection split has no scored video: check train.holdout_fraction and the training split")
@@ -170,10 +171,14 @@ def train_model(
             seen += len(y)
         sched.step()
         train_s = time.perf_counter() - t0
-        sel_loss, sel_srocc = _selection(select.predict(model, device), select.scores, loss_fn)
+        # no selection split (a refit): nothing to watch, every epoch runs and the last one's weights are kept
+        sel_loss, sel_srocc = (float("nan"),) * 2 if select is None else _selection(select.predict(model, device),
+                                                                                 select.scores, loss_fn)
         log = EpochLog(epoch, lr, total / max(seen, 1), sel_loss, sel_srocc, time.perf_counter() - t0, train_s, data_s)
         result.history.append(log)
-        if stopper.step(epoch, sel_srocc if cfg.monitor == "srocc" else sel_loss):
+        if select is None:
+            stopper.best_epoch = epoch
+        elif stopper.step(epoch, sel_srocc if cfg.monitor == "srocc" else sel_loss):
             best_state = copy.deepcopy(model.state_dict())
         if checkpoint is not None:
             state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
@@ -186,6 +191,7 @@ def train_model(
         if stopper.should_stop:
             result.stopped_early = True
             break
-    model.load_state_dict(best_state)
+    if select is not None:
+        model.load_state_dict(best_state)
     result.best_epoch = stopper.best_epoch
     return result

@@ -1,0 +1,228 @@
+"""`mem cv CONFIG --train D [--test D2] --folds K [--seeds ...]`: K-fold cross-validation over D's labelled videos.
+
+Folds are stratified on the score and seeded: the videos sorted by score are cut into blocks of K and
+each block's videos are dealt to the K folds in a seeded random order, so every fold spans the whole
+score range. For each (seed, fold) a model is trained on the other folds (model selection on a seeded
+holdout slice of them, as in `mem run`) and predicts its own fold (out-of-fold), the test dataset's
+dev split and its test split. Each is an MLflow child run of one parent run, which holds the summary:
+
+- per-fold SROCC, PLCC, MSE: mean and sd over every (seed, fold);
+- the pooled out-of-fold predictions (averaged over seeds): SROCC, PLCC, MSE with bootstrap intervals;
+- the fold models' mean prediction of the dev and test splits (`dev_*` metrics, `test_predictions.csv`:
+  the parent is an ensemble of its folds, and packages like a run), and `refit_epochs`, the median
+  best epoch, for `mem run --refit PARENT`.
+
+Resumable like `mem grid`: a (seed, fold) whose child run finished with the same key is not run again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+
+from mediaeval_mem.config import RunConfig, apply_overrides
+from mediaeval_mem.core.errors import ConfigError, MemError
+from mediaeval_mem.core.schema import digest, to_dict
+
+Echo = Callable[[str], None]
+METRICS = ("srocc", "plcc", "mse")
+
+
+def stratified_folds(scores: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """(N,) fold index in [0, k) per video: sorted by score, each block of k dealt to the k folds at random."""
+    if k < 2:
+        raise ConfigError(f"--folds must be >= 2, got {k}")
+    if len(scores) < 2 * k:
+        raise MemError(f"{len(scores)} labelled videos are too few for {k} folds (at least {2 * k})")
+    order = np.argsort(scores, kind="stable")
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(scores), np.int64)
+    for start in range(0, len(order), k):
+        block = order[start : start + k]
+        folds[block] = rng.permutation(k)[: len(block)]
+    return folds
+
+
+def bootstrap_interval(y: np.ndarray, p: np.ndarray, metric: Callable, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of `metric(y, p)` over resampled videos."""
+    idx = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
+    values = np.array([metric(y[i], p[i]) for i in idx])
+    lo, hi = np.nanpercentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+@dataclass
+class FoldRun:
+    seed: int
+    fold: int
+    run_id: str
+    metrics: dict[str, float]
+    best_epoch: int
+    oof: dict[str, float]  # video id -> prediction of its own fold
+    dev: dict[str, float]  # the test dataset's dev split
+    test: dict[str, float]
+    reused: bool = False
+
+
+@dataclass
+class CVResult:
+    parent_id: str
+    experiment: str
+    folds: list[FoldRun]
+    summary: dict[str, float] = field(default_factory=dict)  # cv_<m>_mean/_sd, oof_<m>, oof_<m>_ci_low/high, dev_<m>
+    refit_epochs: int = 0
+
+
+def _table(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def _finished_child(key: str, seed: int, fold: int) -> FoldRun | None:
+    """A finished fold run of this cross-validation, read back from MLflow (None if there is none)."""
+    from mediaeval_mem.tracking import read_artifact_text, search_runs
+
+    runs = search_runs(filter_string=f"tags.cv_key = '{key}' and tags.cv_fold = '{seed}:{fold}' "
+                                     f"and attributes.status = 'FINISHED'")
+    if not runs:
+        return None
+    r = runs[0]
+    rid = r.info.run_id
+    read = lambda name: {row["video_id"]: float(row["prediction"]) for row in _table(read_artifact_text(rid, name))}  # noqa: E731
+    return FoldRun(seed, fold, rid, {m: r.data.metrics[f"dev_{m}"] for m in METRICS}, int(r.data.tags.get("best_epoch", 0)),
+                   read("dev_predictions.csv"), read("report_dev_predictions.csv"), read("test_predictions.csv"), True)
+
+
+def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, seeds: tuple[int, ...] = (0,),
+           data_root=None, with_dev: bool = False, progress: bool = True, echo: Echo = print,
+           rerun: bool = False) -> CVResult:
+    """Cross-validate `cfg` on `train`'s labelled videos; log the folds and the summary to MLflow."""
+    from mediaeval_mem.core.paths import data_root as resolve_root
+    from mediaeval_mem.core.runtime import resolve_device
+    from mediaeval_mem.encoders import ENCODERS
+    from mediaeval_mem.experiments.run_log import RunLog
+    from mediaeval_mem.experiments.runner import (Selection, Splits, evaluate_and_predict, fit, load_split,
+                                                  open_datasets, prepare_features)
+    from mediaeval_mem.experiments.tasks import plan_task
+    from mediaeval_mem.tracking import TrackedRun, client
+    from mediaeval_mem.training.batches import predict
+    from mediaeval_mem.training.metrics import evaluate
+
+    test = test or train
+    for s in cfg.model.streams:
+        if ENCODERS.info(s.encoder).prepare is not None and not s.weights:
+            raise ConfigError(f"{s.encoder} trains itself on the training videos before it extracts: in cross-validation "
+                              f"every fold would see the others' held-out videos; give its stream fine-tuned weights")
+    plan = plan_task(None, train, test, "holdout")
+    if with_dev and test == train:
+        raise MemError(f"--with-dev: {train}'s dev split is the one reported for this pair; it cannot also be in the folds")
+    plan = replace(plan, train_splits=("train", "dev") if with_dev else ("train",))
+    device = resolve_device(cfg.train.device)
+    indexes = open_datasets(plan, cfg, data_root, echo)
+    features = prepare_features(plan, cfg, indexes, Selection([], [], "cross-validation"), device, progress, echo)
+
+    def read(dataset: str, split: str, scored: bool, only=None):
+        return load_split(indexes[dataset], split, [f.store(dataset, split) for f in features], scored, echo, only,
+                          [f.stream.sampling for f in features])
+
+    pool = [read(train, s, True) for s in plan.train_splits]
+    pool = pool[0] if len(pool) == 1 else _concat(pool)
+    report, predicted = read(test, "dev", True), read(test, "test", False)
+    key = digest({"config": to_dict(cfg), "train": train, "test": test, "folds": folds, "with_dev": with_dev,
+                  "data": str(resolve_root(data_root).resolve())})
+    experiment = plan.experiment_name
+    tags = {"kind": "cv", "task": plan.task, "train_dataset": train, "test_dataset": test, "pair": plan.pair,
+            "config": cfg.name, "encoder": "+".join(s.encoder for s in cfg.model.streams),
+            "aggregator": "+".join(s.aggregator for s in cfg.model.streams), "head": cfg.model.head, "cv_key": key,
+            "cv_folds": folds, "cv_seeds": ",".join(map(str, seeds)),
+            "selection": f"cross-validation: {folds} folds stratified on score over {len(pool)} labelled {train} videos "
+                         f"({'+'.join(plan.train_splits)}); each fold's model selected on a holdout of the other folds"}
+    runs: list[FoldRun] = []
+    with TrackedRun(experiment, f"{cfg.name} cv{folds} {plan.pair}", tags) as parent:
+        parent.log_params({"cv.folds": folds, "cv.seeds": ",".join(map(str, seeds)), "cv.with_dev": with_dev,
+                           "derived.n_labelled": len(pool)})
+        for seed in seeds:
+            fold_of = stratified_folds(pool.scores, folds, seed)
+            for k in range(folds):
+                done = None if rerun else _finished_child(key, seed, k)
+                if done is not None:
+                    client().set_tag(done.run_id, "mlflow.parentRunId", parent.run_id)
+                    echo(f"seed {seed} fold {k + 1}/{folds}: done before (run {done.run_id})")
+                    runs.append(done)
+                    continue
+                scfg = apply_overrides(cfg, [f"train.seed={seed}"])
+                rest = np.flatnonzero(fold_of != k)
+                held = np.random.default_rng(seed).permutation(rest)[: max(1, round(len(rest) * cfg.train.holdout_fraction))]
+                fit_idx = np.setdiff1d(rest, held)
+                own = np.flatnonzero(fold_of == k)
+                splits = Splits(pool.subset(fit_idx), pool.subset(np.sort(held)), pool.subset(own), predicted)
+                selection = Selection([], [], f"cv seed {seed} fold {k + 1}/{folds}: fit {len(fit_idx)}, select "
+                                              f"{len(held)} (holdout of the other folds), out-of-fold {len(own)}")
+                fold_plan = replace(plan, evaluate=(train, "train"))
+                child_tags = {"cv_key": key, "cv_fold": f"{seed}:{k}", "mlflow.parentRunId": parent.run_id, "kind": "cv-fold"}
+                with RunLog(fold_plan, scfg, indexes, features, splits, selection, child_tags) as log:
+                    model, result = fit(scfg, splits, device, log.epoch_callback(False, echo))
+                    outputs = evaluate_and_predict(model, splits, device)
+                    log.outputs(model, result, outputs)
+                    dev_pred = predict(model, report, device=device)
+                    log.run.log_csv(["video_id", "ground_truth", "prediction"],
+                                    ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(report.ids, report.scores, dev_pred)),
+                                    "report_dev_predictions.csv")
+                run = FoldRun(seed, k, log.run_id, outputs.metrics, result.best_epoch,
+                              dict(zip(splits.dev.ids, outputs.dev_pred.tolist())), dict(zip(report.ids, dev_pred.tolist())),
+                              dict(zip(predicted.ids, outputs.test_pred.tolist())))
+                echo(f"seed {seed} fold {k + 1}/{folds}: SROCC {run.metrics['srocc']:.4f}  PLCC {run.metrics['plcc']:.4f}  "
+                     f"MSE {run.metrics['mse']:.4f}  (best epoch {run.best_epoch}, run {run.run_id})")
+                runs.append(run)
+        summary, refit = _summarise(runs, pool, report, predicted, parent, evaluate)
+    return CVResult(parent.run_id, experiment, runs, summary, refit)
+
+
+def _summarise(runs: list[FoldRun], pool, report, predicted, parent, evaluate) -> tuple[dict[str, float], int]:
+    """Per-fold mean and sd, pooled out-of-fold metrics with intervals, the fold models' mean predictions; logged."""
+    from mediaeval_mem.training.metrics import mse, plcc, srocc
+
+    summary = {}
+    for m in METRICS:
+        values = [r.metrics[m] for r in runs]
+        summary[f"cv_{m}_mean"] = statistics.fmean(values)
+        summary[f"cv_{m}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    y = pool.scores.astype(float)
+    oof = np.array([np.mean([r.oof[v] for r in runs if v in r.oof]) for v in pool.ids])  # averaged over seeds
+    for m, fn in (("srocc", srocc), ("plcc", plcc), ("mse", mse)):
+        summary[f"oof_{m}"] = fn(y, oof)
+        summary[f"oof_{m}_ci_low"], summary[f"oof_{m}_ci_high"] = bootstrap_interval(y, oof, fn)
+    dev = np.array([np.mean([r.dev[v] for r in runs]) for v in report.ids])
+    test = np.array([np.mean([r.test[v] for r in runs]) for v in predicted.ids])
+    summary.update({f"dev_{k}": v for k, v in evaluate(report.scores, dev).items()})
+    refit = int(statistics.median(r.best_epoch for r in runs))
+    parent.log_metrics(summary)
+    parent.set_tags({"refit_epochs": refit, "best_epoch": refit, "children": ",".join(r.run_id for r in runs)})
+    parent.log_csv(["video_id", "ground_truth", "prediction"], ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(pool.ids, y, oof)),
+                   "oof_predictions.csv")
+    parent.log_csv(["video_id", "ground_truth", "prediction"],
+                   ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(report.ids, report.scores, dev)), "dev_predictions.csv")
+    parent.log_csv(["video_id", "prediction"], ((v, f"{p:.6f}") for v, p in zip(predicted.ids, test)), "test_predictions.csv")
+    parent.log_text(json.dumps([{"seed": r.seed, "fold": r.fold, "run_id": r.run_id, "best_epoch": r.best_epoch, **r.metrics}
+                                for r in runs], indent=1), "folds.json")
+    return summary, refit
+
+
+def _concat(parts):
+    """One LabelledSplit of several (the train and dev splits' videos), each stream's rows copied into one array."""
+    from mediaeval_mem.features.store import SplitFeatures
+    from mediaeval_mem.training.batches import LabelledSplit
+
+    streams = []
+    for per_split in zip(*(p.streams for p in parts)):
+        rows = [np.concatenate([f[i] for i in range(len(f))]) if len(f) else np.zeros((0, f.dim), f.frames.dtype)
+                for f in per_split]
+        lengths = np.concatenate([f.lengths for f in per_split])
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        streams.append(SplitFeatures([v for f in per_split for v in f.ids], np.concatenate(rows), starts, lengths))
+    return LabelledSplit(streams, np.concatenate([p.scores for p in parts]), parts[0].sampling)

@@ -1,0 +1,76 @@
+"""`mem run ... --refit RUN_ID`: train on every labelled video for the epochs that selection found, for the submission.
+
+Model selection needs videos the model does not train on; once it has chosen the number of epochs
+(a run's best epoch, or a `mem cv` parent's median best epoch), the final model can train on all of
+the training dataset's labelled videos (its train and dev splits: the challenge publishes both) for
+that many epochs, with no early stopping, and predict the test split. The run is tagged `kind: refit`
+with `refit_of` (the run that chose the epochs). Where the reported dev split is among the videos it
+trained on (same-dataset pairs), its dev figures are no estimate: they are logged as `refit_dev_*`,
+not `dev_*`, and `mem results` leaves the run out; the test predictions package like any run's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mediaeval_mem.config import RunConfig, apply_overrides
+from mediaeval_mem.core.errors import ConfigError, MemError
+
+
+def epochs_from(run_id: str) -> tuple[int, str]:
+    """(epochs, how they were chosen) from a finished run: a cv parent's refit_epochs, or a run's best epoch."""
+    from mediaeval_mem.tracking import get_run
+
+    run = get_run(run_id)
+    tags = run.data.tags
+    if run.info.status != "FINISHED":
+        raise MemError(f"run {run_id} is {run.info.status}: refit from a finished run")
+    if tags.get("refit_epochs"):
+        return int(tags["refit_epochs"]), f"the median best epoch of cross-validation {run_id}"
+    if tags.get("best_epoch") and int(tags["best_epoch"]) > 0:
+        return int(tags["best_epoch"]), f"the best epoch of run {run_id}"
+    raise MemError(f"run {run_id} records no best epoch: refit from a `mem run` or `mem cv` run")
+
+
+def run_refit(task: int | None, train: str, test: str, cfg: RunConfig, source: str, data_root=None,
+              progress: bool = True, echo=print):
+    """Train `cfg` on all of `train`'s labelled videos for the epochs `source` chose; log it as a refit run."""
+    from mediaeval_mem.core.runtime import resolve_device
+    from mediaeval_mem.encoders import ENCODERS
+    from mediaeval_mem.experiments.cv import _concat
+    from mediaeval_mem.experiments.run_log import RunLog
+    from mediaeval_mem.experiments.runner import (RunResult, Selection, Splits, evaluate_and_predict, fit, load_split,
+                                                  open_datasets, prepare_features)
+    from mediaeval_mem.experiments.tasks import plan_task
+
+    for s in cfg.model.streams:
+        if ENCODERS.info(s.encoder).prepare is not None and not s.weights:
+            raise ConfigError(f"{s.encoder} selects its own fine-tuning epochs on held-out videos; a refit has none: "
+                              f"give its stream the fine-tuned weights of the run being refit")
+    epochs, chosen = epochs_from(source)
+    cfg = apply_overrides(cfg, [f"train.epochs={epochs}"])
+    plan = replace(plan_task(task, train, test, "holdout"), train_splits=("train", "dev"))
+    device = resolve_device(cfg.train.device)
+    indexes = open_datasets(plan, cfg, data_root, echo)
+    labelled = [it for s in plan.train_splits for it in indexes[train].split(s) if it.path is not None]
+    selection = Selection(labelled, [], f"refit: all {len(labelled)} labelled {train} videos (train + dev), "
+                                        f"{epochs} epochs ({chosen}); no model selection")
+    features = prepare_features(plan, cfg, indexes, selection, device, progress, echo)
+
+    def read(dataset: str, split: str, scored: bool):
+        return load_split(indexes[dataset], split, [f.store(dataset, split) for f in features], scored, echo, None,
+                          [f.stream.sampling for f in features])
+
+    splits = Splits(_concat([read(train, s, True) for s in plan.train_splits]), None, read(test, "dev", True),
+                    read(test, "test", False))
+    honest = test != train  # else the reported dev split is among the videos it trains on
+    tags = {"kind": "refit", "refit_of": source, "refit_epochs": epochs}
+    with RunLog(plan, cfg, indexes, features, splits, selection, tags, honest_dev=honest) as log:
+        model, result = fit(cfg, splits, device, log.epoch_callback(progress, echo))
+        outputs = evaluate_and_predict(model, splits, device)
+        log.outputs(model, result, outputs)
+    if not honest:
+        echo(f"note: {test}'s dev split is among the videos this refit trained on: its dev figures are no estimate "
+             f"(logged as refit_dev_*); the test predictions are what it is for")
+    return RunResult(log.run_id, plan.experiment_name, plan, cfg, outputs.metrics, result.best_epoch,
+                     len(result.history), splits.sizes)

@@ -1,0 +1,101 @@
+"""`mem cv` and `mem run --refit`: folds disjoint, stratified and seeded; no fold's model sees its own fold;
+parent and child runs in MLflow; resumable; a refit trains the chosen epochs on every labelled video and packages."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+
+from mediaeval_mem.core.errors import ConfigError, MemError
+from mediaeval_mem.experiments.cv import stratified_folds
+
+
+def test_folds_are_disjoint_stratified_and_seeded():
+    scores = np.random.default_rng(0).beta(4, 2, size=103)
+    folds = stratified_folds(scores, 5, seed=7)
+    assert set(folds) == set(range(5))  # every video in exactly one fold
+    sizes = np.bincount(folds)
+    assert sizes.max() - sizes.min() <= 1
+    order = np.argsort(scores, kind="stable")
+    for start in range(0, 100, 5):  # each block of 5 neighbours in score is spread over the 5 folds
+        assert sorted(folds[order[start : start + 5]]) == [0, 1, 2, 3, 4]
+    means = [scores[folds == k].mean() for k in range(5)]
+    assert max(means) - min(means) < 0.03  # stratified: every fold spans the whole score range
+    np.testing.assert_array_equal(folds, stratified_folds(scores, 5, seed=7))
+    assert (folds != stratified_folds(scores, 5, seed=8)).any()
+    with pytest.raises(ConfigError, match="--folds must be >= 2"):
+        stratified_folds(scores, 1, 0)
+    with pytest.raises(MemError, match="too few for 5 folds"):
+        stratified_folds(scores[:9], 5, 0)
+
+
+@pytest.fixture
+def cv_run(demo_root, runs_dir, monkeypatch):
+    """A 3-fold cross-validation on the tiny demo data, recording what every fold's model was fit and selected on."""
+    from mediaeval_mem.config import load_config
+    from mediaeval_mem.experiments import runner
+    from mediaeval_mem.experiments.cv import run_cv
+
+    seen = []
+    real_fit = runner.fit
+
+    def recording_fit(cfg, splits, device, on_epoch=None):
+        seen.append((set(splits.fit.ids), set(splits.select.ids) if splits.select else set(), set(splits.dev.ids)))
+        return real_fit(cfg, splits, device, on_epoch)
+
+    monkeypatch.setattr(runner, "fit", recording_fit)
+    cfg = load_config("configs/demo.yaml", ["train.epochs=2", "model.streams.0.sampling=uniform:4"])
+    result = run_cv(cfg, "memento10k", folds=3, data_root=demo_root, progress=False, echo=lambda *a: None)
+    return cfg, result, seen
+
+
+def test_no_fold_sees_its_own_fold_and_the_runs_nest(cv_run, demo_root):
+    from mediaeval_mem.datasets import open_dataset
+    from mediaeval_mem.tracking import get_run, read_artifact_text
+
+    cfg, result, seen = cv_run
+    labelled = {it.video_id for it in open_dataset("memento10k", demo_root).split("train")}
+    assert len(seen) == 3
+    for fit_ids, select_ids, own in seen:
+        assert not (fit_ids | select_ids) & own  # the fold's videos are never trained or selected on
+        assert not fit_ids & select_ids and fit_ids | select_ids | own == labelled
+    assert set().union(*(own for *_, own in seen)) == labelled and sum(len(o) for *_, o in seen) == len(labelled)
+
+    parent = get_run(result.parent_id)
+    assert parent.data.tags["kind"] == "cv" and parent.data.tags["refit_epochs"] == str(result.refit_epochs)
+    for f in result.folds:
+        assert get_run(f.run_id).data.tags["mlflow.parentRunId"] == result.parent_id
+    oof = list(csv.DictReader(io.StringIO(read_artifact_text(result.parent_id, "oof_predictions.csv"))))
+    assert {r["video_id"] for r in oof} == labelled
+    for m in ("srocc", "plcc", "mse"):
+        s = result.summary
+        assert s[f"oof_{m}_ci_low"] <= s[f"oof_{m}"] <= s[f"oof_{m}_ci_high"]
+        assert parent.data.metrics[f"cv_{m}_mean"] == pytest.approx(np.mean([f.metrics[m] for f in result.folds]))
+
+
+def test_cv_resumes_and_a_refit_packages(cv_run, demo_root, capsys):
+    from mediaeval_mem.cli import main
+    from mediaeval_mem.datasets import open_dataset
+    from mediaeval_mem.experiments.cv import run_cv
+    from mediaeval_mem.tracking import client, get_run
+
+    cfg, first, _ = cv_run
+    again = run_cv(cfg, "memento10k", folds=3, data_root=demo_root, progress=False, echo=lambda *a: None)
+    assert all(f.reused for f in again.folds) and [f.run_id for f in again.folds] == [f.run_id for f in first.folds]
+    assert again.summary == pytest.approx(first.summary, abs=1e-3)  # read back from the logged CSVs (6 decimals)
+
+    assert main(["run", "--train", "memento10k", "--test", "memento10k", "--config", "configs/demo.yaml",
+                 "--set", "model.streams.0.sampling=uniform:4", "--data-root", str(demo_root),
+                 "--refit", again.parent_id, "--quiet"]) == 0
+    refit = capsys.readouterr().out.split(", run ")[1].split(";")[0]
+    run = get_run(refit)
+    assert run.data.tags["kind"] == "refit" and run.data.tags["refit_of"] == again.parent_id
+    losses = client().get_metric_history(refit, "train_loss")
+    assert len(losses) == again.refit_epochs  # every chosen epoch, no early stopping
+    assert "dev_srocc" not in run.data.metrics and "refit_dev_srocc" in run.data.metrics  # dev was trained on
+    index = open_dataset("memento10k", demo_root)
+    assert int(run.data.params["derived.n_train"]) == len(index.split("train")) + len(index.split("dev"))
+    assert main(["package-submission", "--team", "t", "--subtask", "1", refit, "--data-root", str(demo_root)]) == 0
