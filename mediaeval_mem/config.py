@@ -74,7 +74,11 @@ class ModelCfg:
     def __post_init__(self):
         if not self.streams:
             raise ConfigError("streams: needs at least one stream")
-        _known_head(self.head, "head")
+        if _known_head(self.head, "head") is not None:  # a closed-form baseline (ridge, svr) on time-pooled features
+            pooling = [s.aggregator for s in self.streams if s.aggregator not in ("avg", "none")]
+            if pooling:
+                raise ConfigError(f"head {self.head!r} is fitted on time-pooled features: give its streams aggregator "
+                                  f"avg (or none for clip-level encoders), not {pooling[0]}")
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,9 @@ class FinetuneCfg:
     workers: int = 2  # DataLoader workers decoding clips on the fly
 
     def __post_init__(self):
-        _known_head(self.head, "head")
+        if _known_head(self.head, "head") is not None:
+            raise ConfigError(f"head: {self.head} is fitted in closed form; a fine-tuned network needs a trained head "
+                              f"(linear, mlp)")
         for name in ("frames", "size", "epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
@@ -160,11 +166,12 @@ class DataCfg:
 TARGETS = ("short-term", "short-term-raw", "long-term")  # what the layouts can read (datasets/layouts.py)
 
 
-def _known_head(name: str, where: str) -> None:
+def _known_head(name: str, where: str):
+    """The head's registered metadata (a ClosedForm for the baselines, else None); an unknown name raises."""
     from mediaeval_mem.models import HEADS
 
     try:
-        HEADS[name]
+        return HEADS.info(name)
     except MemError as e:
         raise ConfigError(f"{where}: {e}") from None
 

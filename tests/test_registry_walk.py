@@ -9,7 +9,7 @@ import itertools
 import pytest
 import torch
 
-from mediaeval_mem.config import StreamCfg, apply_overrides, load_config
+from mediaeval_mem.config import ModelCfg, StreamCfg, apply_overrides, load_config
 from mediaeval_mem.core.errors import ConfigError
 from mediaeval_mem.core.schema import to_yaml
 from mediaeval_mem.encoders import ENCODERS, encoder_recipe
@@ -20,23 +20,25 @@ from conftest import REPO
 FULL_SIZE = {"clip-vit-b32", "clip-vit-l14-336"}  # built at full size in test_encoders (slow)
 
 
-def _allowed(encoder: str, aggregator: str) -> bool:
-    try:
-        StreamCfg(encoder=encoder, aggregator=aggregator)  # the schema checks the pair when a stream is built
+def _allowed(encoder: str, aggregator: str, head: str = "mlp") -> bool:
+    try:  # the schema checks the pair when a stream is built, and the head's needs when the model is
+        ModelCfg(streams=(StreamCfg(encoder=encoder, aggregator=aggregator),), head=head)
         return True
     except ConfigError:
         return False
 
 
-COMBOS = [c for c in itertools.product(sorted(ENCODERS), sorted(AGGREGATORS), sorted(HEADS)) if _allowed(c[0], c[1])]
+COMBOS = [c for c in itertools.product(sorted(ENCODERS), sorted(AGGREGATORS), sorted(HEADS)) if _allowed(*c)]
 
 
 def test_the_schema_allows_what_makes_sense():
     assert not _allowed("i3d-kinetics", "bigru-attention") and not _allowed("clip-vit-b32", "none")
     assert _allowed("i3d-kinetics", "linear-avg") and _allowed("clip-vit-l14-336", "transformer")
     assert not _allowed("clip-demo-text", "none") and _allowed("clip-demo-text", "bigru-attention")
-    # 3 frame-level x 5 aggregators, 3 clip-level x 3, 6 caption encoders x 5, precomputed x 5; 2 heads
-    assert len(COMBOS) == 2 * (3 * 5 + 3 * 3 + 6 * 5 + 1 * 5)
+    assert not _allowed("clip-demo", "bigru-attention", "ridge") and _allowed("i3d-kinetics", "none", "svr")
+    # 2 trained heads: 3 frame-level x 5 aggregators, 3 clip-level x 3, 6 caption encoders x 5, precomputed x 5;
+    # 2 closed-form heads (ridge, svr) on time-pooled features: avg for all 13 encoders, none for the 3 clip-level
+    assert len(COMBOS) == 2 * (3 * 5 + 3 * 3 + 6 * 5 + 1 * 5) + 2 * (13 + 3)
 
 
 @pytest.mark.parametrize("encoder,aggregator,head", COMBOS, ids=["-".join(c) for c in COMBOS])
@@ -52,7 +54,8 @@ def test_every_allowed_combination_runs(encoder, aggregator, head):
     mask[0, t // 2 + 1 :] = t == 1  # a shorter video in the batch, for frame-level features
     out = model([(x, mask)])
     assert out.shape == (3,) and torch.isfinite(out).all() and ((out >= 0) & (out <= 1)).all()
-    assert sum(a.out_dim for a in model.aggregators) == model.head.layers[0].in_features
+    head_in = model.head.layers[0].in_features if hasattr(model.head, "layers") else model.head.mean.shape[0]
+    assert sum(a.out_dim for a in model.aggregators) == head_in
 
 
 VIDEO = sorted(n for n in set(ENCODERS) - FULL_SIZE if ENCODERS.info(n).reads_video)  # the others: test_text, test_precomputed

@@ -47,14 +47,19 @@ def run_refit(task: int | None, train: str, test: str, cfg: RunConfig, source: s
         if ENCODERS.info(s.encoder).prepare is not None and not s.weights:
             raise ConfigError(f"{s.encoder} selects its own fine-tuning epochs on held-out videos; a refit has none: "
                               f"give its stream the fine-tuned weights of the run being refit")
-    epochs, chosen = epochs_from(source)
-    cfg = apply_overrides(cfg, [f"train.epochs={epochs}"])
+    from mediaeval_mem.models import HEADS
+
+    if HEADS.info(cfg.model.head) is not None:  # ridge, svr: no epochs; the inner CV chooses again on all videos
+        epochs, chosen = 0, f"a closed-form {cfg.model.head} with its inner cross-validation"
+    else:
+        epochs, chosen = epochs_from(source)
+        cfg = apply_overrides(cfg, [f"train.epochs={epochs}"])
     plan = replace(plan_task(task, train, test, "holdout"), train_splits=("train", "dev"))
     device = resolve_device(cfg.train.device)
     indexes = open_datasets(plan, cfg, data_root, echo)
     labelled = [it for s in plan.train_splits for it in indexes[train].split(s) if it.path is not None]
     selection = Selection(labelled, [], f"refit: all {len(labelled)} labelled {train} videos (train + dev), "
-                                        f"{epochs} epochs ({chosen}); no model selection")
+                                        f"{f'{epochs} epochs' if epochs else 'fitted'} ({chosen}); no model selection")
     features = prepare_features(plan, cfg, indexes, selection, device, progress, echo)
 
     def read(dataset: str, split: str, scored: bool):

@@ -99,7 +99,7 @@ class RunLog:
         from mediaeval_mem.models import count_trainable
 
         run, dev, test = self.run, self.splits.dev, self.splits.test
-        run.log_params({"derived.trainable_params": count_trainable(model)})
+        run.log_params({"derived.trainable_params": count_trainable(model), **result.params})
         run.log_metrics({f"{self.dev_prefix}_{k}": v for k, v in outputs.metrics.items()} | {"best_epoch": result.best_epoch})
         run.log_csv(["video_id", "ground_truth", "prediction"],
                     ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(dev.ids, dev.scores, outputs.dev_pred)), "dev_predictions.csv")

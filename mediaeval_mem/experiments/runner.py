@@ -192,8 +192,15 @@ def fit(cfg: RunConfig, splits: Splits, device: torch.device, on_epoch=None):
     from mediaeval_mem.models import build_model
     from mediaeval_mem.training.loop import seed_everything, train_model
 
+    from mediaeval_mem.models import HEADS
+
     seed_everything(cfg.train.seed)
     model = build_model(cfg.model, splits.fit.dims)
+    closed = HEADS.info(cfg.model.head)
+    if closed is not None:  # ridge, svr: fitted by scikit-learn, hyperparameters by inner CV (models/baselines.py)
+        from mediaeval_mem.training.closed_form import fit_closed_form
+
+        return model, fit_closed_form(model, splits.fit, splits.select, cfg.train, closed.fit, device)
     return model, train_model(model, splits.fit, splits.select, cfg.train, device, on_epoch)
 
 

@@ -68,6 +68,7 @@ class TrainResult:
     history: list[EpochLog] = field(default_factory=list)
     stopped_early: bool = False
     resumed_after: int = 0  # the last epoch a checkpoint held when training started (0: a fresh start)
+    params: dict = field(default_factory=dict)  # what a closed-form fit chose (training/closed_form.py)
 
 
 def make_loss(name: str) -> nn.Module:
