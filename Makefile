@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(PY)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(PY)
-	$(PIP) -e ".[test]"
+	$(PIP) -e ".[test,ray]"
 	touch $(VENV)/.installed $@
 
 venv: $(VENV)/.installed
