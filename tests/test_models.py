@@ -25,7 +25,7 @@ def cfg_of(aggregator="bigru-attention", head="mlp", encoder="clip-demo", **kw):
 
 
 @pytest.mark.parametrize("aggregator", sorted(a for a, cls in AGGREGATORS.items() if a != "none"))
-@pytest.mark.parametrize("head", sorted(HEADS))
+@pytest.mark.parametrize("head", sorted(h for h in HEADS if HEADS.info(h) is None))  # trained heads (ridge, svr: test_baselines)
 def test_padding_never_changes_a_videos_output(aggregator, head):
     """Each video alone vs. the same videos padded into one batch: identical outputs."""
     torch.manual_seed(0)
