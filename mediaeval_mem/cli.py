@@ -187,6 +187,25 @@ def cmd_cv(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from mediaeval_mem.experiments.sweep import load_search, run_sweep
+
+    con = _console()
+    search = load_search(args.search, tuple(args.set))
+    r = run_sweep(search, args.data_root, args.ray, args.ray_cpus, args.ray_gpus, args.out, progress=not args.quiet,
+                  echo=lambda line: con.print(line, highlight=False))
+    keys = list(search.space)
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    rows = [[*(fmt(t.point[k]) for k in keys), f"{t.select:.4f}", "-" if t.dev_srocc is None else f"{t.dev_srocc:.4f}",
+             str(t.epochs), "yes" if t.stopped_early else "no", (t.run_id or t.error or "-") + (" (best)" if t is r.best else "")]
+            for t in r.trials]
+    _print_table(f"sweep {r.name}: {len(r.trials)} trial(s), ASHA on {r.metric}", [*keys, r.metric, "dev SROCC", "epochs",
+                 "stopped early", "MLflow run id"], rows, con)
+    con.print(f"best config ({r.metric} {r.best.select:.4f}, run {r.best.run_id}) written to {r.best_path}: "
+              f"mem run --config {r.best_path} --train {search.train} --test {search.test}")
+    return 0
+
+
 def cmd_ensemble(args) -> int:
     from mediaeval_mem.experiments.ensemble import ensemble
 
@@ -484,6 +503,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-dev", action="store_true", help="fold the training dataset's dev split in too (cross-dataset pairs)")
     p.add_argument("--rerun", action="store_true", help="train every fold again, even those finished before")
     p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser("sweep", parents=[sh["data"], sh["config"], sh["quiet"]],
+                       help="search config fields on Ray Tune (seeded, ASHA early stopping), write the best config")
+    p.add_argument("search", help="search file: base config, pair, trials, space of dotted config fields (see README)")
+    p.add_argument("--out", help="where the best config goes (default runs/sweeps/<name>/best.yaml)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="a Ray cluster's address (HEAD:6379, auto); alone or left out: a Ray started on this machine")
+    p.add_argument("--ray-cpus", type=float, default=1, help="CPUs per trial (default 1)")
+    p.add_argument("--ray-gpus", type=float, default=0, help="GPUs per trial, fractions allowed (default 0)")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("ensemble", help="combine finished runs of one pair (mean, rank-mean, weighted) into a run of its own")
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids (runs, cv parents, refits, ensembles)")

@@ -49,7 +49,8 @@ class TrackedRun:
 
     with TrackedRun("Task 1: ...", "paper-best", tags) as run:
         run.log_params({...}); run.log_metrics({...}, step=3); run.log_text("...", "config.yaml")
-    A run left by an exception is marked FAILED (KILLED for Ctrl-C or SIGTERM); otherwise FINISHED.
+    A run left by an exception is marked FAILED (KILLED for Ctrl-C or SIGTERM, or the exception's own
+    `run_status`); otherwise FINISHED.
     A run whose process dies outright is marked KILLED by the next process that opens the store
     (see liveness.py), from the process tags recorded here.
     """
@@ -66,6 +67,7 @@ class TrackedRun:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         status = "FINISHED" if exc_type is None else "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+        status = getattr(exc, "run_status", status)  # an exception may say how its run ends (a stopped sweep trial)
         try:
             self.client.set_terminated(self.run_id, status)
         except Exception:
