@@ -171,7 +171,8 @@ def cmd_cv(args) -> int:
     con = _console()
     cfg = load_config(args.config, args.set)
     r = run_cv(cfg, args.train, args.test, args.folds, tuple(args.seeds), args.data_root, args.with_dev,
-               progress=not args.quiet, echo=lambda line: con.print(line, highlight=False), rerun=args.rerun)
+               progress=not args.quiet, echo=lambda line: con.print(line, highlight=False), rerun=args.rerun,
+               ray=_ray_cluster(args))
     rows = [[str(f.seed), str(f.fold + 1), f"{f.metrics['srocc']:.4f}", f"{f.metrics['plcc']:.4f}", f"{f.metrics['mse']:.4f}",
              str(f.best_epoch), f.run_id[:12] + (" (done before)" if f.reused else "")] for f in r.folds]
     s = r.summary
@@ -267,7 +268,7 @@ def cmd_grid(args) -> int:
         profile_path = None
     profile = load_profile(profile_path, args.data_root) if profile_path else None
     rows = run_grid(grid, args.data_root, profile, tuple(args.set), progress=not args.quiet,
-                    echo=lambda line: con.print(line, highlight=False), rerun=args.rerun)
+                    echo=lambda line: con.print(line, highlight=False), rerun=args.rerun, ray=_ray_cluster(args))
     _print_table(grid.title + (f" (profile {profile_path})" if profile_path else ""), *table_rows(grid, rows), con)
     failed = [f for r in rows for f in r.failed]
     if failed:
@@ -392,6 +393,15 @@ def _extract_options(args):
         raise ConfigError(f"--{name.replace('_', '-')} {rest}") from None
 
 
+def _ray_cluster(args):
+    """The --ray options as a RayCluster (None without --ray)."""
+    if args.ray is None:
+        return None
+    from mediaeval_mem.experiments.cluster import RayCluster
+
+    return RayCluster(args.ray, args.ray_cpus, args.ray_gpus)
+
+
 def _shared() -> dict[str, argparse.ArgumentParser]:
     """Parent parsers for options several commands share: one name, one meaning, everywhere."""
     data = argparse.ArgumentParser(add_help=False)
@@ -404,6 +414,12 @@ def _shared() -> dict[str, argparse.ArgumentParser]:
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. train.epochs=20 or model.streams.0.sampling=uniform:16 (repeatable)")
+    ray = argparse.ArgumentParser(add_help=False)
+    ray.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                     help="run on Ray: alone, a Ray started on this machine; with an address (HEAD:6379, auto), that cluster")
+    ray.add_argument("--ray-cpus", type=float, default=1, help="CPUs per run with --ray (default 1)")
+    ray.add_argument("--ray-gpus", type=float, help="GPUs per run with --ray, a fraction shares a card "
+                     "(default 0.25 where the cluster has GPUs, else 0)")
     extract = argparse.ArgumentParser(add_help=False)
     from dataclasses import fields
 
@@ -413,7 +429,7 @@ def _shared() -> dict[str, argparse.ArgumentParser]:
         flag = "--" + f.name.replace("_", "-")
         extract.add_argument(flag, dest=f.name, type=type(f.default), default=f.default, help=f"{HELP[f.name]} (default {f.default})")
     extract.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
-    return {"data": data, "demo": demo, "quiet": quiet, "config": config, "extract": extract}
+    return {"data": data, "demo": demo, "quiet": quiet, "config": config, "extract": extract, "ray": ray}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -466,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "epochs that RUN_ID (a run, or a `mem cv` parent) selected, no early stopping; for the submission")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("grid", parents=[sh["data"], sh["config"], sh["quiet"]],
+    p = sub.add_parser("grid", parents=[sh["data"], sh["config"], sh["quiet"], sh["ray"]],
                        help="run every config x pair x seed of a grid file (resumable), print the paper's table")
     p.add_argument("grid", help="grid file, e.g. configs/grids/table1.yaml")
     p.add_argument("--profile", help="stand-ins for this machine (default on generated demo data: configs/profiles/demo.yaml; 'none' for no profile)")
@@ -493,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="CSV to write (video_id, path, score, run_id); default: standard output")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("cv", parents=[sh["data"], sh["config"], sh["quiet"]],
+    p = sub.add_parser("cv", parents=[sh["data"], sh["config"], sh["quiet"], sh["ray"]],
                        help="K-fold cross-validation (stratified, seeded, resumable) with per-fold and pooled figures")
     p.add_argument("config", help="YAML config")
     p.add_argument("--train", required=True, help="the dataset whose labelled videos are cross-validated")

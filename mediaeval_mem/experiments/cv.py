@@ -98,24 +98,35 @@ def _finished_child(key: str, seed: int, fold: int) -> FoldRun | None:
                    read("dev_predictions.csv"), read("report_dev_predictions.csv"), read("test_predictions.csv"), True)
 
 
-def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, seeds: tuple[int, ...] = (0,),
-           data_root=None, with_dev: bool = False, progress: bool = True, echo: Echo = print,
-           rerun: bool = False) -> CVResult:
-    """Cross-validate `cfg` on `train`'s labelled videos; log the folds and the summary to MLflow."""
+@dataclass
+class CVData:
+    """What every fold of a cross-validation reads: the datasets, the features, the pool of labelled videos."""
+
+    cfg: RunConfig
+    train: str
+    test: str
+    folds: int
+    plan: object  # experiments.tasks.TaskPlan
+    device: object  # torch.device
+    indexes: dict
+    features: list
+    pool: object  # LabelledSplit: the labelled videos folded
+    report: object  # the test dataset's dev split
+    predicted: object  # its test split
+    key: str  # what makes two cross-validations the same (the cv_key tag)
+
+
+def open_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, data_root=None, with_dev: bool = False,
+            progress: bool = True, echo: Echo = print) -> CVData:
+    """The datasets checked, the features extracted (what is not cached yet) and read: everything but the folds' runs."""
     from mediaeval_mem.core.paths import data_root as resolve_root
     from mediaeval_mem.core.runtime import resolve_device
-    from mediaeval_mem.encoders import ENCODERS
-    from mediaeval_mem.experiments.run_log import RunLog
-    from mediaeval_mem.experiments.runner import (Selection, Splits, evaluate_and_predict, fit, load_split,
-                                                  open_datasets, prepare_features)
+    from mediaeval_mem.experiments.runner import Selection, load_split, open_datasets, prepare_features, trains_itself
     from mediaeval_mem.experiments.tasks import plan_task
-    from mediaeval_mem.tracking import TrackedRun, client
-    from mediaeval_mem.training.batches import predict
-    from mediaeval_mem.training.metrics import evaluate
 
     test = test or train
     for s in cfg.model.streams:
-        if ENCODERS.info(s.encoder).prepare is not None and not s.weights:
+        if trains_itself(s):
             raise ConfigError(f"{s.encoder} trains itself on the training videos before it extracts: in cross-validation "
                               f"every fold would see the others' held-out videos; give its stream fine-tuned weights")
     plan = plan_task(None, train, test, "holdout")
@@ -132,55 +143,126 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
 
     pool = [read(train, s, True) for s in plan.train_splits]
     pool = pool[0] if len(pool) == 1 else _concat(pool)
-    report, predicted = read(test, "dev", True), read(test, "test", False)
     key = digest({"config": to_dict(cfg), "train": train, "test": test, "folds": folds, "with_dev": with_dev,
                   "data": str(resolve_root(data_root).resolve())})
+    return CVData(cfg, train, test, folds, plan, device, indexes, features, pool, read(test, "dev", True),
+                  read(test, "test", False), key)
+
+
+def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print) -> FoldRun:
+    """Fold k of seed `seed`: trained on the other folds (selected on a holdout of them), an MLflow child of `parent_id`."""
+    from mediaeval_mem.experiments.run_log import RunLog
+    from mediaeval_mem.experiments.runner import Selection, Splits, evaluate_and_predict, fit
+    from mediaeval_mem.training.batches import predict
+
+    cfg, pool, report, predicted, folds = data.cfg, data.pool, data.report, data.predicted, data.folds
+    fold_of = stratified_folds(pool.scores, folds, seed)
+    scfg = apply_overrides(cfg, [f"train.seed={seed}"])
+    rest = np.flatnonzero(fold_of != k)
+    held = np.random.default_rng(seed).permutation(rest)[: max(1, round(len(rest) * cfg.train.holdout_fraction))]
+    fit_idx = np.setdiff1d(rest, held)
+    own = np.flatnonzero(fold_of == k)
+    splits = Splits(pool.subset(fit_idx), pool.subset(np.sort(held)), pool.subset(own), predicted)
+    selection = Selection([], [], f"cv seed {seed} fold {k + 1}/{folds}: fit {len(fit_idx)}, select "
+                                  f"{len(held)} (holdout of the other folds), out-of-fold {len(own)}")
+    fold_plan = replace(data.plan, evaluate=(data.train, "train"))
+    child_tags = {"cv_key": data.key, "cv_fold": f"{seed}:{k}", "mlflow.parentRunId": parent_id, "kind": "cv-fold"}
+    with RunLog(fold_plan, scfg, data.indexes, data.features, splits, selection, child_tags) as log:
+        model, result = fit(scfg, splits, data.device, log.epoch_callback(False, echo))
+        outputs = evaluate_and_predict(model, splits, data.device)
+        log.outputs(model, result, outputs)
+        dev_pred = predict(model, report, device=data.device)
+        log.run.log_csv(["video_id", "ground_truth", "prediction"],
+                        ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(report.ids, report.scores, dev_pred)),
+                        "report_dev_predictions.csv")
+    return FoldRun(seed, k, log.run_id, outputs.metrics, result.best_epoch,
+                   dict(zip(splits.dev.ids, outputs.dev_pred.tolist())), dict(zip(report.ids, dev_pred.tolist())),
+                   dict(zip(predicted.ids, outputs.test_pred.tolist())))
+
+
+def fold_task(cfg: RunConfig, train: str, test: str, folds: int, data_root, with_dev: bool, seed: int, k: int,
+              parent_id: str, echo: Echo = print) -> FoldRun:
+    """One fold on its own (a Ray task): the cross-validation's data read from the shared cache, then `run_fold`."""
+    return run_fold(open_cv(cfg, train, test, folds, data_root, with_dev, False, echo), seed, k, parent_id, echo)
+
+
+def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, seeds: tuple[int, ...] = (0,),
+           data_root=None, with_dev: bool = False, progress: bool = True, echo: Echo = print,
+           rerun: bool = False, ray=None) -> CVResult:
+    """Cross-validate `cfg` on `train`'s labelled videos; log the folds and the summary to MLflow.
+
+    `ray` (experiments/cluster.py RayCluster): each missing (seed, fold) is a Ray task (`fold_task`) under the
+    parent run made here, after the features were extracted here; the same folds, tags and figures as without.
+    """
+    from mediaeval_mem.tracking import TrackedRun, client
+    from mediaeval_mem.training.metrics import evaluate
+
+    if ray is not None:
+        from mediaeval_mem.experiments.cluster import check_cluster
+
+        check_cluster(ray)
+    data = open_cv(cfg, train, test, folds, data_root, with_dev, progress, echo)
+    plan, pool, test = data.plan, data.pool, data.test
     experiment = plan.experiment_name
     tags = {"kind": "cv", "task": plan.task, "train_dataset": train, "test_dataset": test, "pair": plan.pair,
             "config": cfg.name, "encoder": "+".join(s.encoder for s in cfg.model.streams),
-            "aggregator": "+".join(s.aggregator for s in cfg.model.streams), "head": cfg.model.head, "cv_key": key,
+            "aggregator": "+".join(s.aggregator for s in cfg.model.streams), "head": cfg.model.head, "cv_key": data.key,
             "cv_folds": folds, "cv_seeds": ",".join(map(str, seeds)),
             "selection": f"cross-validation: {folds} folds stratified on score over {len(pool)} labelled {train} videos "
                          f"({'+'.join(plan.train_splits)}); each fold's model selected on a holdout of the other folds"}
-    runs: list[FoldRun] = []
+    runs: dict[tuple[int, int], FoldRun] = {}
     with TrackedRun(experiment, f"{cfg.name} cv{folds} {plan.pair}", tags) as parent:
         parent.log_params({"cv.folds": folds, "cv.seeds": ",".join(map(str, seeds)), "cv.with_dev": with_dev,
                            "derived.n_labelled": len(pool)})
+        todo = []
         for seed in seeds:
-            fold_of = stratified_folds(pool.scores, folds, seed)
             for k in range(folds):
-                done = None if rerun else _finished_child(key, seed, k)
+                done = None if rerun else _finished_child(data.key, seed, k)
                 if done is not None:
                     client().set_tag(done.run_id, "mlflow.parentRunId", parent.run_id)
                     echo(f"seed {seed} fold {k + 1}/{folds}: done before (run {done.run_id})")
-                    runs.append(done)
-                    continue
-                scfg = apply_overrides(cfg, [f"train.seed={seed}"])
-                rest = np.flatnonzero(fold_of != k)
-                held = np.random.default_rng(seed).permutation(rest)[: max(1, round(len(rest) * cfg.train.holdout_fraction))]
-                fit_idx = np.setdiff1d(rest, held)
-                own = np.flatnonzero(fold_of == k)
-                splits = Splits(pool.subset(fit_idx), pool.subset(np.sort(held)), pool.subset(own), predicted)
-                selection = Selection([], [], f"cv seed {seed} fold {k + 1}/{folds}: fit {len(fit_idx)}, select "
-                                              f"{len(held)} (holdout of the other folds), out-of-fold {len(own)}")
-                fold_plan = replace(plan, evaluate=(train, "train"))
-                child_tags = {"cv_key": key, "cv_fold": f"{seed}:{k}", "mlflow.parentRunId": parent.run_id, "kind": "cv-fold"}
-                with RunLog(fold_plan, scfg, indexes, features, splits, selection, child_tags) as log:
-                    model, result = fit(scfg, splits, device, log.epoch_callback(False, echo))
-                    outputs = evaluate_and_predict(model, splits, device)
-                    log.outputs(model, result, outputs)
-                    dev_pred = predict(model, report, device=device)
-                    log.run.log_csv(["video_id", "ground_truth", "prediction"],
-                                    ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(report.ids, report.scores, dev_pred)),
-                                    "report_dev_predictions.csv")
-                run = FoldRun(seed, k, log.run_id, outputs.metrics, result.best_epoch,
-                              dict(zip(splits.dev.ids, outputs.dev_pred.tolist())), dict(zip(report.ids, dev_pred.tolist())),
-                              dict(zip(predicted.ids, outputs.test_pred.tolist())))
-                echo(f"seed {seed} fold {k + 1}/{folds}: SROCC {run.metrics['srocc']:.4f}  PLCC {run.metrics['plcc']:.4f}  "
-                     f"MSE {run.metrics['mse']:.4f}  (best epoch {run.best_epoch}, run {run.run_id})")
-                runs.append(run)
-        summary, refit = _summarise(runs, pool, report, predicted, parent, evaluate)
+                    runs[seed, k] = done
+                elif ray is None:
+                    runs[seed, k] = _echo_fold(run_fold(data, seed, k, parent.run_id, echo), folds, echo)
+                else:
+                    todo.append((seed, k))
+        if todo:
+            runs.update(_folds_on_ray(data, todo, data_root, with_dev, parent.run_id, ray, echo))
+        runs = [runs[seed, k] for seed in seeds for k in range(folds)]
+        summary, refit = _summarise(runs, pool, data.report, data.predicted, parent, evaluate)
     return CVResult(parent.run_id, experiment, runs, summary, refit)
+
+
+def _echo_fold(run: FoldRun, folds: int, echo: Echo) -> FoldRun:
+    echo(f"seed {run.seed} fold {run.fold + 1}/{folds}: SROCC {run.metrics['srocc']:.4f}  PLCC {run.metrics['plcc']:.4f}  "
+         f"MSE {run.metrics['mse']:.4f}  (best epoch {run.best_epoch}, run {run.run_id})")
+    return run
+
+
+def _folds_on_ray(data: CVData, todo: list[tuple[int, int]], data_root, with_dev: bool, parent_id: str, cluster,
+                  echo: Echo) -> dict[tuple[int, int], FoldRun]:
+    """The (seed, fold)s of `todo` as Ray tasks; a failed one is reported, the others go on, then the cv stops."""
+    from functools import partial
+
+    from mediaeval_mem.core.paths import data_root as resolve_root
+    from mediaeval_mem.experiments.cluster import Failed, Prefixed, run_tasks
+
+    root = str(resolve_root(data_root).resolve())
+    calls = [partial(fold_task, data.cfg, data.train, data.test, data.folds, root, with_dev, seed, k, parent_id,
+                     Prefixed(f"seed {seed} fold {k + 1}/{data.folds}")) for seed, k in todo]
+    echo(f"{len(calls)} fold run(s) submitted to Ray")
+    out, failed = {}, []
+    for n, result in run_tasks(cluster, calls, data.cfg.plugins):
+        seed, k = todo[n]
+        if isinstance(result, Failed):
+            echo(f"seed {seed} fold {k + 1}/{data.folds}: failed: {result.why}")
+            failed.append(result.why)
+        else:
+            out[seed, k] = _echo_fold(result, data.folds, echo)
+    if failed:
+        raise MemError(f"{len(failed)} fold run(s) failed (e.g. {failed[0]}); the others are saved: run the same "
+                       f"command again to finish them")
+    return out
 
 
 def _summarise(runs: list[FoldRun], pool, report, predicted, parent, evaluate) -> tuple[dict[str, float], int]:

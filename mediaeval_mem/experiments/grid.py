@@ -160,6 +160,17 @@ def finished_run(key: str):
     return runs[0] if runs else None
 
 
+@dataclass
+class _Planned:
+    """One (config, pair, seed) of a grid: its row, resolved config, key and label."""
+
+    row: GridRow
+    seed: int
+    cfg: RunConfig
+    key: str
+    label: str
+
+
 def run_grid(
     grid: Grid,
     data_root=None,
@@ -168,14 +179,20 @@ def run_grid(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     rerun: bool = False,
+    ray=None,
 ) -> list[GridRow]:
     """Run every missing (config, pair, seed) of `grid` (every one with `rerun`); one row per (config, pair).
 
     A run counts as done when a finished MLflow run has the same key; the key does not cover the code,
-    so after changing the code, rerun.
+    so after changing the code, rerun. `ray` (experiments/cluster.py RayCluster): the missing runs as Ray
+    tasks, the features extracted here first; the same runs, keys and results as without.
     """
     from mediaeval_mem.experiments.runner import run_experiment
 
+    if ray is not None:
+        from mediaeval_mem.experiments.cluster import check_cluster
+
+        check_cluster(ray)
     rows = []
     for entry in grid.entries:
         base = load_config(entry.path)
@@ -184,33 +201,101 @@ def run_grid(
         base = apply_overrides(base, grid.overrides + tuple(overrides))
         for task, train, test in grid.pairs:
             rows.append(GridRow(entry, base, task, train, test))
-    total, n = len(rows) * len(grid.seeds), 0
+    planned = []
     for row in rows:
         for seed in grid.seeds:
-            n += 1
             cfg = apply_overrides(row.cfg, [f"train.seed={seed}"])
-            key = run_key(cfg, row.task, row.train, row.test, data_root)
-            label = f"[{n}/{total}] {cfg.name} task {row.task} {row.train}->{row.test} seed {seed}"
-            done = None if rerun else finished_run(key)
-            if done is not None:
-                echo(f"{label}: done before (run {done.info.run_id})")
-                row.metrics.append({k[4:]: v for k, v in done.data.metrics.items() if k.startswith("dev_")})
-                row.run_ids.append(done.info.run_id)
-                row.seeds.append(seed)
-                row.reused += 1
-                continue
-            echo(f"{label}: running")
-            try:
-                result = run_experiment(row.task, row.train, row.test, cfg, data_root, progress=progress, echo=echo,
-                                        extra_tags={"grid_key": key, "grid": grid.title})
-            except MemError as e:  # one row's missing weights should not stop the others
-                echo(f"{label}: failed: {e}")
-                row.failed.append(str(e))
-                continue
-            row.metrics.append(result.metrics)
-            row.run_ids.append(result.run_id)
-            row.seeds.append(seed)
+            label = f"[{len(planned) + 1}/{len(rows) * len(grid.seeds)}] {cfg.name} task {row.task} {row.train}->{row.test} seed {seed}"
+            planned.append(_Planned(row, seed, cfg, run_key(cfg, row.task, row.train, row.test, data_root), label))
+    if ray is not None:
+        _run_on_ray(grid, planned, data_root, ray, progress, echo, rerun)
+        return rows
+    for p in planned:
+        done = None if rerun else finished_run(p.key)
+        if done is not None:
+            _reused(p, done, echo)
+            continue
+        echo(f"{p.label}: running")
+        try:
+            result = run_experiment(p.row.task, p.row.train, p.row.test, p.cfg, data_root, progress=progress, echo=echo,
+                                    extra_tags={"grid_key": p.key, "grid": grid.title})
+        except MemError as e:  # one row's missing weights should not stop the others
+            _failed(p, str(e), echo)
+            continue
+        _finished(p, result)
     return rows
+
+
+def _reused(p: _Planned, done, echo=None) -> None:
+    if echo is not None:
+        echo(f"{p.label}: done before (run {done.info.run_id})")
+    p.row.metrics.append({k[4:]: v for k, v in done.data.metrics.items() if k.startswith("dev_")})
+    p.row.run_ids.append(done.info.run_id)
+    p.row.seeds.append(p.seed)
+    p.row.reused += 1
+
+
+def _failed(p: _Planned, why: str, echo) -> None:
+    echo(f"{p.label}: failed: {why}")
+    p.row.failed.append(why)
+
+
+def _finished(p: _Planned, result) -> None:
+    p.row.metrics.append(result.metrics)
+    p.row.run_ids.append(result.run_id)
+    p.row.seeds.append(p.seed)
+
+
+def _run_on_ray(grid: Grid, planned: list[_Planned], data_root, cluster, progress: bool, echo, rerun: bool) -> None:
+    """The runs of `planned` not finished before, one Ray task each; rows filled in the grid's order, as without Ray."""
+    from functools import partial
+
+    from mediaeval_mem.core.paths import data_root as resolve_root
+    from mediaeval_mem.experiments.cluster import Failed, Prefixed, run_tasks
+    from mediaeval_mem.experiments.runner import extract_first, run_experiment
+
+    outcome: dict[int, object] = {}  # index in planned -> finished run, RunResult, or Failed
+    for i, p in enumerate(planned):
+        done = None if rerun else finished_run(p.key)
+        if done is not None:
+            echo(f"{p.label}: done before (run {done.info.run_id})")
+            outcome[i] = done
+    todo = [i for i in range(len(planned)) if i not in outcome]
+    extracted: dict[int, str | None] = {}  # id(row) -> why its features could not be made (None: made)
+    for i in todo:
+        p = planned[i]
+        if id(p.row) not in extracted:
+            echo(f"{p.cfg.name} task {p.row.task} {p.row.train}->{p.row.test}: features for the Ray tasks")
+            try:
+                extract_first(p.row.task, p.row.train, p.row.test, p.cfg, data_root, progress, echo)
+                extracted[id(p.row)] = None
+            except MemError as e:
+                extracted[id(p.row)] = str(e)
+        if extracted[id(p.row)] is not None:
+            outcome[i] = Failed(extracted[id(p.row)])
+            echo(f"{p.label}: failed: {outcome[i].why}")
+    todo = [i for i in todo if i not in outcome]
+    root = str(resolve_root(data_root).resolve())
+    calls = [partial(run_experiment, planned[i].row.task, planned[i].row.train, planned[i].row.test, planned[i].cfg, root,
+                     progress=False, echo=Prefixed(planned[i].label),
+                     extra_tags={"grid_key": planned[i].key, "grid": grid.title}) for i in todo]
+    for i in todo:
+        echo(f"{planned[i].label}: submitted to Ray")
+    plugins = tuple(dict.fromkeys(x for i in todo for x in planned[i].cfg.plugins))
+    for n, result in run_tasks(cluster, calls, plugins):
+        p, outcome[todo[n]] = planned[todo[n]], result
+        if isinstance(result, Failed):
+            echo(f"{p.label}: failed: {result.why}")
+        else:
+            echo(f"{p.label}: SROCC {result.metrics['srocc']:.4f}  PLCC {result.metrics['plcc']:.4f}  (run {result.run_id})")
+    for i, p in enumerate(planned):
+        result = outcome[i]
+        if isinstance(result, Failed):
+            p.row.failed.append(result.why)
+        elif hasattr(result, "info"):  # finished before
+            _reused(p, result)
+        else:
+            _finished(p, result)
 
 
 def _labels(cfg: RunConfig) -> tuple[str, str, str]:

@@ -134,26 +134,51 @@ def prepare_features(plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetI
     (their EncoderInfo.prepare) make their weights on the run's training videos, then everything not
     cached yet is extracted."""
     from mediaeval_mem.encoders import ENCODERS, PrepareContext
-    from mediaeval_mem.features.extract import extract_features
 
     names = [s.encoder for s in cfg.model.streams]
     out = []
     for i, stream in enumerate(cfg.model.streams):
         label = stream.encoder if names.count(stream.encoder) == 1 else f"{stream.encoder}.{i}"
         feats = StreamFeatures(stream, label, stream.weights)
-        info = ENCODERS.info(stream.encoder)
-        if info.prepare is not None and not stream.weights:
+        if trains_itself(stream):
             context = PrepareContext(indexes[plan.train_dataset], selection.fit, selection.select, cfg, device, echo)
-            feats.prepared = info.prepare(context)
+            feats.prepared = ENCODERS.info(stream.encoder).prepare(context)
             feats.weights = feats.prepared.weights
-        for name, splits in plan.needed_splits().items():
-            report = extract_features(indexes[name], stream.encoder, splits, feats.weights, sampling=stream.sampling,
-                                      opts=cfg.extract, device=cfg.train.device, progress=progress)
-            feats.folders[name], feats.keys[name] = report.cache_dir, report.key
-            for line in report.repairs():
-                echo(line)
+        _extract_stream(feats, plan, cfg, indexes, progress, echo)
         out.append(feats)
     return out
+
+
+def trains_itself(stream: StreamCfg) -> bool:
+    """Whether a stream's encoder is made on the run's training videos before it extracts (no weights given)."""
+    from mediaeval_mem.encoders import ENCODERS
+
+    return ENCODERS.info(stream.encoder).prepare is not None and not stream.weights
+
+
+def _extract_stream(feats: StreamFeatures, plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetIndex],
+                    progress: bool, echo: Echo) -> None:
+    """Whatever of one stream's features is not cached yet, for every split the run reads."""
+    from mediaeval_mem.features.extract import extract_features
+
+    for name, splits in plan.needed_splits().items():
+        report = extract_features(indexes[name], feats.stream.encoder, splits, feats.weights,
+                                  sampling=feats.stream.sampling, opts=cfg.extract, device=cfg.train.device,
+                                  progress=progress)
+        feats.folders[name], feats.keys[name] = report.cache_dir, report.key
+        for line in report.repairs():
+            echo(line)
+
+
+def extract_first(task: int | None, train: str, test: str, cfg: RunConfig, data_root=None, progress: bool = True,
+                  echo: Echo = print) -> None:
+    """A run's features into the cache ahead of the run (a cluster's driver, before its tasks only read them);
+    a stream that trains itself first depends on the run's seed and is left to the run."""
+    plan = plan_task(task, train, test, cfg.train.select_on)
+    indexes = open_datasets(plan, cfg, data_root, echo)
+    for stream in cfg.model.streams:
+        if not trains_itself(stream):
+            _extract_stream(StreamFeatures(stream, stream.encoder, stream.weights), plan, cfg, indexes, progress, echo)
 
 
 def load_split(index: DatasetIndex, split: str, stores: list[FeatureStore], scored: bool, echo: Echo,
