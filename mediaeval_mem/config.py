@@ -89,7 +89,7 @@ class TrainCfg:
     lr_decay: float = 0.95  # multiplied in ...
     lr_step_epochs: int = 5  # ... every this many epochs
     patience: int = 5  # epochs without improvement before stopping
-    loss: str = "l1"  # l1 | mse
+    loss: str | Mapping[str, float] = "l1"  # a name (l1 | mse | spearman) or name -> weight (training/losses.py)
     shuffle_frames: bool = True  # the paper's augmentation: frame order shuffled in training
     select_on: str = "holdout"  # holdout: a seeded slice of the training split; dev: the paper's protocol
     holdout_fraction: float = 0.1
@@ -105,7 +105,6 @@ class TrainCfg:
             (0 < self.lr_decay <= 1, "lr_decay must lie in (0, 1]"),
             (self.lr_step_epochs >= 1, "lr_step_epochs must be >= 1"),
             (self.patience >= 1, "patience must be >= 1"),
-            (self.loss in ("l1", "mse"), "loss must be l1 or mse"),
             (self.select_on in ("holdout", "dev"), "select_on must be holdout or dev"),
             (0 < self.holdout_fraction < 1, "holdout_fraction must lie in (0, 1)"),
             (self.monitor in ("srocc", "loss"), "monitor must be srocc or loss"),
@@ -113,6 +112,12 @@ class TrainCfg:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        from mediaeval_mem.training.losses import loss_terms
+
+        try:
+            loss_terms(self.loss)
+        except MemError as e:  # an unknown name, a weight <= 0
+            raise ConfigError(f"loss: {e}") from None
 
 
 @dataclass(frozen=True)

@@ -60,14 +60,15 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 return _coerce(value, alternative, where)
             except ConfigError as e:
                 errors.append(e)
-        raise errors[0]
+        # the error of an alternative whose shape fitted and a value inside did not (train.loss.l1), else the first
+        raise next((e for e in errors if str(e).startswith((f"{where}.", f"{where}["))), errors[0])
     if dataclasses.is_dataclass(hint):
         return build(hint, value, where)
     if origin in (Mapping, collections.abc.Mapping, dict) or hint in (Mapping, dict):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         args = typing.get_args(hint)
-        if len(args) != 2 or not dataclasses.is_dataclass(args[1]):  # free-form values (aggregator_args)
+        if len(args) != 2 or args[1] is Any:  # free-form values (aggregator_args)
             return dict(value)
         return {_coerce(k, args[0], where or "top level"): _coerce(v, args[1], f"{where}.{k}" if where else str(k))
                 for k, v in value.items()}

@@ -17,6 +17,7 @@ def describe(cfg: RunConfig, in_dims: list[int] | None = None) -> list[str]:
     """
     from mediaeval_mem.encoders import ENCODERS
     from mediaeval_mem.models import build_model, count_trainable
+    from mediaeval_mem.training.losses import describe_loss
 
     infos = [ENCODERS.info(s.encoder) for s in cfg.model.streams]
     given = list(in_dims or [])
@@ -38,7 +39,7 @@ def describe(cfg: RunConfig, in_dims: list[int] | None = None) -> list[str]:
     lines += [
         f"head        {cfg.model.head}{_args(cfg.model.head_args)}  (B, {joined if len(dims) > 1 else width}) -> (B,) in [0, 1]  "
         f"{count_trainable(model.head):,} parameters",
-        f"recipe      Adam lr {t.lr:g} x{t.lr_decay} every {t.lr_step_epochs} epochs, {t.loss} loss, batch {t.batch_size}, "
+        f"recipe      Adam lr {t.lr:g} x{t.lr_decay} every {t.lr_step_epochs} epochs, {describe_loss(t.loss)} loss, batch {t.batch_size}, "
         f"at most {t.epochs} epochs, patience {t.patience} on {t.monitor}, frame shuffling {'on' if t.shuffle_frames else 'off'}",
         f"selection   {selection}",
         f"trainable parameters: {count_trainable(model)}",

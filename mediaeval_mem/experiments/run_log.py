@@ -82,7 +82,9 @@ class RunLog:
 
     def epoch_callback(self, progress: bool = True, echo=print):
         """Log each epoch's metrics (and print a line when `progress`)."""
-        loss = self.cfg.train.loss
+        from mediaeval_mem.training.losses import describe_loss
+
+        loss = describe_loss(self.cfg.train.loss)
 
         def on_epoch(log) -> None:
             self.run.log_metrics({"train_loss": log.train_loss, "select_loss": log.select_loss, "select_srocc": log.select_srocc,

@@ -197,6 +197,7 @@ def _finetune(folder: Path, load_init, init_id: str, fit: list[VideoItem], selec
     """The fine-tuning itself, on the one training loop, resumable from `folder`/last.pt."""
     from mediaeval_mem.encoders.i3d import FEATURE_DIM
     from mediaeval_mem.models import HEADS
+    from mediaeval_mem.training.losses import describe_loss
     from mediaeval_mem.training.loop import seed_everything, train_model
 
     f, recipe = cfg.finetune, cfg.finetune.recipe(cfg.train)
@@ -207,7 +208,7 @@ def _finetune(folder: Path, load_init, init_id: str, fit: list[VideoItem], selec
         echo(f"fine-tuning I3D: resuming from {last}")
 
     def on_epoch(log) -> None:
-        echo(f"fine-tuning I3D: epoch {log.epoch}  train {recipe.loss} {log.train_loss:.4f}  "
+        echo(f"fine-tuning I3D: epoch {log.epoch}  train {describe_loss(recipe.loss)} {log.train_loss:.4f}  "
              f"select SROCC {log.select_srocc:.4f}  ({log.seconds:.0f}s)")
 
     data = [ClipData(items, f.frames, f.size, f.workers) for items in (fit, select)]

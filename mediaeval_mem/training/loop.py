@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from mediaeval_mem.config import TrainCfg
+from mediaeval_mem.training.losses import WeightedLoss
 from mediaeval_mem.training.metrics import evaluate
 
 
@@ -69,10 +70,6 @@ class TrainResult:
     stopped_early: bool = False
     resumed_after: int = 0  # the last epoch a checkpoint held when training started (0: a fresh start)
     params: dict = field(default_factory=dict)  # what a closed-form fit chose (training/closed_form.py)
-
-
-def make_loss(name: str) -> nn.Module:
-    return {"l1": nn.L1Loss, "mse": nn.MSELoss}[name]()
 
 
 class EarlyStopping:
@@ -132,7 +129,7 @@ def train_model(
     model.to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs, gamma=cfg.lr_decay)
-    loss_fn = make_loss(cfg.loss)
+    loss_fn = WeightedLoss(cfg.loss)
     stopper = EarlyStopping(cfg.patience, "max" if cfg.monitor == "srocc" else "min")
     result, best_state, start = TrainResult(best_epoch=0), copy.deepcopy(model.state_dict()), 1
     if checkpoint is not None and checkpoint.is_file():  # resume after an interruption
