@@ -189,18 +189,17 @@ def cmd_cv(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from mediaeval_mem.experiments.sweep import load_search, run_sweep
+    from mediaeval_mem.experiments.sweep import fmt_value, load_search, run_sweep
 
     con = _console()
     search = load_search(args.search, tuple(args.set))
     r = run_sweep(search, args.data_root, args.ray, args.ray_cpus, args.ray_gpus, args.out, progress=not args.quiet,
                   echo=lambda line: con.print(line, highlight=False))
     keys = list(search.space)
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
-    rows = [[*(fmt(t.point[k]) for k in keys), f"{t.select:.4f}", "-" if t.dev_srocc is None else f"{t.dev_srocc:.4f}",
+    rows = [[*(fmt_value(t.point[k]) for k in keys), f"{t.select:.4f}", "-" if t.dev_srocc is None else f"{t.dev_srocc:.4f}",
              str(t.epochs), "yes" if t.stopped_early else "no", (t.run_id or t.error or "-") + (" (best)" if t is r.best else "")]
             for t in r.trials]
-    _print_table(f"sweep {r.name}: {len(r.trials)} trial(s), ASHA on {r.metric}", [*keys, r.metric, "dev SROCC", "epochs",
+    _print_table(f"sweep {r.name}: {len(r.trials)} trial(s), ASHA on {r.metric}", [*keys, f"best {r.metric}", "dev SROCC", "epochs",
                  "stopped early", "MLflow run id"], rows, con)
     con.print(f"best config ({r.metric} {r.best.select:.4f}, run {r.best.run_id}) written to {r.best_path}: "
               f"mem run --config {r.best_path} --train {search.train} --test {search.test}")

@@ -396,8 +396,10 @@ def run_sweep(search: Search, data_root=None, ray_address: str | None = None, cp
             tune_config=tune.TuneConfig(metric=search.metric, mode=search.mode, num_samples=search.trials,
                                         scheduler=scheduler, search_alg=BasicVariantGenerator(points, random_state=search.seed),
                                         reuse_actors=True),  # one worker's imports serve several trials
-            run_config=tune.RunConfig(name=f"tune-{sweep_id}", storage_path=str(storage), verbose=1 if progress else 0),
+            run_config=tune.RunConfig(name=f"tune-{sweep_id}", storage_path=str(storage), verbose=0,
+                                      callbacks=[_progress(search, echo)] if progress else []),
         )
+        echo(f"{search.trials} trial(s) on Ray, ASHA on {search.metric}; Tune's files in {storage}")
         grid = tuner.fit()
     finally:
         if started:
@@ -422,6 +424,35 @@ def run_sweep(search: Search, data_root=None, ray_address: str | None = None, cp
     return SweepResult(search.name, sweep_id, search.metric, trials, best, best_cfg, best_path, storage)
 
 
+def _progress(search: Search, echo: Echo):
+    """A Tune callback that says one line per trial that ends (Tune's own output is off)."""
+    from ray import tune
+
+    class Lines(tune.Callback):
+        def __init__(self, echo: Echo):
+            self.echo = echo
+
+        def __getstate__(self):  # Tune saves its run config with the experiment; a console does not pickle
+            return {"echo": print}
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            last = trial.last_result or {}
+            value = last.get(search.metric)
+            self.echo(f"trial {trial.trial_id} ended: {', '.join(f'{k}={fmt_value(trial.config[k])}' for k in search.space)}; "
+                 f"{search.metric} {value:.4f} at epoch {last.get('epoch')}" if value is not None else
+                 f"trial {trial.trial_id} ended before its first rung")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.echo(f"trial {trial.trial_id} failed: see its MLflow run or {trial.path}")
+
+    return Lines(echo)
+
+
+def fmt_value(value) -> str:
+    """A sampled value, short (4 significant digits for floats)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _collect(search: Search, grid, sweep_id: str) -> list[TrialRow]:
     """One row per trial, from its MLflow run (the record) and Tune's result (its point, its error)."""
     from mediaeval_mem.tracking import client, search_runs
@@ -436,10 +467,12 @@ def _collect(search: Search, grid, sweep_id: str) -> list[TrialRow]:
         if run is None:
             rows.append(TrialRow(trial_id, point, None, "FAILED", math.nan, None, 0, False, error))
             continue
+        run = _closed(c, run)
         run_id, status = run.info.run_id, run.info.status
         if status == "RUNNING":  # its worker exited before the run was closed (the atexit wait ran out)
-            c.set_tag(run_id, "mem_end_reason", "the trial's Ray worker exited before closing this run; marked KILLED "
-                                                "by the sweep's driver")
+            if "mem_end_reason" not in run.data.tags:
+                c.set_tag(run_id, "mem_end_reason", "the trial's Ray worker exited before closing this run; marked "
+                                                    "KILLED by the sweep's driver")
             c.set_terminated(run_id, "KILLED")
             status = "KILLED"
         history = [m.value for m in c.get_metric_history(run_id, search.metric) if not math.isnan(m.value)]
@@ -449,3 +482,15 @@ def _collect(search: Search, grid, sweep_id: str) -> list[TrialRow]:
         rows.append(TrialRow(trial_id, point, run_id, status, select, dev, len(c.get_metric_history(run_id, "train_loss")),
                              stopped, error))
     return rows
+
+
+def _closed(c, run, wait_s: float = 15.0):
+    """`run` as its trial left it: a stopped trial's thread may still be closing it when Tune reports the trial
+    done (a reused worker gives it 2 s), so a RUNNING run is looked at again for up to `wait_s`."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while run.info.status == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        run = c.get_run(run.info.run_id)
+    return run
