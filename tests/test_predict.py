@@ -35,7 +35,9 @@ def test_predict_gives_the_runs_own_test_scores(trained, demo_root, tmp_path, ca
     err = capsys.readouterr().err
     assert "failed broken" in err and f"by run {trained}" in err
 
-    ours = {int(r["video_id"]): r for r in csv.DictReader(out.open())}
+    rows = list(csv.DictReader(out.open()))
+    assert all(r["video_id"].startswith("holiday/") for r in rows)  # ids: paths relative to the folder given
+    ours = {int(r["video_id"].split("/")[1]): r for r in rows}
     theirs = {int(r["video_id"]): float(r["prediction"])
               for r in csv.DictReader(io.StringIO(read_artifact_text(trained, "test_predictions.csv")))}
     assert set(ours) == set(theirs) and len(ours) >= 2
@@ -57,3 +59,20 @@ def test_predict_refuses_clearly(trained, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["predict", trained, str(tmp_path / "empty"), "--quiet"]) == 2
     assert "no video files" in capsys.readouterr().err
+
+
+def test_a_file_is_never_scored_from_another_files_cache(trained, demo_root, tmp_path, capsys):
+    """Same-named files in different folders, scored alone and together: each keeps its own score."""
+    videos = sorted((demo_root / "memento10k" / "test_set" / "Videos").glob("*.mp4"))[:2]
+    for name, src in zip("ab", videos):
+        (tmp_path / name).mkdir()
+        shutil.copy(src, tmp_path / name / "holiday.mp4")
+
+    def scores(*paths):
+        assert main(["predict", trained, *map(str, paths), "--quiet"]) == 0
+        return {r["video_id"]: float(r["score"]) for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+
+    alone = scores(tmp_path / "b" / "holiday.mp4")
+    both = scores(tmp_path / "a" / "holiday.mp4", tmp_path / "b" / "holiday.mp4")
+    assert set(both) == {"a/holiday", "b/holiday"} and both["b/holiday"] == alone["holiday"]
+    assert both["a/holiday"] != both["b/holiday"]

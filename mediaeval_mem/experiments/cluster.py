@@ -122,10 +122,16 @@ def run_tasks(cluster: RayCluster, calls: list[Callable], plugins: tuple[str, ..
     Connects first (ray.init() for a local cluster, ray.init(address=...) otherwise) unless Ray is already
     initialised in this process (a test, a notebook: left running); a Ray started here is shut down at the end.
     """
+    if not calls:
+        return
     ray = import_ray()
     ours = not ray.is_initialized()
     if ours:
-        ray.init() if cluster.local else ray.init(address=cluster.address)
+        try:
+            ray.init() if cluster.local else ray.init(address=cluster.address)
+        except ConnectionError as e:
+            raise MemError(f"cannot connect to the Ray cluster at {cluster.address} ({e}): is it running (`ray status`)?") from None
+    pending = []
     try:
         have = ray.cluster_resources()
         gpus = cluster.gpus if cluster.gpus is not None else (GPUS_WHERE_PRESENT if have.get("GPU") else 0)
@@ -145,6 +151,8 @@ def run_tasks(cluster: RayCluster, calls: list[Callable], plugins: tuple[str, ..
             except ray.exceptions.RayError as e:  # the task's own error, or its worker or node died
                 yield index[ref], Failed(_why(e))
     finally:
+        for ref in pending:  # stopped early (Ctrl-C): a cluster's tasks would go on; interrupted, their runs end KILLED
+            ray.cancel(ref)
         if ours:
             ray.shutdown()
 

@@ -64,6 +64,9 @@ def load_member(run_id: str) -> Member:
     run = get_run(run_id)
     if run.info.status != "FINISHED":
         raise MemError(f"run {run_id} is {run.info.status}: only finished runs can be ensembled")
+    if "dev_srocc" not in run.data.metrics:  # a same-dataset refit (refit_dev_*), a cv fold, ...: no honest dev figures
+        raise MemError(f"run {run_id} has no dev figures that are an estimate (a refit trained on the dev split?): "
+                       f"ensemble runs, cv parents or cross-dataset refits, and package a same-dataset refit on its own")
     dev = {r["video_id"]: (float(r["ground_truth"]), float(r["prediction"]))
            for r in _table(read_artifact_text(run_id, "dev_predictions.csv"))}
     test = {r["video_id"]: float(r["prediction"]) for r in _table(read_artifact_text(run_id, "test_predictions.csv"))}

@@ -34,8 +34,8 @@ class PredictResult:
 
 
 def collect_videos(inputs: list[Path]) -> list[VideoItem]:
-    """Video files given directly or found in the given folders (recursively); ids are file stems,
-    made unique with their folder where two files share one."""
+    """Video files given directly or found in the given folders (recursively); a video's id is its path
+    relative to the files' common folder, without its extension (with it where two files differ only there)."""
     from mediaeval_mem.datasets.layouts import VIDEO_EXTS
 
     files: list[Path] = []
@@ -50,9 +50,17 @@ def collect_videos(inputs: list[Path]) -> list[VideoItem]:
         else:
             raise DataError(f"{p}: no such file or folder")
     files = list(dict.fromkeys(f.resolve() for f in files))
-    stems = [f.stem for f in files]
-    ids = [s if stems.count(s) == 1 else f"{f.parent.name}/{s}" for f, s in zip(files, stems)]
+    root = Path(_common_folder(files))
+    names = [f.relative_to(root).with_suffix("").as_posix() for f in files]
+    ids = [n if names.count(n) == 1 else f.relative_to(root).as_posix() for f, n in zip(files, names)]
     return [VideoItem(vid, f) for vid, f in zip(ids, files)]
+
+
+def files_digest(items: list[VideoItem]) -> str:
+    """The identity of the files scored: ids, sizes, modification times (a changed file is extracted again)."""
+    from mediaeval_mem.core.schema import digest
+
+    return digest([(it.video_id, it.path.stat().st_size, it.path.stat().st_mtime_ns) for it in items], 12)
 
 
 def _run_record(run_id: str, folder: Path):
@@ -118,16 +126,21 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
     weights = _stream_weights(cfg, features, run_id)
     items = collect_videos([Path(p) for p in inputs])
     root = Path(_common_folder([it.path for it in items]))
-    index = DatasetIndex(SPLIT, root, "videos", cfg.data.target, {SPLIT: items})
+    # cached under runs/features/predict-<digest>/: the same files scored again are read back, changed ones are not
+    index = DatasetIndex(f"{SPLIT}-{files_digest(items)}", root, "videos", cfg.data.target, {SPLIT: items})
     dev = resolve_device(device)
     stores, failed = [], {}
     for i, (stream, w) in enumerate(zip(cfg.model.streams, weights)):
         if ENCODERS.info(stream.encoder).input == "captions":
             echo(f"note: stream {i} ({stream.encoder}) reads captions; these videos have none, so each gets the "
                  f"empty caption (as videos without captions did in training)")
-        report = extract_features(index, stream.encoder, (SPLIT,), w, sampling=stream.sampling,
-                                  opts=replace(cfg.extract, **(extract or {})), device=device, progress=progress)
-        _same_weights(features, i, stream.encoder, report.key, run_id)
+        recorded = _recorded_key(features, i, stream.encoder)
+        opts = replace(cfg.extract, **(extract or {}))
+        if recorded and "dtype" not in (extract or {}) and recorded.get("compute_dtype") in ("bf16", "fp32"):
+            opts = replace(opts, dtype=recorded["compute_dtype"])  # the run's, whatever 'auto' gives on this machine
+        report = extract_features(index, stream.encoder, (SPLIT,), w, sampling=stream.sampling, opts=opts,
+                                  device=device, progress=progress)
+        _same_extraction(recorded, report.key, i, stream.encoder, run_id)
         for s in report.splits:
             failed.update(s.failed)
         stores.append(FeatureStore(report.cache_dir / SPLIT))
@@ -146,13 +159,25 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
     return PredictResult(run_id, cfg.name, [(vid, paths[vid], float(s)) for vid, s in zip(split.ids, scores)], failed)
 
 
-def _same_weights(features: dict, i: int, encoder: str, key: dict, run_id: str) -> None:
-    """Refuse weights whose identity differs from those the run extracted with (replaced or retrained files)."""
+def _recorded_key(features: dict, i: int, encoder: str) -> dict | None:
+    """The feature key stream `i` had in the run (of its training dataset; None for runs that did not record it)."""
     label = features["streams"][i]["label"] if features.get("streams") else encoder
-    used = {k.get("weights") for name, k in features.get("keys", {}).items() if name.endswith(f".{label}")}
-    if used and key["weights"] not in used:
-        raise MemError(f"run {run_id}: stream {i} ({encoder}) was extracted with weights {', '.join(sorted(map(str, used)))}; "
-                       f"the weights found now are {key['weights']}: they were replaced or retrained since")
+    return next((k for name, k in features.get("keys", {}).items() if name.endswith(f".{label}")), None)
+
+
+# What must match between the run's features and these videos' (the dataset and its captions may differ)
+SAME = ("format", "encoder", "weights", "preprocess", "decode", "compute_dtype")
+
+
+def _same_extraction(recorded: dict | None, key: dict, i: int, encoder: str, run_id: str) -> None:
+    """Refuse features made otherwise than the run's: replaced weights, another dtype or preprocessing."""
+    key = json.loads(json.dumps(key, default=str))  # as the run recorded it (tuples become lists)
+    fields = SAME + (() if key["sampling"].startswith("captions:") else ("sampling",))
+    diff = [f for f in fields if recorded is not None and recorded.get(f) != key.get(f)]
+    if diff:
+        raise MemError(f"run {run_id}: stream {i} ({encoder}) was extracted with other {', '.join(diff)} "
+                       f"({'; '.join(f'{f}: run {recorded.get(f)!r}, now {key.get(f)!r}' for f in diff)}): "
+                       f"its scores would not be the run's")
 
 
 def _common_folder(paths: list[Path]) -> str:

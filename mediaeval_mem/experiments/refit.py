@@ -25,11 +25,12 @@ def epochs_from(run_id: str) -> tuple[int, str]:
     tags = run.data.tags
     if run.info.status != "FINISHED":
         raise MemError(f"run {run_id} is {run.info.status}: refit from a finished run")
-    if tags.get("refit_epochs"):
+    if tags.get("kind") == "cv" and int(tags.get("refit_epochs") or 0) > 0:
         return int(tags["refit_epochs"]), f"the median best epoch of cross-validation {run_id}"
-    if tags.get("best_epoch") and int(tags["best_epoch"]) > 0:
+    if int(tags.get("best_epoch") or 0) > 0:
         return int(tags["best_epoch"]), f"the best epoch of run {run_id}"
-    raise MemError(f"run {run_id} records no best epoch: refit from a `mem run` or `mem cv` run")
+    raise MemError(f"run {run_id} records no best epoch (a closed-form baseline's?): refit a trained head from a "
+                   f"`mem run` or `mem cv` run of it")
 
 
 def run_refit(task: int | None, train: str, test: str, cfg: RunConfig, source: str, data_root=None,

@@ -66,7 +66,7 @@ def collect_results(experiments: list[str] | None = None, ci: bool = True, sort:
     rows = []
     for run in search_runs(experiments, filter_string="attributes.status = 'FINISHED'"):
         m, tags, params = run.data.metrics, run.data.tags, run.data.params
-        if "dev_srocc" not in m:
+        if "dev_srocc" not in m or tags.get("kind") == "cv-fold":  # a fold's figures are out-of-fold, not dev
             continue
         lo = hi = float("nan")
         if ci:

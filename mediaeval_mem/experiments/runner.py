@@ -56,6 +56,14 @@ class Splits:
     dev: LabelledSplit  # the reported split: the test dataset's dev split
     test: LabelledSplit  # the predicted split: the test dataset's test split
 
+    def __post_init__(self):
+        """Every split must have the fit split's feature widths (precomputed features of another width, say)."""
+        for name, split in (("select", self.select), ("dev", self.dev), ("test", self.test)):
+            if split is not None and split.dims != self.fit.dims:
+                raise DataError(f"the streams' feature widths differ between splits: train {self.fit.dims}, {name} "
+                                f"{split.dims}; every dataset a run reads must give each stream the same width "
+                                f"(precomputed features of another width?)")
+
     @property
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.fit), "select": len(self.select or ()), "dev": len(self.dev), "test": len(self.test)}
@@ -225,7 +233,8 @@ def fit(cfg: RunConfig, splits: Splits, device: torch.device, on_epoch=None):
     if closed is not None:  # ridge, svr: fitted by scikit-learn, hyperparameters by inner CV (models/baselines.py)
         from mediaeval_mem.training.closed_form import fit_closed_form
 
-        return model, fit_closed_form(model, splits.fit, splits.select, cfg.train, closed.fit, device)
+        # the fit videos only: the inner CV selects, and the selection split may be the reported one (select_on dev)
+        return model, fit_closed_form(model, splits.fit, cfg.train, closed.fit, device)
     return model, train_model(model, splits.fit, splits.select, cfg.train, device, on_epoch)
 
 

@@ -42,7 +42,7 @@ class _Resizable(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name, buf in list(self._buffers.items()):
             if prefix + name in state_dict and buf is not None:
-                self._buffers[name] = torch.empty_like(state_dict[prefix + name])
+                self._buffers[name] = torch.empty_like(state_dict[prefix + name], device=buf.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
@@ -114,8 +114,9 @@ def fit_svr(head: SVRHead, X: np.ndarray, y: np.ndarray, seed: int) -> dict:
     search = _search(SVR(kernel="rbf"), GRIDS["svr"], Z, y, seed)
     best = search.best_estimator_
     gamma = best._gamma  # 'scale' resolved by scikit-learn: 1 / (D * Z.var())
-    head._buffers["support"] = torch.from_numpy(best.support_vectors_).float()
-    head._buffers["dual"] = torch.from_numpy(best.dual_coef_[0]).float()
+    device = head.mean.device  # the head may already be on CUDA
+    head._buffers["support"] = torch.from_numpy(best.support_vectors_).float().to(device)
+    head._buffers["dual"] = torch.from_numpy(best.dual_coef_[0]).float().to(device)
     head.intercept.fill_(float(best.intercept_[0]))
     head.gamma.fill_(float(gamma))
     return {**search.best_params_, "gamma_value": float(gamma), "support_vectors": len(best.support_),

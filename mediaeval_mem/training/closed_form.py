@@ -1,8 +1,8 @@
 """Fitting a closed-form head (ridge, SVR: models/baselines.py) instead of running the training loop.
 
 The streams' aggregators pool each video over time (B, T, D) -> (B, D); the pooled vectors of the fit
-and selection videos (the baseline's own inner cross-validation does the selecting, so it sees both)
-go to scikit-learn, and the fitted estimator lands in the head's buffers.
+videos go to scikit-learn (its inner cross-validation chooses the hyperparameters: the selection split
+is not used, as it may be the reported one), and the fitted estimator lands in the head's buffers.
 """
 
 from __future__ import annotations
@@ -25,11 +25,9 @@ def pooled(model, split: LabelledSplit, device: torch.device, batch_size: int = 
     return torch.cat(out).numpy().astype(np.float64)
 
 
-def fit_closed_form(model, fit: LabelledSplit, select: LabelledSplit | None, cfg, fit_head, device: torch.device) -> TrainResult:
-    """Fit `model.head` with `fit_head(head, X, y, seed)` on the pooled fit (and selection) videos."""
+def fit_closed_form(model, fit: LabelledSplit, cfg, fit_head, device: torch.device) -> TrainResult:
+    """Fit `model.head` with `fit_head(head, X, y, seed)` on the pooled fit videos."""
     seed_everything(cfg.seed)
-    parts = [s for s in (fit, select) if s is not None and len(s)]
-    X = np.concatenate([pooled(model.to(device), s, device) for s in parts])
-    y = np.concatenate([s.scores for s in parts]).astype(np.float64)
-    chosen = fit_head(model.head, X, y, cfg.seed)
+    X = pooled(model.to(device), fit, device)
+    chosen = fit_head(model.head, X, fit.scores.astype(np.float64), cfg.seed)
     return TrainResult(best_epoch=0, params={f"fit.{k}": v for k, v in chosen.items()})
