@@ -193,7 +193,7 @@ def cmd_sweep(args) -> int:
 
     con = _console()
     search = load_search(args.search, tuple(args.set))
-    r = run_sweep(search, args.data_root, args.ray, args.ray_cpus, args.ray_gpus, args.out, progress=not args.quiet,
+    r = run_sweep(search, args.data_root, _ray_cluster(args), args.out, progress=not args.quiet,
                   echo=lambda line: con.print(line, highlight=False))
     keys = list(search.space)
     rows = [[*(fmt_value(t.point[k]) for k in keys), f"{t.select:.4f}", "-" if t.dev_srocc is None else f"{t.dev_srocc:.4f}",
@@ -519,14 +519,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerun", action="store_true", help="train every fold again, even those finished before")
     p.set_defaults(func=cmd_cv)
 
-    p = sub.add_parser("sweep", parents=[sh["data"], sh["config"], sh["quiet"]],
-                       help="search config fields on Ray Tune (seeded, ASHA early stopping), write the best config")
+    p = sub.add_parser("sweep", parents=[sh["data"], sh["config"], sh["quiet"], sh["ray"]],
+                       help="search config fields on Ray Tune (seeded, ASHA early stopping), write the best config; "
+                            "always on Ray (a local one without --ray ADDRESS), each trial a run")
     p.add_argument("search", help="search file: base config, pair, trials, space of dotted config fields (see README)")
     p.add_argument("--out", help="where the best config goes (default runs/sweeps/<name>/best.yaml)")
-    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                   help="a Ray cluster's address (HEAD:6379, auto); alone or left out: a Ray started on this machine")
-    p.add_argument("--ray-cpus", type=float, default=1, help="CPUs per trial (default 1)")
-    p.add_argument("--ray-gpus", type=float, default=0, help="GPUs per trial, fractions allowed (default 0)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("ensemble", help="combine finished runs of one pair (mean, rank-mean, weighted) into a run of its own")

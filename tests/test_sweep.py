@@ -10,7 +10,7 @@ from conftest import REPO
 
 from mediaeval_mem.cli import main
 from mediaeval_mem.core.errors import ConfigError
-from mediaeval_mem.experiments.sweep import load_search, ray_env, run_sweep, sample_points
+from mediaeval_mem.experiments.sweep import load_search, run_sweep, sample_points, trial_env
 
 SEARCH = f"""\
 config: {REPO / "configs/demo.yaml"}
@@ -76,7 +76,7 @@ def test_sweep_on_local_ray_writes_a_config_that_mem_run_takes(search_file, demo
     from mediaeval_mem.tracking import get_run
 
     search = load_search(search_file)
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": ray_env(demo_root)})  # what run_sweep passes
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": trial_env()})  # what run_sweep passes
     try:
         r = run_sweep(search, demo_root, out=tmp_path / "best.yaml", progress=False, echo=lambda line: None)
     finally:
@@ -99,7 +99,8 @@ def test_sweep_on_local_ray_writes_a_config_that_mem_run_takes(search_file, demo
                  "--data-root", str(demo_root), "--quiet"]) == 0
 
 
-def test_a_trial_that_asha_stops_ends_its_run_killed_with_the_reason(search_file, demo_root, runs_dir, monkeypatch):
+def test_a_trial_that_asha_stops_ends_its_run_killed_with_the_reason(search_file, demo_root, runs_dir, tmp_path,
+                                                                    monkeypatch):
     """Tune stops a function trainable by raising SystemExit from inside tune.report: the trial's run is closed."""
     from types import SimpleNamespace
 
@@ -115,8 +116,10 @@ def test_a_trial_that_asha_stops_ends_its_run_killed_with_the_reason(search_file
     monkeypatch.setattr(tune, "report", report)
     monkeypatch.setattr(tune, "get_context", lambda: SimpleNamespace(get_trial_id=lambda: "t0_00001"))
     search = load_search(search_file)
+    monkeypatch.chdir(tmp_path)  # a trial works in the driver's folder
     with pytest.raises(SystemExit) as e:  # what Tune expects back
-        sweep._trial(sample_points(search)[0], search=search, data_root=str(demo_root), tags={"sweep_id": "s1"})
+        sweep._trial(sample_points(search)[0], search=search, data_root=str(demo_root), cwd=str(tmp_path),
+                     tags={"sweep_id": "s1"})
     assert e.value.code == 0
     (run,) = search_runs(filter_string="tags.sweep_id = 's1'")
     assert run.info.status == "KILLED" and run.data.tags["sweep_trial"] == "t0_00001"
@@ -127,7 +130,7 @@ def test_a_trial_that_asha_stops_ends_its_run_killed_with_the_reason(search_file
 def test_a_cluster_needs_a_tracking_server(search_file, capsys):
     assert main(["sweep", str(search_file), "--ray", "head:6379"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "start an MLflow server" in err and "MLFLOW_TRACKING_URI" in err
+    assert err.count("\n") == 1 and "start a tracking server" in err and "MLFLOW_TRACKING_URI" in err
 
 
 def test_the_shipped_search_file_reads():

@@ -39,9 +39,6 @@ from mediaeval_mem.core.schema import digest, load_yaml, to_dict, to_yaml
 
 Echo = Callable[[str], None]
 METRICS = {"select_srocc": "max", "select_loss": "min"}  # what the trials report per epoch, on the selection split
-# what a trial's Ray worker must see as the driver does (runs folder, data, caches, the tracking store)
-PASSED_ENV = ("MEM_RUNS_DIR", "MEM_SUBMISSIONS_DIR", "MEM_DATA_ROOT", "MEM_I3D_DIR", "MLFLOW_TRACKING_URI", "HF_HOME",
-              "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 # --------------------------------------------------------------------------- the search file
@@ -249,7 +246,7 @@ class StoppedByScheduler(Exception):
     run_status = "KILLED"  # how TrackedRun ends the run this leaves
 
 
-def _trial(params: dict, *, search: Search, data_root: str | None, tags: dict[str, str]) -> None:
+def _trial(params: dict, *, search: Search, data_root: str | None, cwd: str, tags: dict[str, str]) -> None:
     """One trial: the base config with this point's overrides, trained and logged like `mem run`."""
     import atexit
     import threading
@@ -259,11 +256,14 @@ def _trial(params: dict, *, search: Search, data_root: str | None, tags: dict[st
     from mediaeval_mem.core.plugins import load_plugins
     from mediaeval_mem.core.runtime import resolve_device
     from mediaeval_mem.experiments.run_log import RunLog
-    from mediaeval_mem.experiments.runner import evaluate_and_predict, fit, load_splits
+    from mediaeval_mem.experiments.runner import (evaluate_and_predict, fit, load_splits, open_datasets,
+                                                  prepare_features, select_videos)
     from mediaeval_mem.experiments.tasks import plan_task
 
     # When Tune stops a trial, its worker exits right after this thread leaves tune.report: the exit waits
     # (a little) for the run to be closed first.
+    if Path(cwd).is_dir():  # the driver's working directory, for a config's relative paths (as cluster.py's tasks)
+        os.chdir(cwd)
     load_plugins()  # installed plugins, as `mem` loads them (the config's own load with it below)
     here = threading.current_thread()
     if here is not threading.main_thread():
@@ -272,7 +272,9 @@ def _trial(params: dict, *, search: Search, data_root: str | None, tags: dict[st
     echo = lambda line: print(line, file=sys.stderr)
     plan = plan_task(search.task, search.train, search.test, cfg.train.select_on)
     device = resolve_device(cfg.train.device)
-    indexes, selection, features = _prepare(plan, cfg, data_root, device, echo)  # cached: the driver extracted
+    indexes = open_datasets(plan, cfg, data_root, echo)
+    selection = select_videos(plan, indexes, cfg)
+    features = prepare_features(plan, cfg, indexes, selection, device, progress=False, echo=echo)  # the driver extracted
     splits = load_splits(plan, indexes, features, selection, echo)
     trial_id = tune.get_context().get_trial_id()
     try:
@@ -297,14 +299,6 @@ def _trial(params: dict, *, search: Search, data_root: str | None, tags: dict[st
         raise SystemExit(0) from None  # what Tune expects of a stopped trial
 
 
-def _prepare(plan, cfg: RunConfig, data_root, device, echo: Echo):
-    from mediaeval_mem.experiments.runner import open_datasets, prepare_features, select_videos
-
-    indexes = open_datasets(plan, cfg, data_root, echo)
-    selection = select_videos(plan, indexes, cfg)
-    return indexes, selection, prepare_features(plan, cfg, indexes, selection, device, progress=False, echo=echo)
-
-
 # --------------------------------------------------------------------------- the driver
 def _feature_key(cfg: RunConfig) -> str:
     """What fixes a config's features: its streams' encoders, weights and sampling, extraction and data."""
@@ -312,84 +306,75 @@ def _feature_key(cfg: RunConfig) -> str:
                    "extract": to_dict(cfg.extract), "data": to_dict(cfg.data), "finetune": to_dict(cfg.finetune)})
 
 
-def ray_env(data_root: str | Path | None = None) -> dict[str, str]:
-    """The environment a trial's Ray worker needs to see what the driver sees: the runs folder (absolute),
-    the data root, the caches and the tracking store; the working directory is left as it is."""
-    from mediaeval_mem.core.paths import runs_dir
+def trial_env() -> dict[str, str]:
+    """What a trial's Ray worker must see as the driver does (cluster.py's `worker_env`: runs folder, caches, the
+    tracking store), with Tune's move into the trial's folder turned off (the trial works in the driver's)."""
+    from mediaeval_mem.experiments.cluster import worker_env
 
-    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
-    env |= {"MEM_RUNS_DIR": str(runs_dir().resolve()), "RAY_CHDIR_TO_TRIAL_DIR": "0"}
-    if data_root:
-        env["MEM_DATA_ROOT"] = str(Path(data_root).resolve())
-    return env
+    return {**worker_env(), "RAY_CHDIR_TO_TRIAL_DIR": "0"}
 
 
-def _start_ray(address: str | None, env: dict[str, str]) -> bool:
-    """Connect to `address` (None: start a local Ray); True when this call started it (and so shuts it down)."""
+def _start_ray(cluster) -> bool:
+    """Connect to the cluster (a local one: start Ray here); True when this call started it (and so shuts it down)."""
     import logging
 
-    import ray
+    from mediaeval_mem.experiments.cluster import import_ray
 
-    if ray.is_initialized():
+    ray = import_ray()
+    if ray.is_initialized():  # a test, a notebook: left running
         return False
     try:
-        ray.init(address=address, runtime_env={"env_vars": env}, include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=False, configure_logging=True)
+        ray.init(address=None if cluster.local else cluster.address, runtime_env={"env_vars": trial_env()},
+                 include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     except ConnectionError as e:
-        raise MemError(f"cannot connect to the Ray cluster at {address} ({e}): is it running (`ray status`)?") from None
+        raise MemError(f"cannot connect to the Ray cluster at {cluster.address} ({e}): is it running (`ray status`)?") from None
     return True
 
 
-def run_sweep(search: Search, data_root=None, ray_address: str | None = None, cpus: float = 1, gpus: float = 0,
-              out: str | Path | None = None, progress: bool = True, echo: Echo = print) -> SweepResult:
-    """Run `search`'s trials on Ray Tune with ASHA; write the best trial's config to `out`
+def run_sweep(search: Search, data_root=None, cluster=None, out: str | Path | None = None, progress: bool = True,
+              echo: Echo = print) -> SweepResult:
+    """Run `search`'s trials on Ray Tune with ASHA, each with the CPUs and GPUs `cluster` (a cluster.RayCluster;
+    None: a local Ray, 1 CPU a trial) gives a run; write the best trial's config to `out`
     (default runs/sweeps/<name>/best.yaml).
 
     >>> r = run_sweep(load_search("configs/sweeps/demo.yaml"), "data/demo")
     >>> r.best.select, r.best_path
     """
-    try:
-        import ray
-        from ray import tune
-        from ray.tune.schedulers import ASHAScheduler
-        from ray.tune.search.basic_variant import BasicVariantGenerator
-    except ImportError:
-        raise MemError("mem sweep needs Ray Tune: pip install -e '.[ray]'") from None
+    from mediaeval_mem.experiments.cluster import GPUS_WHERE_PRESENT, RayCluster, check_cluster
+
+    cluster = cluster or RayCluster()
+    check_cluster(cluster)  # Ray is installed; a cluster's trials have a tracking server
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
     from mediaeval_mem.core.paths import runs_dir
-    from mediaeval_mem.core.runtime import resolve_device
-    from mediaeval_mem.experiments.tasks import plan_task
-    from mediaeval_mem.tracking.store import client, embedded
+    from mediaeval_mem.experiments.runner import extract_first
+    from mediaeval_mem.tracking.store import client
 
-    ray_address = None if ray_address == "local" else ray_address
-    if ray_address and embedded():
-        raise MemError("a Ray cluster's trials cannot share the local SQLite MLflow store: start an MLflow server "
-                       "(mlflow server --host 0.0.0.0) and set MLFLOW_TRACKING_URI=http://HOST:5000")
     data_root = str(Path(data_root).resolve()) if data_root else None
-    plan = plan_task(search.task, search.train, search.test, search.base.train.select_on)
-
-    # the features of every point, extracted here once: the trials only read the cache
     points = sample_points(search)
-    device = resolve_device(search.base.train.device)
-    done = set()
+    done = set()  # the features of every point, extracted here once: the trials only read the cache
     for point in points:
         cfg = apply_overrides(search.base, overrides(point), "sweep")
         if _feature_key(cfg) not in done:
             done.add(_feature_key(cfg))
-            echo(f"features for {', '.join(s.encoder for s in cfg.model.streams)} ({plan.train_dataset}, {plan.test_dataset})")
-            _prepare(plan, cfg, data_root, device, echo)
+            extract_first(search.task, search.train, search.test, cfg, data_root, progress, echo)
 
     client()  # the store set up once here, not raced by the first trials (and a server that is down fails now)
     sweep_id = uuid.uuid4().hex[:12]
     tags = {"kind": "sweep-trial", "sweep": search.name, "sweep_id": sweep_id}
     storage = (runs_dir() / "sweeps" / search.name).resolve()
-    started = _start_ray(ray_address, ray_env(data_root))
+    started = _start_ray(cluster)
     try:
         epochs = max(apply_overrides(search.base, overrides(p), "sweep").train.epochs for p in points)
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(epochs, search.scheduler.grace_period),
                                   grace_period=search.scheduler.grace_period,
                                   reduction_factor=search.scheduler.reduction_factor)
-        trainable = tune.with_parameters(_trial, search=search, data_root=data_root, tags=tags)
-        resources = {"cpu": cpus, "gpu": gpus}
+        trainable = tune.with_parameters(_trial, search=search, data_root=data_root, cwd=os.getcwd(), tags=tags)
+        gpus = cluster.gpus if cluster.gpus is not None else (GPUS_WHERE_PRESENT if ray.cluster_resources().get("GPU") else 0)
+        resources = {"cpu": cluster.cpus, "gpu": gpus}
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
             param_space={k: d.tune_domain() for k, d in search.space.items()},
