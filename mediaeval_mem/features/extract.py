@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ from mediaeval_mem.features.pixels import PIXEL_PATH, iter_frames
 from mediaeval_mem.features.rows import Rows, fill_store
 from mediaeval_mem.features.store import STORE_DTYPE, FeatureStore
 from mediaeval_mem.video import Sampling
+
+if TYPE_CHECKING:
+    from mediaeval_mem.features.distributed import RayOptions
 
 
 @dataclass
@@ -503,11 +506,14 @@ def extract_features(
     opts: ExtractOptions = ExtractOptions(),
     device: str = "auto",
     progress: bool = True,
+    ray: RayOptions | str | None = None,
 ) -> ExtractReport:
     """Extract and cache features for `splits` of a dataset; returns what was done, cached and failed.
 
     What is extracted (encoder, weights, sampling) fixes the cache key, with the compute dtype; how
-    (`opts`, `device`) does not otherwise.
+    (`opts`, `device`, `ray`) does not otherwise. With `ray` (a RayOptions, or an address: "local"
+    starts a private Ray here) the videos are encoded by actors on a Ray cluster and stored by this
+    process (features/distributed.py): the same cache entry, the same features.
 
     >>> report = extract_features("memento10k", "clip-demo", data_root="data/demo", sampling="uniform:16")
     >>> report.splits[0].extracted, report.cache_dir
@@ -518,17 +524,30 @@ def extract_features(
     # an unknown name, missing weights: refused here, before any data is read
     recipe = encoder_recipe(encoder, weights) if isinstance(encoder, str) else encoder
     index = dataset if isinstance(dataset, DatasetIndex) else open_dataset(dataset, data_root)
-    device = resolve_device(device)
-    dtype = resolve_dtype(opts.dtype, device)
     # segments:N draws its frames afresh every epoch, as batches are cut: it extracts every frame, so it is `all`
     # here and in the key (one cache entry for both)
     sampling = Sampling.parse(sampling).extracted
     info = ENCODERS.info(recipe.name) if recipe.name in ENCODERS else EncoderInfo(getattr(recipe, "out_dim", 0))
+    if ray is None:
+        device = resolve_device(device)
+        return _extract(index, recipe, info, splits, sampling, opts, device, resolve_dtype(opts.dtype, device), progress)
+    from mediaeval_mem.features.distributed import encoder_pool
+
+    if info.input in ("captions", "features") or isinstance(recipe, torch.nn.Module):
+        raise MemError(f"--ray shards videos over actors that build a frame or clip encoder from its recipe; "
+                       f"extract {recipe.name} without it")
+    with encoder_pool(ray, recipe, sampling, opts, device) as pool:
+        return _extract(index, recipe, info, splits, sampling, opts, torch.device(pool.device), pool.dtype, progress, pool)
+
+
+def _extract(index: DatasetIndex, recipe, info: EncoderInfo, splits: tuple[str, ...], sampling: Sampling,
+             opts: ExtractOptions, device: torch.device, dtype: str, progress: bool, pool=None) -> ExtractReport:
+    """extract_features once the device and dtype are known; `pool`: the Ray encoder actors, if any."""
     key = _key(index, recipe, info, sampling, dtype)
     folder = cache_dir(key)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / "key.json", key)
-    loaded: list = [encoder] if isinstance(encoder, torch.nn.Module) else []
+    loaded: list = [recipe] if isinstance(recipe, torch.nn.Module) else []
 
     def load_encoder():  # once, and only if some video is not cached
         if not loaded:
@@ -547,6 +566,8 @@ def extract_features(
         elif info.input == "features":
             fill_store(load_encoder, items, store, lambda reader, part: precomputed_rows(reader, index.name, part),
                        opts.flush_every, report, progress)
+        elif pool is not None:
+            pool.extract_split(items, store, opts, report, progress)
         else:
             extract_split(load_encoder, items, store, sampling, opts, device, dtype, report, progress)
         reports.append(report)

@@ -1,5 +1,6 @@
 """Filling a split's feature store from a source that gives each video's rows directly: caption
-encoders (features/captions.py) and features someone already extracted (features/precomputed.py).
+encoders (features/captions.py), features someone already extracted (features/precomputed.py), and
+encoder actors on a Ray cluster (features/distributed.py), whose shards come back in any order.
 
 Same guarantees as frame extraction (features/extract.py): one writer per split (the others wait),
 resumable (videos already stored are skipped), a Ctrl-C or a failure keeps every stored chunk, one
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -27,6 +28,7 @@ class Rows:
     failed: dict[str, str] = field(default_factory=dict)  # video id -> why it has no rows
     notes: dict[str, dict] = field(default_factory=dict)  # manifest notes, e.g. {"uncaptioned": {id: treatment}}
     inputs: int = 0  # captions encoded or rows read, for the frames/s figure
+    lost: dict[str, str] = field(default_factory=dict)  # not made this time (a lost Ray worker): reported, not recorded
 
 
 def fill_store(load_source: Callable[[], object], items: list[VideoItem], store: FeatureStore,
@@ -35,6 +37,21 @@ def fill_store(load_source: Callable[[], object], items: list[VideoItem], store:
 
     `load_source()` (a model load, say) runs only if some video is missing once this process holds
     the split's lock. Every `chunk` videos become one stored segment: what an interruption can lose.
+    """
+    def produce(source, todo: list[VideoItem]) -> Iterator[tuple[int, Rows]]:
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            yield len(part), rows_for(source, part)
+
+    return store_rows(load_source, items, store, produce, report, progress)
+
+
+def store_rows(load_source: Callable[[], object], items: list[VideoItem], store: FeatureStore,
+               produce: Callable[[object, list[VideoItem]], Iterable[tuple[int, Rows]]], report, progress: bool = True):
+    """Store what `produce(source, todo)` yields, (videos it covers, their Rows), one segment each, as it comes.
+
+    `todo` is the videos of `items` not in `store` once this process holds the split's lock (the one
+    writer); `load_source()` runs only if there are any. A Ctrl-C or an error keeps every stored chunk.
     """
     with store.writing() as repaired:
         report.repaired = repaired
@@ -45,16 +62,16 @@ def fill_store(load_source: Callable[[], object], items: list[VideoItem], store:
             source, t0 = load_source(), time.perf_counter()
             try:
                 with progress_bar(report.split, len(todo), enabled=progress) as bar:
-                    for start in range(0, len(todo), chunk):
-                        part = todo[start : start + chunk]
-                        rows = rows_for(source, part)
-                        store.append(rows.videos, rows.failed, notes=rows.notes)
+                    for n, rows in produce(source, todo):
+                        if rows.videos or rows.failed or rows.notes:
+                            store.append(rows.videos, rows.failed, notes=rows.notes)
                         report.extracted += len(rows.videos)
                         report.frames += rows.inputs
                         report.failed.update(rows.failed)
+                        report.failed.update(rows.lost)
                         for name, per_video in rows.notes.items():
                             getattr(report, name).update(per_video)
-                        bar.advance(len(part), frames=rows.inputs)
+                        bar.advance(n, frames=rows.inputs)
             finally:
                 report.seconds = time.perf_counter() - t0
         store.consolidate()
