@@ -79,8 +79,13 @@ def cmd_extract(args) -> int:
     from mediaeval_mem.features.extract import extract_features
 
     splits = tuple(x.strip() for x in args.splits.split(",") if x.strip())
+    ray = None
+    if args.ray:
+        from mediaeval_mem.features.distributed import RayOptions
+
+        ray = RayOptions(args.ray, args.ray_workers, args.ray_gpus, args.ray_cpus)
     report = extract_features(args.dataset, args.encoder, splits, args.weights, args.data_root, args.sampling,
-                              _extract_options(args), args.device, progress=not args.quiet)
+                              _extract_options(args), args.device, progress=not args.quiet, ray=ray)
     _render_extract(report, _console())
     return 1 if report.failed else 0
 
@@ -463,6 +468,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="all (default, the paper's), uniform:N (the centre frame of N segments), or segments:N "
                         "(extracts every frame: the same cache entry as all; a run picks N of them per video as it cuts batches)")
     p.add_argument("--splits", default="train,dev,test", help="comma-separated (default train,dev,test)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="encode on Ray actors, this process storing: alone, a local Ray on this machine; with an "
+                        "address (auto, ray://head:10001), that cluster, whose nodes all see the data and runs/ "
+                        "(needs pip install -e '.[ray]')")
+    p.add_argument("--ray-workers", type=int, default=2, help="with --ray: encoder actors, each holding the model (default 2)")
+    p.add_argument("--ray-gpus", type=float, help="with --ray: GPUs per actor (default 1 where the cluster has a GPU "
+                   "per actor, a share where fewer, else 0: CPUs)")
+    p.add_argument("--ray-cpus", type=float, default=1, help="with --ray: CPUs per actor (default 1)")
     p.set_defaults(func=cmd_extract)
 
     cache = sub.add_parser("cache", help="feature cache tools").add_subparsers(dest="cache_command", required=True, metavar="ACTION")
