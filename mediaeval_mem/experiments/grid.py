@@ -79,8 +79,9 @@ class Profile:
     set: tuple[str, ...] = ()  # overrides
 
 
-def _resolve(p: str, grid_file: Path) -> Path:
-    """A config path as written in a grid: relative to the working directory, else to the grid's repo."""
+def resolve_config_path(p: str, grid_file: Path) -> Path:
+    """A config path as written in a grid (or a search file): relative to the working directory, else to the
+    file's repository."""
     for base in (Path.cwd(), grid_file.parent, grid_file.parent.parent, grid_file.parent.parent.parent):
         if (base / p).is_file():
             return base / p
@@ -94,7 +95,7 @@ def load_grid(path: str | Path) -> Grid:
     entries = []
     for e in data.configs:
         e = e if isinstance(e, EntryCfg) else EntryCfg(e)  # a bare path is the short form
-        entry = GridEntry(_resolve(e.config, path), e.paper)
+        entry = GridEntry(resolve_config_path(e.config, path), e.paper)
         load_config(entry.path)
         entries.append(entry)
     pairs = tuple((infer_task(p.train, p.test) if p.task is None else p.task, p.train, p.test) for p in data.pairs)

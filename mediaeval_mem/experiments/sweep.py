@@ -154,9 +154,11 @@ def load_search(path: str | Path, extra: tuple[str, ...] = ()) -> Search:
     >>> load_search("configs/sweeps/demo.yaml").space["train.lr"].loguniform
     (0.0001, 0.01)
     """
+    from mediaeval_mem.experiments.grid import resolve_config_path
+
     path = Path(path)
     f = load_yaml(SearchFile, path, what="search file")
-    base = load_config(_resolve(f.config, path) if f.config else None, tuple(f.set) + tuple(extra))
+    base = load_config(resolve_config_path(f.config, path) if f.config else None, tuple(f.set) + tuple(extra))
     if base.train.select_on != "holdout" or "train.select_on" in f.space:
         raise ConfigError(f"{path}: a sweep selects on a holdout of the training videos (train.select_on: holdout), "
                           f"never on the reported dev split: leave train.select_on out of the config and the space")
@@ -169,14 +171,6 @@ def load_search(path: str | Path, extra: tuple[str, ...] = ()) -> Search:
                 raise ConfigError(f"{path}: space {key} = {value!r} does not fit the config: {reason}") from None
     return Search(path, f.name or path.stem, base, f.task, f.train, f.test or f.train, f.trials, f.metric,
                   dict(f.space), f.scheduler, f.seed)
-
-
-def _resolve(p: str, search_file: Path) -> Path:
-    """A config path as written in a search file: relative to the working directory, else to the file's folders."""
-    for base in (Path.cwd(), search_file.parent, search_file.parent.parent, search_file.parent.parent.parent):
-        if (base / p).is_file():
-            return base / p
-    raise ConfigError(f"{search_file}: config {p} not found")
 
 
 def _check_model(cfg: RunConfig) -> None:
