@@ -3,6 +3,7 @@ nothing stored, ends in a clear report, and the next call completes the split.""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -15,6 +16,7 @@ import torch
 ray = pytest.importorskip("ray")
 
 from mediaeval_mem.cli import main  # noqa: E402
+from mediaeval_mem.core.errors import MemError  # noqa: E402
 from mediaeval_mem.features.distributed import EncoderPool, RayOptions  # noqa: E402
 from mediaeval_mem.core.runtime import resolve_dtype  # noqa: E402
 from mediaeval_mem.features.extract import ExtractOptions, extract_features  # noqa: E402
@@ -95,8 +97,8 @@ def test_a_killed_worker_shard_goes_to_the_other(demo_root, runs_dir, local_ray,
     report = extract_features("memento10k", "clip-demo", ("train",), data_root=demo_root, sampling="uniform:4",
                               opts=replace(OPTS, dtype=DTYPE), progress=False, ray=RayOptions(workers=2))
     train = report.splits[0]
-    assert len(seen["killed"]) == 1 and seen["killed"][0] not in seen["left"] and len(seen["left"]) == 1
-    assert (train.extracted, train.failed) == (train.total, {})
+    assert len(seen["killed"]) == 1 and seen["killed"][0] not in seen["left"] and len(seen["left"]) == 1, (seen, train)
+    assert (train.extracted, train.failed) == (train.total, {}), (seen, train)
     _assert_same(runs_dir, reference, ("train",))
 
 
@@ -120,8 +122,14 @@ def test_killed_workers_lose_nothing_stored_and_a_second_call_completes(demo_roo
 
 
 def test_ray_refusals(demo_root, runs_dir, local_ray):
-    with pytest.raises(Exception, match="need 8 CPUs; the cluster has 2"):
+    from mediaeval_mem.encoders import encoder_recipe
+
+    broken = replace(encoder_recipe("clip-demo"), load=functools.partial(int, "weights missing on that node"))
+    with pytest.raises(MemError, match="no Ray encoder actor started: .*weights missing on that node"):
+        extract_features("memento10k", broken, ("dev",), data_root=demo_root, progress=False,
+                         opts=replace(OPTS, dtype=DTYPE), ray=RayOptions(workers=1))
+    with pytest.raises(MemError, match="need 8 CPUs; the cluster has 2"):
         extract_features("memento10k", "clip-demo", ("dev",), data_root=demo_root, progress=False,
                          ray=RayOptions(workers=8))
-    with pytest.raises(Exception, match="extract clip-demo-text without it"):
+    with pytest.raises(MemError, match="extract clip-demo-text without it"):
         extract_features("memento10k", "clip-demo-text", ("dev",), data_root=demo_root, progress=False, ray="local")

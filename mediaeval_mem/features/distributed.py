@@ -147,6 +147,9 @@ class EncoderPool:
         self.started = True
         if not self.actors:
             raise MemError(f"no Ray encoder actor started: {why}")
+        if len(self.actors) < len(actors):
+            print(f"{len(actors) - len(self.actors)} of {len(actors)} Ray encoder actors did not start ({why}); "
+                  f"going on with {len(self.actors)}", file=sys.stderr, flush=True)
         return self
 
     def shards(self, split: str, todo: list[VideoItem], size: int) -> Iterator[tuple[int, Rows]]:
