@@ -31,7 +31,7 @@ SPLITS = ("train", "dev")
 @pytest.fixture(scope="module")
 def local_ray():
     env = {k: os.environ[k] for k in ("MEM_RUNS_DIR", "HF_HOME", "HF_HUB_OFFLINE")}
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env})
+    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env})
     yield
     ray.shutdown()
 

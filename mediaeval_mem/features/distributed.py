@@ -215,8 +215,8 @@ def encoder_pool(cluster: RayOptions | str, recipe, sampling: Sampling, opts: Ex
     ray = import_ray()
     ours = not ray.is_initialized()  # a caller's Ray (a test, a notebook) is left running
     if ours:
-        if cluster.address == "local":
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
+        if cluster.address == "local":  # a Ray of its own, even where another already runs on this machine
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False)
         else:
             ray.init(address=cluster.address)
     pool = None
