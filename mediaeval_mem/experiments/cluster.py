@@ -119,7 +119,7 @@ def run_tasks(cluster: RayCluster, calls: list[Callable], plugins: tuple[str, ..
     """Each of `calls` (picklable callables, e.g. functools.partial of a module-level function) as a Ray task with
     the cluster's CPUs and GPUs; yields (index in `calls`, result or Failed) as they finish.
 
-    Connects first (ray.init() for a local cluster, ray.init(address=...) otherwise) unless Ray is already
+    Connects first (ray.init(address="local") for a local cluster, ray.init(address=...) otherwise) unless Ray is already
     initialised in this process (a test, a notebook: left running); a Ray started here is shut down at the end.
     """
     if not calls:
@@ -128,7 +128,8 @@ def run_tasks(cluster: RayCluster, calls: list[Callable], plugins: tuple[str, ..
     ours = not ray.is_initialized()
     if ours:
         try:
-            ray.init() if cluster.local else ray.init(address=cluster.address)
+            # "local": a Ray of its own, never one that another process happens to run on this machine
+            ray.init(address="local", include_dashboard=False) if cluster.local else ray.init(address=cluster.address)
         except ConnectionError as e:
             raise MemError(f"cannot connect to the Ray cluster at {cluster.address} ({e}): is it running (`ray status`)?") from None
     pending = []

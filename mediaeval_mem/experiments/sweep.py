@@ -318,7 +318,7 @@ def _start_ray(cluster) -> bool:
     if ray.is_initialized():  # a test, a notebook: left running
         return False
     try:
-        ray.init(address=None if cluster.local else cluster.address, runtime_env={"env_vars": trial_env()},
+        ray.init(address="local" if cluster.local else cluster.address, runtime_env={"env_vars": trial_env()},
                  include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     except ConnectionError as e:
         raise MemError(f"cannot connect to the Ray cluster at {cluster.address} ({e}): is it running (`ray status`)?") from None
