@@ -148,3 +148,11 @@ def test_a_run_with_a_caption_stream_records_its_uncaptioned_videos(demo_root, r
     assert bare > 0 and get_run(r.run_id).data.tags["uncaptioned_videos"] == str(bare)
     streams = json.loads(read_artifact_text(r.run_id, "features.json"))["streams"]
     assert [s["encoder"] for s in streams] == ["clip-demo", "clip-demo-text"]
+
+
+def test_mem_extract_refuses_a_frame_sampling_for_captions(demo_root, runs_dir, capsys):
+    from mediaeval_mem.cli import main
+
+    assert main(["extract", "--dataset", "memento10k", "--encoder", "clip-demo-text", "--sampling", "uniform:4",
+                 "--data-root", str(demo_root), "--quiet"]) == 2
+    assert "sampling uniform:4 picks video frames; clip-demo-text reads captions" in capsys.readouterr().err

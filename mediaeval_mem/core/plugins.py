@@ -36,8 +36,8 @@ def _register_builtins() -> None:
 
 
 def plugin_path(spec: str, base: Path | None = None) -> Path:
-    """The file a `.py` plugin names: as given (from the working directory), else relative to `base`."""
-    candidates = [Path(spec)] + ([Path(base) / spec] if base is not None else [])
+    """The file a `.py` plugin names: relative to `base` (the config's folder), else as given (the working directory)."""
+    candidates = ([Path(base) / spec] if base is not None else []) + [Path(spec)]
     for p in candidates:
         if p.is_file():
             return p.resolve()

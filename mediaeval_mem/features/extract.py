@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
-from mediaeval_mem.core.errors import DecodeError, DiskFullError, MemError
+from mediaeval_mem.core.errors import ConfigError, DecodeError, DiskFullError, MemError
 from mediaeval_mem.core.io import atomic_write_json, write_error
 from mediaeval_mem.core.progress import progress_bar
 from mediaeval_mem.core.runtime import autocast, resolve_device, resolve_dtype
@@ -526,8 +526,12 @@ def extract_features(
     index = dataset if isinstance(dataset, DatasetIndex) else open_dataset(dataset, data_root)
     # segments:N draws its frames afresh every epoch, as batches are cut: it extracts every frame, so it is `all`
     # here and in the key (one cache entry for both)
-    sampling = Sampling.parse(sampling).extracted
+    asked = Sampling.parse(sampling)
+    sampling = asked.extracted
     info = ENCODERS.info(recipe.name) if recipe.name in ENCODERS else EncoderInfo(getattr(recipe, "out_dim", 0))
+    if not info.reads_video and str(asked) != "all":
+        raise ConfigError(f"sampling {asked} picks video frames; {recipe.name} reads "
+                          f"{'captions' if info.input == 'captions' else 'stored features'}: leave --sampling at all")
     if ray is None:
         device = resolve_device(device)
         return _extract(index, recipe, info, splits, sampling, opts, device, resolve_dtype(opts.dtype, device), progress)

@@ -1,5 +1,5 @@
 """Filling a split's feature store from a source that gives each video's rows directly: caption
-encoders (features/captions.py), features someone already extracted (features/precomputed.py), and
+encoders (features/captions.py), features someone already extracted (encoders/precomputed.py), and
 encoder actors on a Ray cluster (features/distributed.py), whose shards come back in any order.
 
 Same guarantees as frame extraction (features/extract.py): one writer per split (the others wait),
