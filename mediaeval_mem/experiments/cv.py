@@ -143,8 +143,12 @@ def open_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5,
 
     pool = [read(train, s, True) for s in plan.train_splits]
     pool = pool[0] if len(pool) == 1 else _concat(pool)
+    # the labelled videos and their scores, and the features, are in the key too: if either changes (an edited
+    # CSV, a video that now decodes, re-extracted features), finished folds are not reused for a different pool
     key = digest({"config": to_dict(cfg), "train": train, "test": test, "folds": folds, "with_dev": with_dev,
-                  "data": str(resolve_root(data_root).resolve())})
+                  "data": str(resolve_root(data_root).resolve()),
+                  "pool": digest([pool.ids, [round(float(x), 6) for x in pool.scores]]),
+                  "features": [f.keys for f in features]})
     return CVData(cfg, train, test, folds, plan, device, indexes, features, pool, read(test, "dev", True),
                   read(test, "test", False), key)
 
