@@ -122,6 +122,7 @@ def open_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5,
     from mediaeval_mem.core.paths import data_root as resolve_root
     from mediaeval_mem.core.runtime import resolve_device
     from mediaeval_mem.experiments.runner import Selection, load_split, open_datasets, prepare_features, trains_itself
+    from mediaeval_mem.training.batches import LabelledSplit
     from mediaeval_mem.experiments.tasks import plan_task
 
     test = test or train
@@ -142,7 +143,7 @@ def open_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5,
                           [f.stream.sampling for f in features])
 
     pool = [read(train, s, True) for s in plan.train_splits]
-    pool = pool[0] if len(pool) == 1 else _concat(pool)
+    pool = LabelledSplit.concat(pool)
     # the labelled videos and their scores, and the features, are in the key too: if either changes (an edited
     # CSV, a video that now decodes, re-extracted features), finished folds are not reused for a different pool
     key = digest({"config": to_dict(cfg), "train": train, "test": test, "folds": folds, "with_dev": with_dev,
@@ -298,17 +299,3 @@ def _summarise(runs: list[FoldRun], pool, report, predicted, parent, evaluate) -
                                 for r in runs], indent=1), "folds.json")
     return summary, refit
 
-
-def _concat(parts):
-    """One LabelledSplit of several (the train and dev splits' videos), each stream's rows copied into one array."""
-    from mediaeval_mem.features.store import SplitFeatures
-    from mediaeval_mem.training.batches import LabelledSplit
-
-    streams = []
-    for per_split in zip(*(p.streams for p in parts)):
-        rows = [np.concatenate([f[i] for i in range(len(f))]) if len(f) else np.zeros((0, f.dim), f.frames.dtype)
-                for f in per_split]
-        lengths = np.concatenate([f.lengths for f in per_split])
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        streams.append(SplitFeatures([v for f in per_split for v in f.ids], np.concatenate(rows), starts, lengths))
-    return LabelledSplit(streams, np.concatenate([p.scores for p in parts]), parts[0].sampling)

@@ -37,15 +37,14 @@ def run_refit(task: int | None, train: str, test: str, cfg: RunConfig, source: s
               progress: bool = True, echo=print):
     """Train `cfg` on all of `train`'s labelled videos for the epochs `source` chose; log it as a refit run."""
     from mediaeval_mem.core.runtime import resolve_device
-    from mediaeval_mem.encoders import ENCODERS
-    from mediaeval_mem.experiments.cv import _concat
     from mediaeval_mem.experiments.run_log import RunLog
     from mediaeval_mem.experiments.runner import (RunResult, Selection, Splits, evaluate_and_predict, fit, load_split,
-                                                  open_datasets, prepare_features)
+                                                  open_datasets, prepare_features, trains_itself)
+    from mediaeval_mem.training.batches import LabelledSplit
     from mediaeval_mem.experiments.tasks import plan_task
 
     for s in cfg.model.streams:
-        if ENCODERS.info(s.encoder).prepare is not None and not s.weights:
+        if trains_itself(s):
             raise ConfigError(f"{s.encoder} selects its own fine-tuning epochs on held-out videos; a refit has none: "
                               f"give its stream the fine-tuned weights of the run being refit")
     from mediaeval_mem.models import HEADS
@@ -67,7 +66,7 @@ def run_refit(task: int | None, train: str, test: str, cfg: RunConfig, source: s
         return load_split(indexes[dataset], split, [f.store(dataset, split) for f in features], scored, echo, None,
                           [f.stream.sampling for f in features])
 
-    splits = Splits(_concat([read(train, s, True) for s in plan.train_splits]), None, read(test, "dev", True),
+    splits = Splits(LabelledSplit.concat([read(train, s, True) for s in plan.train_splits]), None, read(test, "dev", True),
                     read(test, "test", False))
     honest = test != train  # else the reported dev split is among the videos it trains on
     tags = {"kind": "refit", "refit_of": source, "refit_epochs": epochs}

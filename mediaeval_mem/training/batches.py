@@ -47,6 +47,20 @@ class LabelledSplit:
         return LabelledSplit([s.subset(idx) for s in self.streams], None if self.scores is None else self.scores[idx],
                              self.sampling)
 
+    @staticmethod
+    def concat(parts: list["LabelledSplit"]) -> "LabelledSplit":
+        """One split of several scored ones (a dataset's train and dev videos), each stream's rows copied into one array."""
+        if len(parts) == 1:
+            return parts[0]
+        streams = []
+        for per_split in zip(*(p.streams for p in parts)):
+            rows = [np.concatenate([f[i] for i in range(len(f))]) if len(f) else np.zeros((0, f.dim), f.frames.dtype)
+                    for f in per_split]
+            lengths = np.concatenate([f.lengths for f in per_split])
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+            streams.append(SplitFeatures([v for f in per_split for v in f.ids], np.concatenate(rows), starts, lengths))
+        return LabelledSplit(streams, np.concatenate([p.scores for p in parts]), parts[0].sampling)
+
     # the loop's TrainData interface
     def batches(self, cfg, rng: np.random.Generator, device: torch.device):
         """One epoch of shuffled batches ([(x, mask)] on `device`, y), frame order shuffled if cfg says so,
