@@ -35,11 +35,11 @@ def test_finetune_interrupted_then_resumed_then_cached(setup, runs_dir):
     with pytest.raises(KeyboardInterrupt):
         ft.finetune_i3d(index, fit, select, cfg, torch.device("cpu"), echo=interrupt_after_first_epoch)
     folder = next(p for p in (runs_dir / "finetune" / "i3d" / index.name).iterdir() if p.is_dir())
-    assert (folder / "last.pt").is_file() and not (folder / "best.pt").exists()
+    assert (folder / "last.safetensors").is_file() and not (folder / "best.pt").exists()
 
     said = []
     result = ft.finetune_i3d(index, fit, select, cfg, torch.device("cpu"), echo=said.append)
-    assert said[0] == f"fine-tuning I3D: resuming from {folder / 'last.pt'}"
+    assert said[0] == f"fine-tuning I3D: resuming from {folder / 'last.safetensors'}"
     assert [line.split()[3] for line in said[1:]] == ["2"]  # only the second epoch ran again
     assert [h["epoch"] for h in result.history] == [1, 2] and not result.cached
     net = load_i3d_checkpoint(result.checkpoint)  # the pytorch-i3d layout, strictly
@@ -52,7 +52,20 @@ def test_finetune_interrupted_then_resumed_then_cached(setup, runs_dir):
     assert not torch.equal(net.Mixed_5c.b0.conv3d.weight, init.Mixed_5c.b0.conv3d.weight)  # it trained
     again = ft.finetune_i3d(index, fit, select, cfg, torch.device("cpu"), echo=lambda *a: None)
     assert again.cached and again.checkpoint == result.checkpoint
-    assert not (folder / "last.pt").exists()  # the resume state is dropped once done
+    assert not (folder / "last.safetensors").exists()  # the resume state is dropped once done
+
+
+def test_an_older_pickled_resume_checkpoint_is_not_read_and_fine_tuning_starts_afresh(setup, runs_dir):
+    """A last.pt an older version pickled is removed unread (no unpickling); every epoch runs again."""
+    index, fit, select, cfg = setup
+    _, init_id = ft._init_source(cfg)
+    folder = runs_dir / "finetune" / "i3d" / index.name / ft.finetune_key(index, fit, select, init_id, cfg)
+    folder.mkdir(parents=True)
+    torch.save({"epoch": 1, "history": []}, folder / "last.pt")
+    said = []
+    result = ft.finetune_i3d(index, fit, select, cfg, torch.device("cpu"), echo=said.append)
+    assert said[0].startswith(f"fine-tuning I3D: {folder / 'last.pt'} is an older version's resume checkpoint")
+    assert result.history[0]["epoch"] == 1 and not (folder / "last.pt").exists()
 
 
 def test_augmentation_and_clip_shape(setup):

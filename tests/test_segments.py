@@ -122,8 +122,8 @@ def test_a_segments_training_resumes_exactly(tmp_path):
 
     straight = train_model(fresh(), train, select, cfg)
     with pytest.raises(KeyboardInterrupt):
-        train_model(fresh(), train, select, cfg, on_epoch=stop_after_two, checkpoint=tmp_path / "last.pt")
-    resumed = train_model(fresh(), train, select, cfg, checkpoint=tmp_path / "last.pt")
+        train_model(fresh(), train, select, cfg, on_epoch=stop_after_two, checkpoint=tmp_path / "last.safetensors")
+    resumed = train_model(fresh(), train, select, cfg, checkpoint=tmp_path / "last.safetensors")
     losses = lambda r: [(h.train_loss, h.select_loss) for h in r.history]  # noqa: E731
     assert resumed.resumed_after == 2 and losses(resumed) == losses(straight)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -124,7 +125,7 @@ def test_an_interrupted_training_resumes_from_its_checkpoint_exactly(tmp_path):
         if log.epoch == 2:
             raise KeyboardInterrupt
 
-    checkpoint = tmp_path / "last.pt"
+    checkpoint = tmp_path / "last.safetensors"
     with pytest.raises(KeyboardInterrupt):
         train_model(fresh(), train, select, cfg, on_epoch=stop_after_two, checkpoint=checkpoint)
     model = fresh()
@@ -132,6 +133,53 @@ def test_an_interrupted_training_resumes_from_its_checkpoint_exactly(tmp_path):
     assert resumed.resumed_after == 2 and [h.epoch for h in resumed.history] == [1, 2, 3, 4, 5]
     key = lambda r: [(h.train_loss, h.select_loss, h.select_srocc) for h in r.history]  # noqa: E731
     assert key(resumed) == key(straight) and resumed.best_epoch == straight.best_epoch
+
+
+def test_the_resume_checkpoint_is_safetensors_and_json_without_pickle(tmp_path):
+    """Every tensor is a safetensors tensor; epoch, history, early stopping and RNG states are JSON metadata."""
+    from safetensors import safe_open
+
+    from mediaeval_mem.training.checkpoint import FORMAT
+
+    train, select = _toy_split(16, seed=3), _toy_split(8, seed=4)
+    torch.manual_seed(0)
+    model = model_of("model.streams.0.aggregator_args={hidden: 8, layers: 2}")
+    checkpoint = tmp_path / "last.safetensors"
+    train_model(model, train, select, TrainCfg(epochs=2, lr=1e-3, batch_size=8), checkpoint=checkpoint)
+    with safe_open(str(checkpoint), framework="pt") as f:
+        names, meta = set(f.keys()), json.loads(f.metadata()[FORMAT])
+    assert {f"/model/{k}" for k in model.state_dict()} <= names
+    assert any(n.startswith("/opt/") and n.endswith("/exp_avg") for n in names)
+    assert meta["epoch"] == 2 and len(meta["history"]) == 2
+    assert set(meta["rng"]) == {"python", "numpy", "generator", "torch"}
+
+
+def _old_pickle(path):
+    torch.save({"epoch": 1, "np_rng": np.random.default_rng(0).bit_generator.state}, path)
+
+
+def _truncated(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("spoil", [_old_pickle, _truncated])
+def test_an_old_or_damaged_checkpoint_is_refused_in_one_line_and_kept(tmp_path, spoil):
+    train, select = _toy_split(16, seed=3), _toy_split(8, seed=4)
+    cfg = TrainCfg(epochs=3, lr=1e-3, batch_size=8)
+    checkpoint = tmp_path / "last.safetensors"
+
+    def stop(log):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_model(model_of(), train, select, cfg, on_epoch=stop, checkpoint=checkpoint)
+    spoil(checkpoint)
+    damaged = checkpoint.read_bytes()
+    with pytest.raises(MemError) as e:
+        train_model(model_of(), train, select, cfg, checkpoint=checkpoint)
+    msg = str(e.value)
+    assert "\n" not in msg and str(checkpoint) in msg and "delete it" in msg
+    assert checkpoint.read_bytes() == damaged  # nothing removed behind the user's back
 
 
 @pytest.mark.parametrize(

@@ -194,7 +194,7 @@ def finetune_i3d(
 
 def _finetune(folder: Path, load_init, init_id: str, fit: list[VideoItem], select: list[VideoItem], cfg: RunConfig,
               device: torch.device, echo: Callable[[str], None]) -> FinetuneResult:
-    """The fine-tuning itself, on the one training loop, resumable from `folder`/last.pt."""
+    """The fine-tuning itself, on the one training loop, resumable from `folder`/last.safetensors."""
     from mediaeval_mem.encoders.i3d import FEATURE_DIM
     from mediaeval_mem.models import HEADS
     from mediaeval_mem.training.losses import describe_loss
@@ -203,7 +203,10 @@ def _finetune(folder: Path, load_init, init_id: str, fit: list[VideoItem], selec
     f, recipe = cfg.finetune, cfg.finetune.recipe(cfg.train)
     seed_everything(recipe.seed)  # the head's initial weights follow the seed
     model = I3DRegressor(load_init(), HEADS.build(f.head, in_dim=FEATURE_DIM, **dict(f.head_args)))
-    last = folder / "last.pt"
+    last = folder / "last.safetensors"
+    if (old := folder / "last.pt").is_file():  # an older version's pickle: never unpickled, so not resumed from
+        old.unlink()
+        echo(f"fine-tuning I3D: {old} is an older version's resume checkpoint (a pickle, not read): starting afresh")
     if last.is_file():
         echo(f"fine-tuning I3D: resuming from {last}")
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from mediaeval_mem.config import TrainCfg
+from mediaeval_mem.training.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from mediaeval_mem.training.losses import WeightedLoss
 from mediaeval_mem.training.metrics import evaluate
 
@@ -103,6 +104,28 @@ def _selection(pred: np.ndarray, scores: np.ndarray, loss_fn) -> tuple[float, fl
     return loss, evaluate(scores[ok], pred[ok])["srocc"]
 
 
+def _resume(checkpoint: Path, model: nn.Module, opt, sched, rng: np.random.Generator,
+            stopper: EarlyStopping, result: TrainResult) -> dict:
+    """Put the model, optimizer, scheduler, RNGs, early stopping and history back as `checkpoint` left them
+    after its epoch; returns the best epoch's weights."""
+    from mediaeval_mem.core.errors import DamagedError
+
+    state = load_checkpoint(checkpoint)
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        set_rng_states(state["rng"], rng)
+        stopper.best, stopper.best_epoch, stopper.bad = state["stopper"]
+        result.history = [EpochLog(**h) for h in state["history"]]
+        result.resumed_after = int(state["epoch"])
+        return dict(state["best_state"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:  # another model's, or a damaged state
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DamagedError(f"resume checkpoint {checkpoint} does not fit this training ({reason}): "
+                           "delete it to train from the first epoch") from None
+
+
 def train_model(
     model: nn.Module,
     train: TrainData,
@@ -118,8 +141,6 @@ def train_model(
     >>> result = train_model(model, fit_split, select_split, load_config("configs/demo.yaml").train)
     >>> result.best_epoch, result.history[-1].select_srocc
     """
-    from mediaeval_mem.core.io import atomic_save
-
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     if select is not None and (len(select) == 0 or select.scores is None):
@@ -133,17 +154,8 @@ def train_model(
     stopper = EarlyStopping(cfg.patience, "max" if cfg.monitor == "srocc" else "min")
     result, best_state, start = TrainResult(best_epoch=0), copy.deepcopy(model.state_dict()), 1
     if checkpoint is not None and checkpoint.is_file():  # resume after an interruption
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        best_state = state["best_state"]
-        stopper.best, stopper.best_epoch, stopper.bad = state["stopper"]
-        result.history = [EpochLog(**h) for h in state["history"]]
-        torch.set_rng_state(state["torch_rng"])
-        rng.bit_generator.state = state["np_rng"]
-        result.resumed_after = state["epoch"]
-        start = state["epoch"] + 1
+        best_state = _resume(checkpoint, model, opt, sched, rng, stopper, result)
+        start = result.resumed_after + 1
     for epoch in range(start, cfg.epochs + 1):
         if stopper.should_stop:
             result.stopped_early = True
@@ -179,11 +191,10 @@ def train_model(
         elif stopper.step(epoch, sel_srocc if cfg.monitor == "srocc" else sel_loss):
             best_state = copy.deepcopy(model.state_dict())
         if checkpoint is not None:
-            state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                     "best_state": best_state, "stopper": (stopper.best, stopper.best_epoch, stopper.bad),
-                     "history": [asdict(h) for h in result.history], "epoch": epoch,
-                     "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state}
-            atomic_save(checkpoint, lambda tmp: torch.save(state, tmp))
+            save_checkpoint(checkpoint, {
+                "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "best_state": best_state, "stopper": [stopper.best, stopper.best_epoch, stopper.bad],
+                "history": [asdict(h) for h in result.history], "epoch": epoch, "rng": rng_states(rng)})
         if on_epoch is not None:
             on_epoch(log)
         if stopper.should_stop:
