@@ -65,6 +65,32 @@ def test_one_array_with_ids_and_a_missing_video(demo_root, runs_dir, tmp_path):
     assert moved.cache_dir != report.cache_dir and moved.splits[0].cached == 0
 
 
+def test_the_entry_is_keyed_on_its_own_dataset_files_only(demo_root, runs_dir, tmp_path):
+    """One folder, a subfolder per dataset: a file added for videomem keeps memento10k's entry valid (nothing
+    extracted again); changing one of memento10k's own files makes a new entry."""
+    index = open_dataset("memento10k", demo_root)
+    train = index.split("train")
+    folder = tmp_path / "features"
+    (folder / "memento10k").mkdir(parents=True)
+    vectors = np.random.default_rng(0).normal(size=(len(train), 6)).astype(np.float32)
+    np.save(folder / "memento10k" / "features.npy", vectors)
+    (folder / "memento10k" / "ids.txt").write_text("".join(f"{it.video_id}\n" for it in train))
+
+    def extract():
+        return extract_features(index, "precomputed", ("train",), weights=str(folder), progress=False)
+
+    first = extract()
+    assert first.splits[0].extracted == len(train)
+    (folder / "videomem").mkdir()
+    np.save(folder / "videomem" / "video7.npy", vectors[0])  # another dataset's release arrives
+    (folder / "README.txt").write_text("features of both datasets\n")
+    same = extract()
+    assert same.cache_dir == first.cache_dir and same.splits[0].cached == len(train) and same.splits[0].extracted == 0
+    (folder / "memento10k" / "ids.txt").write_text("".join(f"{it.video_id}\n" for it in reversed(train)))
+    changed = extract()
+    assert changed.cache_dir != first.cache_dir and changed.splits[0].extracted == len(train)
+
+
 def test_precomputed_is_refused_clearly_without_its_folder(tmp_path):
     with pytest.raises(WeightsError, match="give the features' folder as the stream's weights"):
         extract_features("memento10k", "precomputed", data_root=tmp_path, progress=False)

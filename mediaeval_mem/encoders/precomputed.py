@@ -11,8 +11,9 @@ subfolder per dataset (`<folder>/<dataset>/`, used where it exists):
   the array's order.
 
 A video with no file is recorded as failed and left out of runs, as a video that does not decode.
-The rows are copied into the feature cache once, keyed by the files' identity (names, sizes and
-modification times), and read from there like any other features.
+The rows are copied into the feature cache once, keyed by the identity (names, sizes and modification
+times) of the files that dataset's rows are read from, and read from there like any other features: a file
+added for another dataset leaves the entry valid.
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ class FeatureFiles:
     def describe(self) -> dict:
         return {"precomputed": self.folder}
 
+    def files_id(self, dataset: str) -> str:
+        """The identity of the files `dataset`'s rows are read from (another dataset's files are not in it)."""
+        return files_digest(dataset_folder(Path(self.folder), dataset))
+
+
+def dataset_folder(folder: Path, dataset: str) -> Path:
+    """Where `dataset`'s features are: its subfolder `<folder>/<dataset>/` where it exists, else `folder`."""
+    sub = folder / dataset
+    return sub if sub.is_dir() else folder
+
 
 def _canonical(stem: str) -> str:
     from mediaeval_mem.datasets.layouts import canonical_id
@@ -59,8 +70,7 @@ class FeatureReader:
         return self
 
     def base(self, dataset: str) -> Path:
-        sub = self.folder / dataset
-        return sub if sub.is_dir() else self.folder
+        return dataset_folder(self.folder, dataset)
 
     def rows(self, dataset: str, video_id: str) -> np.ndarray:
         """(R, D) float32: R frames (or 1 for a per-video vector). Raises DecodeError naming what is missing."""
@@ -105,10 +115,11 @@ class FeatureReader:
 
 
 def files_digest(folder: Path) -> str:
-    """The identity of every file under `folder`: relative names, sizes, modification times (no contents read)."""
+    """The identity of the files a reader reads in `folder` (the .npy files and ids.txt directly in it, not
+    subfolders: another dataset's): names, sizes, modification times (no contents read)."""
     h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file() and not p.name.startswith("."):
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and not p.name.startswith(".") and (p.suffix == ".npy" or p.name == IDS):
             st = p.stat()
             h.update(f"{p.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
@@ -123,4 +134,5 @@ def precomputed(weights: str | None = None) -> EncoderRecipe:
     folder = Path(weights).expanduser().resolve()
     if not folder.is_dir():
         raise WeightsError(f"precomputed: features folder {folder} not found")
-    return EncoderRecipe("precomputed", files_digest(folder), FeatureFiles(str(folder)), lambda: FeatureReader(folder))
+    # the files' identity is per dataset (FeatureFiles.files_id), taken into the key when a dataset is extracted
+    return EncoderRecipe("precomputed", "per dataset", FeatureFiles(str(folder)), lambda: FeatureReader(folder))

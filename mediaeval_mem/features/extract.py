@@ -583,8 +583,9 @@ def _key(index: DatasetIndex, recipe, info: EncoderInfo, sampling: Sampling, dty
     if info.input == "captions":  # the captions themselves, by digest, in place of frame sampling
         return feature_key(index.name, index.root, recipe.identity(), f"captions:{captions_digest(index)}", dtype,
                            CAPTION_PATH)
-    if info.input == "features":  # copied as they are: no sampling, no compute
-        return feature_key(index.name, index.root, recipe.identity(), "as stored", "none", "precomputed files")
+    if info.input == "features":  # copied as they are: no sampling, no compute; keyed on this dataset's files
+        identity = {**recipe.identity(), "weights": recipe.transform.files_id(index.name)}
+        return feature_key(index.name, index.root, identity, "as stored", "none", "precomputed files")
     return feature_key(index.name, index.root, recipe.identity(), str(sampling), dtype, PIXEL_PATH)
 
 
