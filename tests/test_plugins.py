@@ -155,3 +155,28 @@ def test_an_installed_plugin_is_found_through_its_entry_point(tmp_path, monkeypa
         plugins.load_plugins()  # once per process: no second registration (which would raise)
     finally:
         del HEADS["lab-pkg-linear"]
+
+
+def test_one_plugin_file_loaded_as_a_file_and_as_a_module_registers_once(tmp_path, monkeypatch, capsys):
+    """`plugins: [lab_twice.py]` in one config, `plugins: [lab_twice]` (the same file, importable) in another,
+    both in one process, in either order: the second load is a no-op, not a clash with itself."""
+    import sys
+
+    from mediaeval_mem.core import plugins
+    from mediaeval_mem.models import HEADS
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(plugins, "_loaded", {"entry-points"})
+    for order, name in ((("lab_twice.py", "lab_twice"), "lab-twice-a"), (("lab_twice_b", "lab_twice_b.py"), "lab-twice-b")):
+        stem = order[0].removesuffix(".py")
+        (tmp_path / f"{stem}.py").write_text(f"from mediaeval_mem.models.heads import HEADS, linear\n\n"
+                                             f"HEADS.register({name!r})(linear)\n")
+        try:
+            for i, spec in enumerate(order):
+                (tmp_path / f"c{i}.yaml").write_text(f"plugins: [{spec}]\nmodel: {{streams: [{{encoder: clip-demo}}], head: {name}}}\n")
+                assert main(["describe", str(tmp_path / f"c{i}.yaml")]) == 0, capsys.readouterr().err
+            assert name in HEADS
+        finally:
+            HEADS.pop(name, None)
+            for m in [m for m, mod in sys.modules.items() if stem in m]:
+                del sys.modules[m]

@@ -11,6 +11,7 @@ the built-in parts do (see the README's worked example). It is loaded
   which every `mem` command loads at start.
 
 A name that is taken (a built-in one, or another plugin's) is refused in one line naming the plugin.
+One file is one plugin, however it is named: `parts/my_lab.py` and the module `my_lab` (the same file) load once.
 """
 
 from __future__ import annotations
@@ -56,15 +57,33 @@ def _import_file(path: Path) -> None:
         raise
 
 
+def _module_file(name: str) -> Path | None:
+    """The file module `name` would be imported from, if it is a file (None: not found, or not a file)."""
+    try:
+        found = importlib.util.find_spec(name)
+    except Exception:  # a missing parent package, or one that fails: the import itself says so
+        return None
+    return Path(found.origin).resolve() if found is not None and found.has_location and found.origin else None
+
+
+def _imported(path: Path) -> bool:
+    """Whether this process already runs the module of file `path`, under whatever name (`import my_lab`)."""
+    return any(getattr(m, "__file__", None) and Path(m.__file__).resolve() == path for m in list(sys.modules.values()))
+
+
 def load_plugin(spec: str, base: Path | None = None) -> None:
-    """Import one plugin (once per process): a dotted module name, or a .py file (see plugin_path)."""
-    path = plugin_path(spec, base) if spec.endswith(".py") else None
+    """Import one plugin (once per process): a dotted module name, or a .py file (see plugin_path).
+    One file is one plugin: `parts/my_lab.py` and the module `my_lab` of that file load once between them."""
+    path = plugin_path(spec, base) if spec.endswith(".py") else _module_file(spec)
     key = str(path) if path else spec
     if key in _loaded:
         return
     _register_builtins()
+    if path is not None and _imported(path):  # its parts are registered already: a second import would clash
+        _loaded.add(key)
+        return
     try:
-        _import_file(path) if path else importlib.import_module(spec)
+        _import_file(path) if spec.endswith(".py") else importlib.import_module(spec)
     except RegistryClash as e:
         raise ConfigError(f"plugin {spec}: {e}: give your part a name of its own") from None
     except Exception as e:  # an import error, or a bug in the plugin: one line, naming it
