@@ -586,7 +586,8 @@ def _key(index: DatasetIndex, recipe, info: EncoderInfo, sampling: Sampling, dty
     if info.input == "features":  # copied as they are: no sampling, no compute; keyed on this dataset's files
         identity = {**recipe.identity(), "weights": recipe.transform.files_id(index.name)}
         return feature_key(index.name, index.root, identity, "as stored", "none", "precomputed files")
-    return feature_key(index.name, index.root, recipe.identity(), str(sampling), dtype, PIXEL_PATH)
+    window = CLIP_WINDOW if info.clip_level or getattr(recipe, "clip_level", False) else None
+    return feature_key(index.name, index.root, recipe.identity(), str(sampling), dtype, PIXEL_PATH, window)
 
 
 def precomputed_rows(reader, dataset: str, items: list[VideoItem]) -> Rows:

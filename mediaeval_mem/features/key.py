@@ -11,8 +11,12 @@ FORMAT_VERSION = 2  # 2: frames decoded at full size and resized by the harness,
 
 
 def feature_key(dataset_name: str, dataset_root: Path, encoder_identity: dict, sampling: str, dtype: str,
-                pixels: str) -> dict:
-    """Dataset (name and folder), encoder (name, weights, preprocessing), sampling, how pixels are made, compute dtype."""
+                pixels: str, clip_window: int | None = None) -> dict:
+    """Dataset (name and folder), encoder (name, weights, preprocessing), sampling, how pixels are made, compute dtype;
+    for a clip-level encoder (I3D) the frames per forward pass too: a longer video's vector combines windows of
+    that many frames, so another window is another vector. Other encoders' keys have no such field (and keep
+    the digests they had before it existed)."""
+    window = {} if clip_window is None else {"clip_window": clip_window}
     return {
         "format": FORMAT_VERSION,
         "dataset": dataset_name,
@@ -22,6 +26,7 @@ def feature_key(dataset_name: str, dataset_root: Path, encoder_identity: dict, s
         "compute_dtype": dtype,
         "decode": pixels,
         "storage": "float16",
+        **window,
     }
 
 
