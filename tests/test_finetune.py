@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -52,6 +54,12 @@ def test_finetune_interrupted_then_resumed_then_cached(setup, runs_dir):
     assert not torch.equal(net.Mixed_5c.b0.conv3d.weight, init.Mixed_5c.b0.conv3d.weight)  # it trained
     again = ft.finetune_i3d(index, fit, select, cfg, torch.device("cpu"), echo=lambda *a: None)
     assert again.cached and again.checkpoint == result.checkpoint
+    # more decoding workers change no result: the same network, found done; another setting is another network
+    more_workers = replace(cfg, finetune=replace(cfg.finetune, workers=cfg.finetune.workers + 1))
+    assert ft.finetune_i3d(index, fit, select, more_workers, torch.device("cpu"), echo=print).checkpoint == result.checkpoint
+    _, init_id = ft._init_source(cfg)
+    other = replace(cfg, finetune=replace(cfg.finetune, epochs=3))
+    assert ft.finetune_key(index, fit, select, init_id, other) != ft.finetune_key(index, fit, select, init_id, cfg)
     assert not (folder / "last.safetensors").exists()  # the resume state is dropped once done
 
 

@@ -130,6 +130,9 @@ class ClipData:
         return out
 
 
+UNKEYED = ("workers",)  # finetune settings that change how fast, not what is trained
+
+
 @dataclass
 class FinetuneResult:
     checkpoint: Path  # best.pt, pytorch-i3d layout, with best.json beside it
@@ -139,11 +142,13 @@ class FinetuneResult:
 
 
 def finetune_key(index: DatasetIndex, fit: list[VideoItem], select: list[VideoItem], init_id: str, cfg: RunConfig) -> str:
-    """What fixes a fine-tuned I3D: data (ids, folder), the starting weights, the fine-tuning and recipe settings."""
+    """What fixes a fine-tuned I3D: data (ids, folder), the starting weights, the fine-tuning and recipe settings
+    (not finetune.workers: how many processes decode the clips changes no result)."""
     t = to_dict(cfg.train)
     recipe = {k: t[k] for k in ("lr_decay", "lr_step_epochs", "loss", "seed", "holdout_fraction", "monitor")}
+    settings = {k: v for k, v in to_dict(cfg.finetune).items() if k not in UNKEYED}
     blob = {"dataset": index.name, "root": str(index.root.resolve()), "fit": [i.video_id for i in fit],
-            "select": [i.video_id for i in select], "init": init_id, "finetune": to_dict(cfg.finetune), "recipe": recipe}
+            "select": [i.video_id for i in select], "init": init_id, "finetune": settings, "recipe": recipe}
     return digest(blob, 12)
 
 
