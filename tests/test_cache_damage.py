@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -105,3 +108,66 @@ def test_mem_run_repairs_a_damaged_cache_by_itself(demo_root, runs_dir, capsys):
     second = run_experiment(1, "memento10k", "memento10k", cfg, demo_root, progress=False, echo=lines.append)
     assert any("repaired damaged feature cache" in line and segment.name in line for line in lines)
     assert second.metrics == first.metrics  # the same features again, so the same numbers
+
+
+# A writer that keeps adding two segments and merging them, as the end of every extraction does, for `seconds`.
+MERGER = """
+import sys, time
+import numpy as np
+from mediaeval_mem.features.store import FeatureStore
+store, end, i = FeatureStore(sys.argv[1]), time.monotonic() + float(sys.argv[2]), 0
+while time.monotonic() < end or i == 0:
+    with store.writing():
+        store.append([(f"a{i}", np.full((3, 8), i, np.float32))])
+        store.append([(f"b{i}", np.full((2, 8), i, np.float32))])
+        assert store.consolidate()
+    i += 1
+print(i)
+"""
+
+
+def _split_folder(runs_dir):
+    folder = runs_dir / "features" / "memento10k" / "clip-demo" / "0123456789ab" / "train"
+    store = FeatureStore(folder)
+    folder.mkdir(parents=True)
+    with store.writing():
+        store.append([("first", np.ones((4, 8), np.float32))])
+        store.append([("second", np.ones((5, 8), np.float32))])
+    return store
+
+
+def _merge(folder, seconds: float = 0.0) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", MERGER, str(folder), str(seconds)], stdout=subprocess.PIPE, text=True)
+
+
+def test_cache_check_reads_the_manifest_again_when_a_merge_removed_a_segment(runs_dir, monkeypatch, capsys):
+    """The interleaving itself: the check has read the manifest (two segments) when another process merges
+    them (new manifest, old files deleted), before it looks at the files: they are gone. That is a merge,
+    not damage."""
+    store = _split_folder(runs_dir)
+    look = FeatureStore._check_segment
+    merged = []
+
+    def a_merge_first(self, seg, dim):
+        if not merged:
+            merged.append(_merge(self.folder).wait())  # a real writer process, run to its end
+        return look(self, seg, dim)
+
+    monkeypatch.setattr(FeatureStore, "_check_segment", a_merge_first)
+    assert main(["cache", "check"]) == 0, capsys.readouterr().out
+    assert merged == [0] and len(store.manifest()["segments"]) == 1  # the merge did happen under the check
+    out = capsys.readouterr().out
+    assert "every cached feature file matches its manifest" in out and "DAMAGED" not in out
+
+
+def test_cache_check_during_a_writer_merging_in_a_loop_reports_no_damage(runs_dir, capsys):
+    store = _split_folder(runs_dir)
+    writer, checks = _merge(store.folder, seconds=3.0), 0
+    try:
+        while writer.poll() is None:
+            assert main(["cache", "check"]) == 0, capsys.readouterr().out
+            checks += 1
+    finally:
+        writer.wait(timeout=60)
+    assert writer.returncode == 0 and checks > 10 and int(writer.stdout.read()) > 10
+    assert main(["cache", "check"]) == 0

@@ -35,9 +35,8 @@ def check_cache(root: Path | None = None) -> list[CacheEntry]:
     entries = []
     for manifest in sorted(root.glob(f"*/*/*/*/{MANIFEST}")):
         store, entry = FeatureStore(manifest.parent), CacheEntry(manifest.parent)
-        try:
-            m = store.manifest()
-            entry.damaged = store.damaged()
+        try:  # one manifest for the counts and the check: a writer's merge meanwhile is read again, not damage
+            m, entry.damaged = store.checked()
         except DamagedError:
             entry.damaged = {MANIFEST: "is unreadable"}
             entries.append(entry)

@@ -123,7 +123,20 @@ class FeatureStore:
 
     def damaged(self) -> dict[str, str]:
         """{segment file: what is wrong} for every listed segment that does not match what was written."""
-        return self._bad(self.manifest())
+        return self.checked()[1]
+
+    def checked(self, attempts: int = 5) -> tuple[dict, dict[str, str]]:
+        """(manifest, {segment file: what is wrong}), the segments checked against a manifest that held still.
+
+        A writer merging segments replaces the manifest before it deletes the old files: a segment found
+        missing (or otherwise wrong) while the manifest changed is read again, never reported as damage.
+        """
+        for _ in range(attempts):
+            m = self.manifest()
+            bad = self._bad(m)
+            if not bad or self.manifest() == m:
+                return m, bad
+        raise MemError(f"feature cache {self.folder} keeps changing under this reader: run the command again")
 
     def _bad(self, m: dict) -> dict[str, str]:
         return {seg["file"]: why for seg in m["segments"] if (why := self._check_segment(seg, m.get("dim")))}
@@ -146,18 +159,22 @@ class FeatureStore:
             return f"unreadable ({e})"
         if shape != (rows, dim if dim is not None else shape[-1]):
             return f"holds an array of shape {shape}, the manifest lists {rows} frames of width {dim}"
-        if "crc32" in seg and file_crc32(path) != seg["crc32"]:
-            return "contents differ from what was written (checksum mismatch)"
+        try:
+            if "crc32" in seg and file_crc32(path) != seg["crc32"]:
+                return "contents differ from what was written (checksum mismatch)"
+        except FileNotFoundError:  # removed since (a writer's merge): the caller reads the manifest again
+            return "missing"
+        except OSError as e:
+            return f"unreadable ({e})"
         _VERIFIED[str(path)] = state
         return None
 
     def done_ids(self) -> set[str]:
         """Videos whose features are cached in an intact segment (none if the manifest is unreadable)."""
         try:
-            m = self.manifest()
+            m, bad = self.checked()
         except DamagedError:
             return set()
-        bad = self._bad(m)
         return {vid for seg in m["segments"] if seg["file"] not in bad for vid in seg["ids"]}
 
     def failed(self) -> dict[str, str]:
@@ -193,10 +210,7 @@ class FeatureStore:
     def _open_segments(self) -> tuple[list[dict], list[np.ndarray]]:
         """The manifest's segments, checked, and each one memory-mapped."""
         for attempt in range(5):
-            m = self.manifest()
-            bad = self._bad(m)
-            if bad and self.manifest() != m:
-                continue  # a writer merged segments meanwhile (it replaces the manifest before deleting): read again
+            m, bad = self.checked()
             if bad:
                 file, why = next(iter(bad.items()))
                 n = sum(len(seg["ids"]) for seg in m["segments"] if seg["file"] in bad)
