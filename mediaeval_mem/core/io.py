@@ -140,11 +140,12 @@ def atomic_save(path: Path, save: Callable[[Path], None], needed: int | None = N
 
 
 @contextmanager
-def file_lock(path: Path, on_wait: Callable[[], None] | None = None):
-    """Hold an exclusive advisory lock on `path` (created if absent) for the block.
+def file_lock(path: Path, on_wait: Callable[[], None] | None = None, wait: bool = True):
+    """Hold an exclusive advisory lock on `path` (created if absent) for the block; yields True.
 
-    Blocks until the lock is free, calling `on_wait()` first if it is held elsewhere. The OS releases
-    the lock when its holder exits, however it exits (kill -9 included), so a lock is never stale.
+    Blocks until the lock is free, calling `on_wait()` first if it is held elsewhere; with `wait` False
+    it does not, and yields False (the block runs without the lock). The OS releases the lock when its
+    holder exits, however it exits (kill -9 included), so a lock is never stale.
     """
     path = Path(path)
     try:
@@ -156,7 +157,10 @@ def file_lock(path: Path, on_wait: Callable[[], None] | None = None):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                yield False
+                return
             if on_wait is not None:
                 on_wait()
             fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+        yield True

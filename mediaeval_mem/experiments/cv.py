@@ -12,7 +12,9 @@ dev split and its test split. Each is an MLflow child run of one parent run, whi
   the parent is an ensemble of its folds, and packages like a run), and `refit_epochs`, the median
   best epoch, for `mem run --refit PARENT`.
 
-Resumable like `mem grid`: a (seed, fold) whose child run finished with the same key is not run again.
+Resumable like `mem grid`: a (seed, fold) whose child run finished with the same key is not run again. Two
+`mem cv` of one key at once share the folds: a fold is trained under a lock (runs/locks/cv/), by one process;
+the other trains the folds nobody holds, then waits for the rest and reuses their runs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import csv
 import io
 import json
 import statistics
+import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -83,12 +86,13 @@ def _table(text: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def _finished_child(key: str, seed: int, fold: int) -> FoldRun | None:
-    """A finished fold run of this cross-validation, read back from MLflow (None if there is none)."""
+def _finished_child(key: str, seed: int, fold: int, since_ms: int = 0) -> FoldRun | None:
+    """A finished fold run of this cross-validation (started at `since_ms` or later), read back from MLflow
+    (None if there is none)."""
     from mediaeval_mem.tracking import read_artifact_text, search_runs
 
     runs = search_runs(filter_string=f"tags.cv_key = '{key}' and tags.cv_fold = '{seed}:{fold}' "
-                                     f"and attributes.status = 'FINISHED'")
+                                     f"and attributes.status = 'FINISHED' and attributes.start_time >= {since_ms}")
     if not runs:
         return None
     r = runs[0]
@@ -180,15 +184,58 @@ def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print
         log.run.log_csv(["video_id", "ground_truth", "prediction"],
                         ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(report.ids, report.scores, dev_pred)),
                         "report_dev_predictions.csv")
-    return FoldRun(seed, k, log.run_id, outputs.metrics, result.best_epoch,
-                   dict(zip(splits.dev.ids, outputs.dev_pred.tolist())), dict(zip(report.ids, dev_pred.tolist())),
-                   dict(zip(predicted.ids, outputs.test_pred.tolist())))
+    return FoldRun(seed, k, log.run_id, outputs.metrics, result.best_epoch, _as_logged(splits.dev.ids, outputs.dev_pred),
+                   _as_logged(report.ids, dev_pred), _as_logged(predicted.ids, outputs.test_pred))
+
+
+def _as_logged(ids: list[str], pred: np.ndarray) -> dict[str, float]:
+    """{video id: prediction} as the fold's CSV holds it (6 decimals): a fold trained here and one read back
+    (resumed, or trained by a concurrent `mem cv`) give the summary the same figures."""
+    return {v: float(f"{p:.6f}") for v, p in zip(ids, pred)}
+
+
+def fold_lock(key: str, seed: int, fold: int):
+    """runs/locks/cv/<key>-<seed>-<fold>.lock: held by the process training that fold (the OS frees it when that
+    process ends, however it ends: a dead trainer's lock blocks nobody)."""
+    from mediaeval_mem.core.paths import runs_dir
+
+    return runs_dir() / "locks" / "cv" / f"{key}-{seed}-{fold}.lock"
+
+
+def claim_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print, wait: bool = True,
+               since_ms: int = 0) -> FoldRun | None:
+    """Fold (seed, k) under its lock: the run another process finished meanwhile (another `mem cv` of the same
+    key), else trained here. With `wait` False, None when another process holds the fold."""
+    from mediaeval_mem.core.io import file_lock
+
+    waiting = lambda: echo(f"seed {seed} fold {k + 1}/{data.folds}: waiting for another process training it")  # noqa: E731
+    with file_lock(fold_lock(data.key, seed, k), on_wait=waiting, wait=wait) as held:
+        if not held:
+            return None
+        done = _finished_child(data.key, seed, k, since_ms)
+        if done is not None:
+            echo(f"seed {seed} fold {k + 1}/{data.folds}: trained by another process (run {done.run_id})")
+            return done
+        return run_fold(data, seed, k, parent_id, echo)
+
+
+def _adopt(done: FoldRun, parent_id: str) -> None:
+    """Nest a reused fold run under this parent, unless it belongs to a live or finished cross-validation (a
+    concurrent one's: its parent lists it too)."""
+    from mediaeval_mem.tracking import client, get_run
+
+    old = get_run(done.run_id).data.tags.get("mlflow.parentRunId")
+    if old and old != parent_id and get_run(old).info.status in ("RUNNING", "FINISHED"):
+        return
+    client().set_tag(done.run_id, "mlflow.parentRunId", parent_id)
 
 
 def fold_task(cfg: RunConfig, train: str, test: str, folds: int, data_root, with_dev: bool, seed: int, k: int,
-              parent_id: str, echo: Echo = print) -> FoldRun:
-    """One fold on its own (a Ray task): the cross-validation's data read from the shared cache, then `run_fold`."""
-    return run_fold(open_cv(cfg, train, test, folds, data_root, with_dev, False, echo), seed, k, parent_id, echo)
+              parent_id: str, echo: Echo = print, since_ms: int = 0) -> FoldRun:
+    """One fold on its own (a Ray task): the cross-validation's data read from the shared cache, then the fold
+    trained under its lock (or found trained by another process)."""
+    data = open_cv(cfg, train, test, folds, data_root, with_dev, False, echo)
+    return claim_fold(data, seed, k, parent_id, echo, since_ms=since_ms)
 
 
 def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, seeds: tuple[int, ...] = (0,),
@@ -199,7 +246,7 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
     `ray` (experiments/cluster.py RayCluster): each missing (seed, fold) is a Ray task (`fold_task`) under the
     parent run made here, after the features were extracted here; the same folds, tags and figures as without.
     """
-    from mediaeval_mem.tracking import TrackedRun, client
+    from mediaeval_mem.tracking import TrackedRun
     from mediaeval_mem.training.metrics import evaluate
 
     if ray is not None:
@@ -216,26 +263,41 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
             "selection": f"cross-validation: {folds} folds stratified on score over {len(pool)} labelled {train} videos "
                          f"({'+'.join(plan.train_splits)}); each fold's model selected on a holdout of the other folds"}
     runs: dict[tuple[int, int], FoldRun] = {}
+    since_ms = time.time_ns() // 1_000_000 if rerun else 0  # --rerun: only fold runs started from now on count
     with TrackedRun(experiment, f"{cfg.name} cv{folds} {plan.pair}", tags) as parent:
         parent.log_params({"cv.folds": folds, "cv.seeds": ",".join(map(str, seeds)), "cv.with_dev": with_dev,
                            "derived.n_labelled": len(pool)})
         todo = []
         for seed in seeds:
             for k in range(folds):
-                done = None if rerun else _finished_child(data.key, seed, k)
+                done = _finished_child(data.key, seed, k, since_ms)
                 if done is not None:
-                    client().set_tag(done.run_id, "mlflow.parentRunId", parent.run_id)
                     echo(f"seed {seed} fold {k + 1}/{folds}: done before (run {done.run_id})")
                     runs[seed, k] = done
-                elif ray is None:
-                    runs[seed, k] = _echo_fold(run_fold(data, seed, k, parent.run_id, echo), folds, echo)
                 else:
                     todo.append((seed, k))
-        if todo:
-            runs.update(_folds_on_ray(data, todo, data_root, with_dev, parent.run_id, ray, echo))
+        if ray is not None and todo:
+            runs.update(_folds_on_ray(data, todo, data_root, with_dev, parent.run_id, since_ms, ray, echo))
+        elif todo:
+            runs.update(_folds_here(data, todo, parent.run_id, since_ms, echo))
         runs = [runs[seed, k] for seed in seeds for k in range(folds)]
+        for r in runs:
+            if r.reused:
+                _adopt(r, parent.run_id)
         summary, refit = _summarise(runs, pool, data.report, data.predicted, parent, evaluate)
     return CVResult(parent.run_id, experiment, runs, summary, refit)
+
+
+def _folds_here(data: CVData, todo: list[tuple[int, int]], parent_id: str, since_ms: int,
+                echo: Echo) -> dict[tuple[int, int], FoldRun]:
+    """The folds of `todo` in this process, shared with another `mem cv` of the same key: first each fold no
+    other process is training, then, waiting for them, the others (reused once finished, trained if not)."""
+    out = {}
+    for wait in (False, True):
+        for seed, k in todo:
+            if (seed, k) not in out and (run := claim_fold(data, seed, k, parent_id, echo, wait, since_ms)) is not None:
+                out[seed, k] = run if run.reused else _echo_fold(run, data.folds, echo)
+    return out
 
 
 def _echo_fold(run: FoldRun, folds: int, echo: Echo) -> FoldRun:
@@ -244,8 +306,8 @@ def _echo_fold(run: FoldRun, folds: int, echo: Echo) -> FoldRun:
     return run
 
 
-def _folds_on_ray(data: CVData, todo: list[tuple[int, int]], data_root, with_dev: bool, parent_id: str, cluster,
-                  echo: Echo) -> dict[tuple[int, int], FoldRun]:
+def _folds_on_ray(data: CVData, todo: list[tuple[int, int]], data_root, with_dev: bool, parent_id: str, since_ms: int,
+                  cluster, echo: Echo) -> dict[tuple[int, int], FoldRun]:
     """The (seed, fold)s of `todo` as Ray tasks; a failed one is reported, the others go on, then the cv stops."""
     from functools import partial
 
@@ -254,7 +316,7 @@ def _folds_on_ray(data: CVData, todo: list[tuple[int, int]], data_root, with_dev
 
     root = str(resolve_root(data_root).resolve())
     calls = [partial(fold_task, data.cfg, data.train, data.test, data.folds, root, with_dev, seed, k, parent_id,
-                     Prefixed(f"seed {seed} fold {k + 1}/{data.folds}")) for seed, k in todo]
+                     Prefixed(f"seed {seed} fold {k + 1}/{data.folds}"), since_ms) for seed, k in todo]
     echo(f"{len(calls)} fold run(s) submitted to Ray")
     out, failed = {}, []
     for n, result in run_tasks(cluster, calls, data.cfg.plugins):
