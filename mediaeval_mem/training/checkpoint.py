@@ -3,8 +3,8 @@
 Every tensor (the model's, the best epoch's, the optimizer's moments) is a safetensors tensor; everything
 else (epoch, history, early-stopping state, the scheduler, the RNG states of python, numpy and torch) is
 JSON in the file's metadata, where a tensor is written as {"__tensor__": name} and a dict whose keys are
-not all strings as {"__dict__": [[key, value], ...]}. One file, written
-atomically: a crash leaves the previous epoch's checkpoint or this one, never half of each.
+not all strings as {"__dict__": [[key, value], ...]}. One file, written atomically: a crash leaves the
+previous epoch's checkpoint or this one, never half of each. Reading it runs no code (unlike a pickle).
 """
 
 from __future__ import annotations
@@ -53,13 +53,16 @@ def _join(data, tensors: dict[str, torch.Tensor]):
 
 
 def rng_states(rng: np.random.Generator) -> dict:
-    """The RNG states of python, numpy (global and `rng`) and torch, as JSON-able data."""
+    """The RNG states of python, numpy (global and `rng`) and torch (CPU, and the GPUs in use), as JSON-able data."""
     version, internal, gauss = random.getstate()
     name, key, pos, has_gauss, cached = np.random.get_state()
-    return {"python": [version, list(internal), gauss],
-            "numpy": [name, key.tolist(), pos, has_gauss, cached],
-            "generator": rng.bit_generator.state,
-            "torch": torch.get_rng_state().tolist()}
+    states = {"python": [version, list(internal), gauss],
+              "numpy": [name, key.tolist(), pos, has_gauss, cached],
+              "generator": rng.bit_generator.state,
+              "torch": torch.get_rng_state().tolist()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # a training on GPUs: theirs too
+        states["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return states
 
 
 def set_rng_states(states: dict, rng: np.random.Generator) -> None:
@@ -70,6 +73,8 @@ def set_rng_states(states: dict, rng: np.random.Generator) -> None:
     np.random.set_state((name, np.asarray(key, np.uint32), pos, has_gauss, cached))
     rng.bit_generator.state = states["generator"]
     torch.set_rng_state(torch.tensor(states["torch"], dtype=torch.uint8))
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in states["cuda"]])
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
