@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from mediaeval_mem.config import RunConfig
+from mediaeval_mem.core import threads
 from mediaeval_mem.core.schema import flatten, to_dict, to_yaml
 from mediaeval_mem.datasets import DatasetIndex
 from mediaeval_mem.experiments.tasks import TaskPlan
@@ -38,7 +39,7 @@ class RunLog:
             "task": plan.task, "train_dataset": plan.train_dataset, "test_dataset": plan.test_dataset, "pair": plan.pair,
             "config": cfg.name, "encoder": "+".join(s.encoder for s in streams),
             "aggregator": "+".join(s.aggregator for s in streams), "head": cfg.model.head,
-            "selection": self.selection.description, "git_commit": git_commit(),
+            "selection": self.selection.description, "git_commit": git_commit(), **threads.describe(),
             **{f"feature_key.{n}": key_digest(k) for n, k in keys.items()}, **self.extra_tags,
         }
         self.run = TrackedRun(plan.experiment_name, f"{cfg.name} {plan.pair} seed{cfg.train.seed}", tags)

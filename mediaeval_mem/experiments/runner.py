@@ -15,6 +15,7 @@ import torch
 
 from mediaeval_mem.config import RunConfig, StreamCfg
 from mediaeval_mem.core.errors import DataError
+from mediaeval_mem.core.threads import with_threads
 from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
 from mediaeval_mem.datasets.catalog import find_declared
 from mediaeval_mem.experiments.tasks import TaskPlan, plan_task
@@ -238,6 +239,7 @@ def fit(cfg: RunConfig, splits: Splits, device: torch.device, on_epoch=None):
     return model, train_model(model, splits.fit, splits.select, cfg.train, device, on_epoch)
 
 
+@with_threads("train")  # the small model's forward passes: latency-bound like its training
 def evaluate_and_predict(model, splits: Splits, device: torch.device) -> Outputs:
     """Metrics on the dev split, predictions for the dev and test splits."""
     from mediaeval_mem.training.batches import predict

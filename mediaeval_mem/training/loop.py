@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from mediaeval_mem.config import TrainCfg
+from mediaeval_mem.core.threads import training_work, with_threads
 from mediaeval_mem.training.losses import WeightedLoss
 from mediaeval_mem.training.metrics import evaluate
 
@@ -103,6 +104,7 @@ def _selection(pred: np.ndarray, scores: np.ndarray, loss_fn) -> tuple[float, fl
     return loss, evaluate(scores[ok], pred[ok])["srocc"]
 
 
+@with_threads(lambda model, *args, **kwargs: training_work(model))  # small models: one thread (core/threads.py)
 def train_model(
     model: nn.Module,
     train: TrainData,
