@@ -111,7 +111,10 @@ def test_refit_refuses_another_model_or_dataset(source, demo_root, capsys, argv,
     assert expected in err and err.count("\n") == 1, err
 
 
-def test_refit_epoch_lines_have_no_selection_figures(source, demo_root, capsys):
+def test_refit_epoch_lines_have_no_selection_figures_and_its_eval_on_its_dev_is_no_estimate(source, demo_root, capsys):
+    """A refit prints one line per epoch without the selection figures it has none of; evaluated on memento10k, whose
+    dev split it trained on, its dev figures are logged as refit_dev_* (as the refit's own are); an eval run is not
+    evaluated again."""
     from mediaeval_mem.tracking import client, get_run
 
     assert main(["run", "--train", "memento10k", "--test", "videomem", "--config", "configs/demo.yaml", "--set",
@@ -119,6 +122,15 @@ def test_refit_epoch_lines_have_no_selection_figures(source, demo_root, capsys):
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("epoch ")]
     epochs = int(get_run(source).data.tags["best_epoch"])
-    assert len(lines) == epochs and all("train" in line for line in lines)
+    assert len(lines) == epochs and all(" train " in line for line in lines)
     assert not any("select" in line or "nan" in line for line in lines), lines
-    assert client().get_metric_history(_logged_run(out), "select_loss") == []
+    refit = _logged_run(out)
+    assert client().get_metric_history(refit, "select_loss") == []
+
+    assert main(["eval", refit, "--test", "memento10k", "--data-root", str(demo_root), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "is a refit that trained on memento10k's dev split" in out
+    evaluated = get_run(_logged_run(out))
+    assert "dev_srocc" not in evaluated.data.metrics and "refit_dev_srocc" in evaluated.data.metrics
+    assert main(["eval", evaluated.info.run_id, "--test", "videomem", "--data-root", str(demo_root), "--quiet"]) == 2
+    assert f"is itself an evaluation of run {refit}" in capsys.readouterr().err

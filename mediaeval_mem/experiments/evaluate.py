@@ -34,7 +34,9 @@ def evaluate_run(run_id: str, test: str, data_root=None, progress: bool = True, 
     from mediaeval_mem.training.loop import TrainResult
 
     run = read_trained(run_id)
-    cfg, train = run.config, run.tags.get("train_dataset")
+    cfg, train, kind = run.config, run.tags.get("train_dataset"), run.tags.get("kind")
+    if kind == "eval":
+        raise MemError(f"run {run_id} is itself an evaluation of run {run.tags.get('eval_of')}: evaluate that run")
     if not train:
         raise MemError(f"run {run_id} records no training dataset (its train_dataset tag): evaluate a run made by "
                        f"`mem run`")
@@ -50,7 +52,7 @@ def evaluate_run(run_id: str, test: str, data_root=None, progress: bool = True, 
     model = build_model(cfg.model, run.in_dims)
     model.load_state_dict(run.state)
     model.to(device)
-    honest = not (test == train and "refit_dev_srocc" in run.metrics)  # a same-dataset refit trained on this dev split
+    honest = not (test == train and kind == "refit")  # a refit trained on its dataset's dev split too
     best, epochs = int(run.tags.get("best_epoch") or 0), int(run.tags.get("epochs_run") or 0)
     selection = Selection([], [], f"eval: the model of run {run_id} (trained on {train}: {run.tags.get('selection', '?')}); "
                                   f"not trained again")
