@@ -93,9 +93,34 @@ def test_eval_refuses_clearly(source, demo_root, capsys):
 
     refused(["eval", "0" * 32, "--test", "videomem"], "no MLflow run '00000000000000000000000000000000'")
     refused(["eval", source, "--test", "nosuchset"], "nosuchset")
-    with TrackedRun("cv", "a cv parent", {"kind": "cv"}) as parent:
+    with TrackedRun("cv", "an unfinished cv parent", {"kind": "cv"}) as parent:
         pass
-    refused(["eval", parent.run_id, "--test", "videomem"], "is a cross-validation parent")
+    refused(["eval", parent.run_id, "--test", "videomem"], f"cross-validation {parent.run_id} is FINISHED without all its folds")
+    with TrackedRun("ensembles", "an ensemble", {"kind": "ensemble", "train_dataset": "memento10k"}) as ensemble:
+        pass
+    refused(["eval", ensemble.run_id, "--test", "videomem"], "is an ensemble: it combines its members' predictions")
+
+
+def test_eval_of_a_cv_parent_is_its_fold_models_mean(demo_root, capsys):
+    """A cross-validation on memento10k that reports on videomem, evaluated on videomem: its fold models' mean gives
+    the parent's own dev figures and test predictions; no weights are logged (there is no one model)."""
+    from mediaeval_mem.config import load_config
+    from mediaeval_mem.experiments.cv import run_cv
+    from mediaeval_mem.tracking import client, get_run
+
+    cfg = load_config("configs/demo.yaml", DEMO)
+    cv = run_cv(cfg, "memento10k", "videomem", folds=2, data_root=demo_root, progress=False, echo=lambda *a: None)
+    assert main(["eval", cv.parent_id, "--test", "videomem", "--data-root", str(demo_root), "--quiet"]) == 0
+    evaluated = _logged_run(capsys.readouterr().out)
+    run, parent = get_run(evaluated), get_run(cv.parent_id)
+    assert run.data.tags["kind"] == "eval" and run.data.tags["eval_of"] == cv.parent_id
+    assert run.data.tags["selection"].startswith(f"eval: the mean of the 2 fold models of cross-validation {cv.parent_id}")
+    for m in ("plcc", "srocc", "mse"):
+        assert run.data.metrics[f"dev_{m}"] == pytest.approx(parent.data.metrics[f"dev_{m}"], abs=1e-6)
+    ours, theirs = _table(evaluated, "test_predictions.csv"), _table(cv.parent_id, "test_predictions.csv")
+    assert [r["video_id"] for r in ours] == [r["video_id"] for r in theirs]
+    assert [float(r["prediction"]) for r in ours] == pytest.approx([float(r["prediction"]) for r in theirs], abs=2e-6)
+    assert "model.safetensors" not in {a.path for a in client().list_artifacts(evaluated)}
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -129,7 +154,7 @@ def test_refit_epoch_lines_have_no_selection_figures_and_its_eval_on_its_dev_is_
 
     assert main(["eval", refit, "--test", "memento10k", "--data-root", str(demo_root), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "is a refit that trained on memento10k's dev split" in out
+    assert f"run {refit} trained on memento10k's dev split too" in out
     evaluated = get_run(_logged_run(out))
     assert "dev_srocc" not in evaluated.data.metrics and "refit_dev_srocc" in evaluated.data.metrics
     assert main(["eval", evaluated.info.run_id, "--test", "videomem", "--data-root", str(demo_root), "--quiet"]) == 2

@@ -104,19 +104,21 @@ class RunLog:
         return on_epoch
 
     def outputs(self, model, result, outputs) -> None:
-        """Dev metrics, dev and test predictions, figures, the weights."""
+        """Dev metrics, dev and test predictions, figures, the weights (`model` None: the outputs are several models'
+        mean, `mem eval` of a cv parent, and there are no weights of one model to log)."""
         from mediaeval_mem.models import count_trainable
 
         run, dev, test = self.run, self.splits.dev, self.splits.test
-        run.log_params({"derived.trainable_params": count_trainable(model), **result.params})
+        run.log_params({**({} if model is None else {"derived.trainable_params": count_trainable(model)}), **result.params})
         run.log_metrics({f"{self.dev_prefix}_{k}": v for k, v in outputs.metrics.items()} | {"best_epoch": result.best_epoch})
         run.log_csv(["video_id", "ground_truth", "prediction"],
                     ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(dev.ids, dev.scores, outputs.dev_pred)), "dev_predictions.csv")
         self._figures(outputs.dev_pred)
         run.log_csv(["video_id", "prediction"], ((v, f"{p:.6f}") for v, p in zip(test.ids, outputs.test_pred)),
                     "test_predictions.csv")
-        run.log_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()},
-                           metadata={"config": json.dumps(to_dict(self.cfg)), "in_dims": json.dumps(self.splits.fit.dims)})
+        if model is not None:
+            run.log_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()},
+                               metadata={"config": json.dumps(to_dict(self.cfg)), "in_dims": json.dumps(self.splits.fit.dims)})
         run.set_tags({"best_epoch": result.best_epoch, "epochs_run": len(result.history)})
 
     def _figures(self, pred) -> None:
