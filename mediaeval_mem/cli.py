@@ -528,9 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", parents=[sh["data"], sh["quiet"]],
                        help="score a trained run's model on another dataset (dev metrics, test predictions), no training; "
                             "logged as a run of its own")
-    p.add_argument("run_id", metavar="RUN_ID", help="a finished run with a model: `mem run`, a refit, a sweep trial, a cv fold")
-    p.add_argument("--test", required=True, metavar="DATASET", help="dataset evaluated (dev) and predicted (test): memento10k, videomem, "
-                   "or a declared name")
+    p.add_argument("run_id", metavar="RUN_ID", help="a finished `mem run`, refit, sweep trial, cv fold, or a cv parent "
+                   "(its fold models averaged)")
+    p.add_argument("--test", required=True, metavar="DATASET",
+                   help="dataset evaluated (dev) and predicted (test): memento10k, videomem, or a declared name")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", parents=[sh["extract"], sh["quiet"]],

@@ -51,7 +51,7 @@ def model_differences(source: RunConfig, cfg: RunConfig) -> list[str]:
     theirs, ours = flatten(source.model), flatten(cfg.model)
     made = {f"streams.{i}.weights" for i, s in enumerate(source.model.streams) if trains_itself(s)}
     return [f"model.{k}: run {theirs.get(k)!r}, refit {ours.get(k)!r}"
-            for k in sorted(theirs.keys() | ours.keys(), key=str) if k not in made and theirs.get(k) != ours.get(k)]
+            for k in sorted(theirs.keys() | ours.keys()) if k not in made and theirs.get(k) != ours.get(k)]
 
 
 def epochs_from(run_id: str) -> tuple[int, str]:

@@ -134,7 +134,6 @@ class RunLog:
             self.run.log_file(worst_figure(preds, Path(tmp) / "worst.png"), "figures")
 
 
-
 # --------------------------------------------------------------------------- reading a finished run back
 @dataclass
 class TrainedRun:
