@@ -141,6 +141,17 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from mediaeval_mem.experiments.evaluate import evaluate_run
+
+    con = _console()
+    result = evaluate_run(args.run_id, args.test, args.data_root, progress=not args.quiet,
+                          echo=lambda line: con.print(line, highlight=False))
+    _render_results([result], con, f"run {args.run_id}'s model on the {args.test} dev split, not trained again")
+    con.print(f"logged to MLflow experiment '{result.experiment}', run {result.run_id}; browse with `mem ui`")
+    return 0
+
+
 def cmd_predict(args) -> int:
     from pathlib import Path
 
@@ -513,6 +524,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/reports", help="folder for the PNGs (default runs/reports)")
     p.add_argument("--worst", type=int, default=8, help="how many worst predictions to show (default 8)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("eval", parents=[sh["data"], sh["quiet"]],
+                       help="score a trained run's model on another dataset (dev metrics, test predictions), no training; "
+                            "logged as a run of its own")
+    p.add_argument("run_id", metavar="RUN_ID", help="a finished `mem run`, refit, sweep trial, cv fold, or a cv parent "
+                   "(its fold models averaged)")
+    p.add_argument("--test", required=True, metavar="DATASET",
+                   help="dataset evaluated (dev) and predicted (test): memento10k, videomem, or a declared name")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", parents=[sh["extract"], sh["quiet"]],
                        help="score any videos (files or folders) with a trained run's encoders and model; CSV out")
