@@ -141,6 +141,17 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from mediaeval_mem.experiments.evaluate import evaluate_run
+
+    con = _console()
+    result = evaluate_run(args.run_id, args.test, args.data_root, progress=not args.quiet,
+                          echo=lambda line: con.print(line, highlight=False))
+    _render_results([result], con, f"run {args.run_id}'s model on the {args.test} dev split, not trained again")
+    con.print(f"logged to MLflow experiment '{result.experiment}', run {result.run_id}; browse with `mem ui`")
+    return 0
+
+
 def cmd_predict(args) -> int:
     from pathlib import Path
 
@@ -514,6 +525,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worst", type=int, default=8, help="how many worst predictions to show (default 8)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("eval", parents=[sh["data"], sh["quiet"]],
+                       help="score a trained run's model on another dataset (dev metrics, test predictions), no training; "
+                            "logged as a run of its own")
+    p.add_argument("run_id", metavar="RUN_ID", help="a finished `mem run`, refit, sweep trial, cv fold, or a cv parent "
+                   "(its fold models averaged)")
+    p.add_argument("--test", required=True, metavar="DATASET",
+                   help="dataset evaluated (dev) and predicted (test): memento10k, videomem, or a declared name")
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("predict", parents=[sh["extract"], sh["quiet"]],
                        help="score any videos (files or folders) with a trained run's encoders and model; CSV out")
     p.add_argument("run_id", metavar="RUN_ID", help="an MLflow run id, from `mem run` or `mem results`")
@@ -561,22 +581,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids, in run order (at most 5)")
     p.add_argument("--config", help="YAML with the run files' filename template, columns and max_runs (see submission.py)")
     p.set_defaults(func=cmd_package)
+    _add_threads(parser)
     return parser
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    """--threads on every command (core/threads.py): one flag, one meaning, wherever torch computes."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
+                    _add_threads(sub)
+                else:
+                    sub.add_argument("--threads", type=int, metavar="N",
+                                     help="threads for every stage (default: one to train the small models, every "
+                                          "usable core to encode; also MEM_THREADS)")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `mem`; returns the exit status (tests call main([...]) in-process)."""
     from mediaeval_mem.core.errors import MemError
     from mediaeval_mem.core.process import one_malloc_arena, sigterm_as_interrupt
+    from mediaeval_mem.core.threads import passive_waiting, threads_requested
 
     args = build_parser().parse_args(argv)
     one_malloc_arena()  # before torch starts its threads: extraction's peak memory stays flat
+    passive_waiting()  # before torch loads OpenMP: concurrent mem processes share cores instead of spinning
+    if getattr(args, "threads", None) is not None and args.threads < 1:
+        print("error: --threads must be >= 1", file=sys.stderr)
+        return 2
     previous = sigterm_as_interrupt()
     try:
         from mediaeval_mem.core.plugins import load_plugins
 
         load_plugins()  # installed plugins (entry points): their names work in every command
-        return args.func(args)
+        with threads_requested(getattr(args, "threads", None)):
+            return args.func(args)
     except MemError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -11,6 +11,9 @@ import pytest
 # Before anything imports huggingface_hub (it reads these once): no test may reach the hub or a cache
 # this machine happens to have; the session fixture below points HF_HOME at an empty folder.
 os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# OpenMP threads sleep while they wait, as in every `mem` process (core/threads.py): tests that start several
+# torch processes share the cores instead of spinning against each other. Read once, when torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent

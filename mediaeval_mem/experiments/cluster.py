@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 from mediaeval_mem.core.errors import ConfigError, MemError
 
 PATH_ENV = ("MEM_RUNS_DIR", "MEM_SUBMISSIONS_DIR", "MEM_DATA_ROOT", "MEM_I3D_DIR", "HF_HOME")  # made absolute
-PASSED_ENV = (*PATH_ENV, "MLFLOW_TRACKING_URI", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+PASSED_ENV = (*PATH_ENV, "MLFLOW_TRACKING_URI", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MEM_THREADS", "OMP_WAIT_POLICY")
 GPUS_WHERE_PRESENT = 0.25  # --ray-gpus left out on a cluster with GPUs: four runs share a card
 
 
@@ -75,6 +75,9 @@ def worker_env() -> dict[str, str]:
 
     env = {k: os.environ[k] for k in PASSED_ENV if os.environ.get(k)}
     env["MEM_RUNS_DIR"] = str(runs_dir())
+    # OpenMP threads sleep while they wait (core/threads.py): Ray runs several workers per node, each with
+    # OMP_NUM_THREADS set to its CPUs, and spinning workers would steal each other's cores
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return {k: str(Path(v).resolve()) if k in PATH_ENV else v for k, v in env.items()}
 
 

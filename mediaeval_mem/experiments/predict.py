@@ -14,7 +14,6 @@ keyed on the folder, so scoring the same folder again is immediate.
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -63,47 +62,38 @@ def files_digest(items: list[VideoItem]) -> str:
     return digest([(it.video_id, it.path.stat().st_size, it.path.stat().st_mtime_ns) for it in items], 12)
 
 
-def _run_record(run_id: str, folder: Path):
-    """(RunConfig, features.json, state dict, in_dims) of a finished run."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
-
-    from mediaeval_mem.config import config_from_dict
-    from mediaeval_mem.tracking import download_artifact, get_run, read_artifact_text
-
-    run = get_run(run_id)
-    if run.info.status != "FINISHED":
-        raise MemError(f"run {run_id} is {run.info.status}, not FINISHED: it has no trained model to predict with")
-    import yaml
-
-    cfg = config_from_dict(yaml.safe_load(read_artifact_text(run_id, "config.yaml")), f"run {run_id} config.yaml")
-    features = json.loads(read_artifact_text(run_id, "features.json"))
-    weights = download_artifact(run_id, "model.safetensors", folder)
-    try:
-        with safe_open(str(weights), "pt") as f:
-            in_dims = json.loads(f.metadata()["in_dims"])
-        return cfg, features, load_file(str(weights)), in_dims
-    except (SafetensorError, KeyError, ValueError, OSError) as e:
-        raise MemError(f"run {run_id}: its model.safetensors cannot be read ({e})") from None
-
-
-def _stream_weights(cfg, features: dict, run_id: str) -> list[str | None]:
+def stream_weights(cfg, features: dict, run_id: str) -> list[str | None]:
     """The weights each stream extracted with in the run (recorded since features.json has 'streams')."""
     from mediaeval_mem.encoders import ENCODERS
 
     recorded = features.get("streams")
     out = []
     for i, s in enumerate(cfg.model.streams):
-        info = ENCODERS.info(s.encoder)
-        if info.input == "features":
-            raise MemError(f"run {run_id}: stream {i} reads precomputed features ({s.weights}); only runs whose "
-                           f"streams read videos or captions can score new videos")
         weights = recorded[i]["weights"] if recorded else s.weights
-        if weights is None and info.prepare is not None:
+        if weights is None and ENCODERS.info(s.encoder).prepare is not None:
             raise MemError(f"run {run_id}: stream {i} ({s.encoder}) made its own weights, and this run does not "
                            f"record where: rerun it with this version of mem")
         out.append(weights)
     return out
+
+
+def extract_as_run(index: DatasetIndex, splits: tuple[str, ...], run, i: int, weights: str | None,
+                   extract: dict | None = None, device: str = "auto", progress: bool = True):
+    """Stream `i`'s features of `splits` of `index`, extracted as run `run` (a TrainedRun) extracted its own: the
+    run's extract options (its compute dtype, whatever 'auto' gives on this machine) updated by `extract`;
+    refused where the result would differ from the run's (replaced weights, another preprocessing).
+    Returns the ExtractReport."""
+    from mediaeval_mem.features.extract import extract_features
+
+    stream = run.config.model.streams[i]
+    recorded = _recorded_key(run.features, i, stream.encoder)
+    opts = replace(run.config.extract, **(extract or {}))
+    if recorded and "dtype" not in (extract or {}) and recorded.get("compute_dtype") in ("bf16", "fp32"):
+        opts = replace(opts, dtype=recorded["compute_dtype"])
+    report = extract_features(index, stream.encoder, splits, weights, sampling=stream.sampling, opts=opts,
+                              device=device, progress=progress)
+    _same_extraction(recorded, report.key, i, stream.encoder, run.run_id)
+    return report
 
 
 def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None, device: str = "auto",
@@ -115,15 +105,19 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
     """
     from mediaeval_mem.core.runtime import resolve_device
     from mediaeval_mem.encoders import ENCODERS
+    from mediaeval_mem.experiments.run_log import read_trained
     from mediaeval_mem.experiments.runner import load_split
-    from mediaeval_mem.features.extract import extract_features
     from mediaeval_mem.features.store import FeatureStore
     from mediaeval_mem.models import build_model
     from mediaeval_mem.training.batches import predict
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg, features, state, in_dims = _run_record(run_id, Path(tmp))
-    weights = _stream_weights(cfg, features, run_id)
+    run = read_trained(run_id)
+    cfg, in_dims = run.config, run.in_dims
+    for i, s in enumerate(cfg.model.streams):
+        if ENCODERS.info(s.encoder).input == "features":
+            raise MemError(f"run {run_id}: stream {i} reads precomputed features ({s.weights}); only runs whose "
+                           f"streams read videos or captions can score new videos")
+    weights = stream_weights(cfg, run.features, run_id)
     items = collect_videos([Path(p) for p in inputs])
     root = Path(_common_folder([it.path for it in items]))
     # cached under runs/features/predict-<digest>/: the same files scored again are read back, changed ones are not
@@ -134,13 +128,7 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
         if ENCODERS.info(stream.encoder).input == "captions":
             echo(f"note: stream {i} ({stream.encoder}) reads captions; these videos have none, so each gets the "
                  f"empty caption (as videos without captions did in training)")
-        recorded = _recorded_key(features, i, stream.encoder)
-        opts = replace(cfg.extract, **(extract or {}))
-        if recorded and "dtype" not in (extract or {}) and recorded.get("compute_dtype") in ("bf16", "fp32"):
-            opts = replace(opts, dtype=recorded["compute_dtype"])  # the run's, whatever 'auto' gives on this machine
-        report = extract_features(index, stream.encoder, (SPLIT,), w, sampling=stream.sampling, opts=opts,
-                                  device=device, progress=progress)
-        _same_extraction(recorded, report.key, i, stream.encoder, run_id)
+        report = extract_as_run(index, (SPLIT,), run, i, w, extract, device, progress)
         for s in report.splits:
             failed.update(s.failed)
         stores.append(FeatureStore(report.cache_dir / SPLIT))
@@ -153,7 +141,7 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
         raise MemError(f"run {run_id} was trained on features of widths {in_dims}; these videos give {split.dims}: "
                        f"were the encoders' weights replaced since?")
     model = build_model(cfg.model, in_dims)
-    model.load_state_dict(state)
+    model.load_state_dict(run.state)
     scores = predict(model.to(dev), split, device=dev)
     paths = {it.video_id: it.path for it in items}
     return PredictResult(run_id, cfg.name, [(vid, paths[vid], float(s)) for vid, s in zip(split.ids, scores)], failed)

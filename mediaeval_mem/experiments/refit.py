@@ -17,6 +17,43 @@ from mediaeval_mem.config import RunConfig, apply_overrides
 from mediaeval_mem.core.errors import ConfigError, MemError
 
 
+def check_source(run_id: str, cfg: RunConfig, train: str) -> None:
+    """Refuse, in one line naming what differs, a source run that trained another model or on another dataset:
+    the epochs it chose are not this refit's to use."""
+    from mediaeval_mem.tracking import get_run
+
+    tags = get_run(run_id).data.tags
+    trained_on = tags.get("train_dataset")
+    if trained_on and trained_on != train:
+        raise ConfigError(f"run {run_id} trained on {trained_on}, this refit on {train}: refit with --train {trained_on}, "
+                          f"or give a run (or cv) of {train}")
+    diff = model_differences(source_config(run_id, tags), cfg)
+    if diff:
+        raise ConfigError(f"run {run_id} trained another model than this refit's ({'; '.join(diff)}): refit with the "
+                          f"source's --config and --set, or give a run of this model")
+
+
+def source_config(run_id: str, tags: dict[str, str]) -> RunConfig:
+    """The config a run ran with; a cv parent's is its first fold's (the folds differ in train.seed only)."""
+    from mediaeval_mem.experiments.run_log import read_config
+
+    if tags.get("kind") == "cv" and tags.get("children"):
+        return read_config(tags["children"].split(",")[0])
+    return read_config(run_id)
+
+
+def model_differences(source: RunConfig, cfg: RunConfig) -> list[str]:
+    """'field: run X, refit Y' for each model field that differs; the weights of a stream whose encoder made its
+    own in the source run (the fine-tuned I3D) are not compared: the refit is given them."""
+    from mediaeval_mem.core.schema import flatten
+    from mediaeval_mem.experiments.runner import trains_itself
+
+    theirs, ours = flatten(source.model), flatten(cfg.model)
+    made = {f"streams.{i}.weights" for i, s in enumerate(source.model.streams) if trains_itself(s)}
+    return [f"model.{k}: run {theirs.get(k)!r}, refit {ours.get(k)!r}"
+            for k in sorted(theirs.keys() | ours.keys()) if k not in made and theirs.get(k) != ours.get(k)]
+
+
 def epochs_from(run_id: str) -> tuple[int, str]:
     """(epochs, how they were chosen) from a finished run: a cv parent's refit_epochs, or a run's best epoch."""
     from mediaeval_mem.tracking import get_run
@@ -47,6 +84,7 @@ def run_refit(task: int | None, train: str, test: str, cfg: RunConfig, source: s
         if trains_itself(s):
             raise ConfigError(f"{s.encoder} selects its own fine-tuning epochs on held-out videos; a refit has none: "
                               f"give its stream the fine-tuned weights of the run being refit")
+    check_source(source, cfg, train)
     from mediaeval_mem.models import HEADS
 
     if HEADS.info(cfg.model.head) is not None:  # ridge, svr: no epochs; the inner CV chooses again on all videos

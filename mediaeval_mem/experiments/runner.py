@@ -15,6 +15,7 @@ import torch
 
 from mediaeval_mem.config import RunConfig, StreamCfg
 from mediaeval_mem.core.errors import DataError
+from mediaeval_mem.core.threads import with_threads
 from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
 from mediaeval_mem.datasets.catalog import find_declared
 from mediaeval_mem.experiments.tasks import TaskPlan, plan_task
@@ -143,10 +144,8 @@ def prepare_features(plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetI
     cached yet is extracted."""
     from mediaeval_mem.encoders import ENCODERS, PrepareContext
 
-    names = [s.encoder for s in cfg.model.streams]
     out = []
-    for i, stream in enumerate(cfg.model.streams):
-        label = stream.encoder if names.count(stream.encoder) == 1 else f"{stream.encoder}.{i}"
+    for stream, label in zip(cfg.model.streams, stream_labels(cfg)):
         feats = StreamFeatures(stream, label, stream.weights)
         if trains_itself(stream):
             context = PrepareContext(indexes[plan.train_dataset], selection.fit, selection.select, cfg, device, echo)
@@ -155,6 +154,12 @@ def prepare_features(plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetI
         _extract_stream(feats, plan, cfg, indexes, progress, echo)
         out.append(feats)
     return out
+
+
+def stream_labels(cfg: RunConfig) -> list[str]:
+    """Each stream's name in feature keys and features.json: its encoder's, numbered where two streams share it."""
+    names = [s.encoder for s in cfg.model.streams]
+    return [n if names.count(n) == 1 else f"{n}.{i}" for i, n in enumerate(names)]
 
 
 def trains_itself(stream: StreamCfg) -> bool:
@@ -238,6 +243,7 @@ def fit(cfg: RunConfig, splits: Splits, device: torch.device, on_epoch=None):
     return model, train_model(model, splits.fit, splits.select, cfg.train, device, on_epoch)
 
 
+@with_threads("train")  # the small model's forward passes: latency-bound like its training
 def evaluate_and_predict(model, splits: Splits, device: torch.device) -> Outputs:
     """Metrics on the dev split, predictions for the dev and test splits."""
     from mediaeval_mem.training.batches import predict

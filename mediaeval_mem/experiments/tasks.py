@@ -44,10 +44,11 @@ class TaskPlan:
         return f"{self.train_dataset}->{self.test_dataset}"
 
     def needed_splits(self) -> dict[str, tuple[str, ...]]:
-        """dataset -> the splits a run reads, in the order train, dev, test."""
+        """dataset -> the splits a run reads, in the order train, dev, test (a run that trains on no split, `mem eval`,
+        reads no split of its training dataset)."""
         needed = {self.train_dataset: set(self.train_splits)}
         needed.setdefault(self.test_dataset, set()).update({self.evaluate[1], self.predict[1]})
-        return {name: tuple(s for s in ("train", "dev", "test") if s in splits) for name, splits in needed.items()}
+        return {name: tuple(s for s in ("train", "dev", "test") if s in splits) for name, splits in needed.items() if splits}
 
 
 def infer_task(train: str, test: str) -> int:

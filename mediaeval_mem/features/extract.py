@@ -32,6 +32,7 @@ from mediaeval_mem.core.errors import ConfigError, DecodeError, DiskFullError, M
 from mediaeval_mem.core.io import atomic_write_json, write_error
 from mediaeval_mem.core.progress import progress_bar
 from mediaeval_mem.core.runtime import autocast, resolve_device, resolve_dtype
+from mediaeval_mem.core.threads import with_threads
 from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
 from mediaeval_mem.encoders import ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder, encoder_recipe
 from mediaeval_mem.encoders.preprocess import ImageTransform
@@ -353,6 +354,7 @@ def _encode(encoder: FrameEncoder, frames: torch.Tensor, device: torch.device, d
     return _forward(encoder, frames, device, dtype).to(torch.float16).cpu().numpy()
 
 
+@with_threads("encode")  # an encoder's large batches: every usable core (core/threads.py)
 def extract_split(
     load_encoder: Callable[[], FrameEncoder],
     items: list[VideoItem],

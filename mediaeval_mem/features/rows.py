@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from mediaeval_mem.core.progress import progress_bar
+from mediaeval_mem.core.threads import with_threads
 from mediaeval_mem.datasets import VideoItem
 from mediaeval_mem.features.store import FeatureStore
 
@@ -46,6 +47,7 @@ def fill_store(load_source: Callable[[], object], items: list[VideoItem], store:
     return store_rows(load_source, items, store, produce, report, progress)
 
 
+@with_threads("encode")  # caption encoders, precomputed copies: every usable core
 def store_rows(load_source: Callable[[], object], items: list[VideoItem], store: FeatureStore,
                produce: Callable[[object, list[VideoItem]], Iterable[tuple[int, Rows]]], report, progress: bool = True):
     """Store what `produce(source, todo)` yields, (videos it covers, their Rows), one segment each, as it comes.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mediaeval_mem.core.threads import with_threads
 from mediaeval_mem.training.batches import LabelledSplit, batch_indices, collate, to_device
 from mediaeval_mem.training.loop import TrainResult, seed_everything
 
@@ -25,6 +26,7 @@ def pooled(model, split: LabelledSplit, device: torch.device, batch_size: int = 
     return torch.cat(out).numpy().astype(np.float64)
 
 
+@with_threads("train")  # scikit-learn's small fits: one BLAS thread
 def fit_closed_form(model, fit: LabelledSplit, cfg, fit_head, device: torch.device) -> TrainResult:
     """Fit `model.head` with `fit_head(head, X, y, seed)` on the pooled fit videos."""
     seed_everything(cfg.seed)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from mediaeval_mem.config import TrainCfg
+from mediaeval_mem.core.threads import training_work, with_threads
 from mediaeval_mem.training.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from mediaeval_mem.training.losses import WeightedLoss
 from mediaeval_mem.training.metrics import evaluate
@@ -126,6 +127,7 @@ def _resume(checkpoint: Path, model: nn.Module, opt, sched, rng: np.random.Gener
                            "delete it to train from the first epoch") from None
 
 
+@with_threads(lambda model, *args, **kwargs: training_work(model))  # small models: one thread (core/threads.py)
 def train_model(
     model: nn.Module,
     train: TrainData,
