@@ -35,6 +35,7 @@ from mediaeval_mem.core.schema import digest, to_dict
 
 Echo = Callable[[str], None]
 METRICS = ("srocc", "plcc", "mse")
+PREDICTIONS = "fold_predictions.json"  # a fold run's out-of-fold, report-dev and test predictions, full precision
 
 
 def stratified_folds(scores: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -97,9 +98,14 @@ def _finished_child(key: str, seed: int, fold: int, since_ms: int = 0) -> FoldRu
         return None
     r = runs[0]
     rid = r.info.run_id
-    read = lambda name: {row["video_id"]: float(row["prediction"]) for row in _table(read_artifact_text(rid, name))}  # noqa: E731
+    try:  # the predictions as the fold's trainer summarised them (full precision): a reused fold adds the same figures
+        pred = json.loads(read_artifact_text(rid, PREDICTIONS))
+        oof, dev, test = pred["oof"], pred["dev"], pred["test"]
+    except MemError:  # a fold run of an older version: its CSVs (6 decimals)
+        read = lambda name: {row["video_id"]: float(row["prediction"]) for row in _table(read_artifact_text(rid, name))}  # noqa: E731
+        oof, dev, test = read("dev_predictions.csv"), read("report_dev_predictions.csv"), read("test_predictions.csv")
     return FoldRun(seed, fold, rid, {m: r.data.metrics[f"dev_{m}"] for m in METRICS}, int(r.data.tags.get("best_epoch", 0)),
-                   read("dev_predictions.csv"), read("report_dev_predictions.csv"), read("test_predictions.csv"), True)
+                   oof, dev, test, True)
 
 
 @dataclass
@@ -184,14 +190,11 @@ def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print
         log.run.log_csv(["video_id", "ground_truth", "prediction"],
                         ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(report.ids, report.scores, dev_pred)),
                         "report_dev_predictions.csv")
-    return FoldRun(seed, k, log.run_id, outputs.metrics, result.best_epoch, _as_logged(splits.dev.ids, outputs.dev_pred),
-                   _as_logged(report.ids, dev_pred), _as_logged(predicted.ids, outputs.test_pred))
-
-
-def _as_logged(ids: list[str], pred: np.ndarray) -> dict[str, float]:
-    """{video id: prediction} as the fold's CSV holds it (6 decimals): a fold trained here and one read back
-    (resumed, or trained by a concurrent `mem cv`) give the summary the same figures."""
-    return {v: float(f"{p:.6f}") for v, p in zip(ids, pred)}
+        run = FoldRun(seed, k, log.run_id, outputs.metrics, result.best_epoch,
+                      dict(zip(splits.dev.ids, outputs.dev_pred.tolist())), dict(zip(report.ids, dev_pred.tolist())),
+                      dict(zip(predicted.ids, outputs.test_pred.tolist())))
+        log.run.log_text(json.dumps({"oof": run.oof, "dev": run.dev, "test": run.test}), PREDICTIONS)
+    return run
 
 
 def fold_lock(key: str, seed: int, fold: int):
