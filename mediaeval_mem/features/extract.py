@@ -586,7 +586,8 @@ def _key(index: DatasetIndex, recipe, info: EncoderInfo, sampling: Sampling, dty
         return feature_key(index.name, index.root, recipe.identity(), f"captions:{captions_digest(index)}", dtype,
                            CAPTION_PATH)
     if info.input == "features":  # copied as they are: no sampling, no compute; keyed on this dataset's files
-        identity = {**recipe.identity(), "weights": recipe.transform.files_id(index.name)}
+        files_id = getattr(recipe.transform, "files_id", None)  # precomputed's; a plugin's reader may have none
+        identity = {**recipe.identity(), **({"weights": files_id(index.name)} if files_id else {})}
         return feature_key(index.name, index.root, identity, "as stored", "none", "precomputed files")
     window = CLIP_WINDOW if info.clip_level or getattr(recipe, "clip_level", False) else None
     return feature_key(index.name, index.root, recipe.identity(), str(sampling), dtype, PIXEL_PATH, window)
