@@ -15,6 +15,8 @@ chose its threads (core/threads.py).
   fair_share_<N>     N x alone_s / total_s_<N>: 1.0 means N runs cost exactly N lone runs (fair
                      sharing of the cores); above 1, running them together is faster than one after
                      the other; far below 1, concurrent processes fight over the cores
+  cpu_s_per_run_<N>  CPU seconds (user + system) a run took when N ran at once: it stays flat where the runs
+                     share the cores, and grows where their threads spin against each other
   srocc_<N>          every run's dev SROCC (they must agree: the same config and seed)
 The last line printed is one JSON object with every figure.
 """
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -56,9 +59,16 @@ def check(cmd: list[str], env: dict) -> str:
     return out.stdout
 
 
-def together(n: int, cmd: list[str], env: dict) -> tuple[float, list[float], list[float]]:
-    """Start `n` copies of `cmd` at once; (wall time to the last end, each one's wall time, each one's dev SROCC)."""
-    t0 = time.perf_counter()
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's finished, waited-for children so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def together(n: int, cmd: list[str], env: dict) -> tuple[float, list[float], list[float], float]:
+    """Start `n` copies of `cmd` at once; (wall time to the last end, each one's wall time, each one's dev SROCC,
+    their CPU seconds per run)."""
+    cpu0, t0 = children_cpu_s(), time.perf_counter()
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
              for _ in range(n)]
     ends, sroccs = [0.0] * n, []
@@ -75,7 +85,7 @@ def together(n: int, cmd: list[str], env: dict) -> tuple[float, list[float], lis
             raise SystemExit(f"a run failed:\n{err[-3000:]}")
         m = SROCC.search(out)
         sroccs.append(float(m.group(2)) if m else float("nan"))
-    return max(ends), ends, sroccs
+    return max(ends), ends, sroccs, (children_cpu_s() - cpu0) / n
 
 
 def main() -> None:
@@ -99,10 +109,11 @@ def main() -> None:
         check(run, env)  # warm up: the MLflow store made, files in the page cache; not timed
         figures: dict = {"cores": len(os.sched_getaffinity(0)), "loadavg_start": os.getloadavg()[0],
                          "torch_defaults": args.torch_defaults, "counts": counts, "scale": args.scale}
-        figures["alone_s"] = round(together(1, run, env)[0], 2)
+        alone = together(1, run, env)
+        figures["alone_s"], figures["cpu_s_per_run_1"] = round(alone[0], 2), round(alone[3], 2)
         for n in counts:
-            total, each, sroccs = together(n, run, env) if n != 1 else (figures["alone_s"], [figures["alone_s"]], [])
-            figures[f"total_s_{n}"] = round(total, 2)
+            total, each, sroccs, cpu = together(n, run, env) if n != 1 else alone
+            figures[f"total_s_{n}"], figures[f"cpu_s_per_run_{n}"] = round(total, 2), round(cpu, 2)
             figures[f"fair_share_{n}"] = round(n * figures["alone_s"] / total, 3)
             if sroccs:
                 figures[f"srocc_{n}"] = sroccs

@@ -33,3 +33,11 @@ def test_bench_extract_reports_its_keys(tmp_path):
     assert figures["e2e_over_model"] == round(figures["e2e_fps"] / figures["model_fps"], 3)
     bound = 1 / (1 / figures["model_fps"] + 1 / figures["decode_fps"])  # a CPU: the two share its cores
     assert abs(figures["bound_fps"] - bound) <= 0.01 * bound
+
+
+def test_bench_concurrent_reports_its_keys(tmp_path):
+    figures = _last_json([str(REPO / "bench" / "concurrent.py"), "--counts", "1,2", "--scale", "0.1",
+                          "--set", "train.epochs=1", "--workdir", str(tmp_path / "w")], tmp_path)
+    assert {"alone_s", "total_s_2", "fair_share_2", "cpu_s_per_run_1", "cpu_s_per_run_2"} <= set(figures)
+    assert figures["fair_share_2"] == round(2 * figures["alone_s"] / figures["total_s_2"], 3)
+    assert len(set(figures["srocc_2"])) == 1  # the same config and seed: the same result, however many ran at once
