@@ -235,13 +235,20 @@ def cmd_describe(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    import subprocess
+    from mediaeval_mem.core.errors import MemError
+    from mediaeval_mem.core.tied import port_taken, run_tied
+    from mediaeval_mem.tracking import UI_ENV, client, tracking_uri, ui_command
 
-    from mediaeval_mem.tracking import client, tracking_uri, ui_command
-
+    if port_taken("127.0.0.1", args.port):
+        raise MemError(f"port {args.port} on 127.0.0.1 is already in use (another `mem ui`?): stop what serves it, "
+                       f"or pick another port with --port")
     client()  # set the store up (and mark runs of dead processes) before the server opens it
-    print(f"MLflow UI for {tracking_uri()} at http://127.0.0.1:{args.port} (Ctrl-C to stop)")
-    return subprocess.call(ui_command(args.port))
+    print(f"MLflow UI for {tracking_uri()} at http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
+    try:
+        return run_tied(ui_command(args.port), UI_ENV)  # the server's processes end with this one, however it ends
+    except KeyboardInterrupt:  # Ctrl-C, or kill PID
+        print("MLflow UI stopped", file=sys.stderr)
+        return 0
 
 
 def cmd_package(args) -> int:

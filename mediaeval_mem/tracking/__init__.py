@@ -6,6 +6,7 @@ runs.py      writing a run (TrackedRun), finding runs, reading their artifacts
 """
 
 from mediaeval_mem.tracking.runs import (
+    UI_ENV,
     TrackedRun,
     download_artifact,
     ensure_experiment,
@@ -17,5 +18,5 @@ from mediaeval_mem.tracking.runs import (
 )
 from mediaeval_mem.tracking.store import client, tracking_uri
 
-__all__ = ["TrackedRun", "client", "download_artifact", "ensure_experiment", "get_run", "git_commit", "read_artifact_text",
+__all__ = ["UI_ENV", "TrackedRun", "client", "download_artifact", "ensure_experiment", "get_run", "git_commit", "read_artifact_text",
            "search_runs", "tracking_uri", "ui_command"]

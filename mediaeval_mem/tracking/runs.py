@@ -178,11 +178,17 @@ def search_runs(experiment_names: list[str] | None = None, filter_string: str = 
     return c.search_runs(ids, filter_string=filter_string, order_by=["attributes.start_time DESC"], max_results=10000)
 
 
+# The UI's environment: no job runners (MLflow's GenAI jobs; seven huey processes here), which a browser of
+# these runs never uses and which slowed the server's start on two cores.
+UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def ui_command(port: int = 5000) -> list[str]:
-    """The `mlflow ui` command line for the same store, bound to 127.0.0.1."""
+    """The `mlflow ui` command line for the same store, bound to 127.0.0.1, one worker (one user browsing)."""
     import sys
 
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", "127.0.0.1",
+           "--port", str(port), "--workers", "1"]
     if embedded():
         cmd += ["--default-artifact-root", artifact_root()]
     return cmd
