@@ -255,9 +255,11 @@ def cmd_package(args) -> int:
     from mediaeval_mem.submission import load_submission_config, package_submission
 
     cfg = load_submission_config(args.config)
-    paths = package_submission(args.team, args.subtask, args.run_ids, args.data_root, cfg)
-    for p in paths:
+    packaged = package_submission(args.team, args.subtask, args.run_ids, args.data_root, cfg)
+    for p in packaged.written:
         print(f"wrote {p}")
+    for p in packaged.removed:
+        print(f"removed {p}: a run file of an earlier packaging that this manifest does not list")
     return 0
 
 
@@ -379,7 +381,7 @@ def cmd_demo(args) -> int:
     _render_results(rows, con, "video, captions, and both: task 1, on the dev split")
     con.rule("6/6 package a submission")
     for subtask in (1, 2):
-        for p in package_submission("demo", subtask, [r.run_id for r in results if r.plan.task == subtask], args.data_root):
+        for p in package_submission("demo", subtask, [r.run_id for r in results if r.plan.task == subtask], args.data_root).written:
             con.print(f"wrote {p}")
     con.print(
         f"\nnext: `mem ui` to browse the runs in MLflow; the run files are in {submissions_dir()}/; "

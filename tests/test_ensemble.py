@@ -66,6 +66,7 @@ def test_cross_fitting_catches_what_fitting_on_the_reported_split_would_leak():
 def test_an_ensemble_of_seeds_is_a_run_that_packages(demo_root, runs_dir, capsys):
     from mediaeval_mem.cli import main
     from mediaeval_mem.config import load_config
+    from mediaeval_mem.core.paths import submissions_dir
     from mediaeval_mem.experiments.runner import run_experiment
     from mediaeval_mem.tracking import get_run, read_artifact_text
 
@@ -84,6 +85,10 @@ def test_an_ensemble_of_seeds_is_a_run_that_packages(demo_root, runs_dir, capsys
         assert float(r["prediction"]) == pytest.approx(np.mean([m[r["video_id"]] for m in members]), abs=2e-6)
     assert "dev_srocc_ci_low" in run.data.metrics and "members_mean_srocc" in run.data.metrics
     assert main(["package-submission", "--team", "t", "--subtask", "1", ens, "--data-root", str(demo_root)]) == 0
+    entry = json.loads((submissions_dir() / "t-subtask1-manifest.json").read_text())["runs"][0]
+    member = get_run(ids[0]).data.tags
+    assert entry["members"] == ids and entry["git_commit"] == member["git_commit"] != "unknown"
+    assert entry["feature_keys"] == {k: v for k, v in member.items() if k.startswith("feature_key.")} != {}
 
     # weighted: what is logged as its dev predictions is the cross-fitted combination, never an in-sample fit
     assert main(["ensemble", *ids, "--method", "weighted"]) == 0

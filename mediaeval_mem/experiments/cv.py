@@ -199,7 +199,8 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
     `ray` (experiments/cluster.py RayCluster): each missing (seed, fold) is a Ray task (`fold_task`) under the
     parent run made here, after the features were extracted here; the same folds, tags and figures as without.
     """
-    from mediaeval_mem.tracking import TrackedRun, client
+    from mediaeval_mem.experiments.run_log import feature_key_tags, feature_keys
+    from mediaeval_mem.tracking import TrackedRun, client, git_commit
     from mediaeval_mem.training.metrics import evaluate
 
     if ray is not None:
@@ -214,7 +215,8 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
             "aggregator": "+".join(s.aggregator for s in cfg.model.streams), "head": cfg.model.head, "cv_key": data.key,
             "cv_folds": folds, "cv_seeds": ",".join(map(str, seeds)),
             "selection": f"cross-validation: {folds} folds stratified on score over {len(pool)} labelled {train} videos "
-                         f"({'+'.join(plan.train_splits)}); each fold's model selected on a holdout of the other folds"}
+                         f"({'+'.join(plan.train_splits)}); each fold's model selected on a holdout of the other folds",
+            "git_commit": git_commit(), **feature_key_tags(feature_keys(data.features))}  # the folds' features
     runs: dict[tuple[int, int], FoldRun] = {}
     with TrackedRun(experiment, f"{cfg.name} cv{folds} {plan.pair}", tags) as parent:
         parent.log_params({"cv.folds": folds, "cv.seeds": ",".join(map(str, seeds)), "cv.with_dev": with_dev,

@@ -147,10 +147,21 @@ def combine(members: list[Member], method: str) -> tuple[list[str], np.ndarray, 
             f"dev, cross-fitted in {CROSS_FIT_FOLDS} folds (each reported video's weights fit without it)")
 
 
+def members_feature_keys(members: list[Member]) -> dict[str, str]:
+    """The members' `feature_key.*` tags: per name, the distinct digests the members read, comma-separated."""
+    seen: dict[str, list[str]] = {}
+    for m in members:
+        for k, v in m.tags.items():
+            if k.startswith("feature_key."):
+                digests = seen.setdefault(k, [])
+                digests += [d for d in v.split(",") if d not in digests]  # a member that is an ensemble lists several
+    return {k: ",".join(v) for k, v in sorted(seen.items())}
+
+
 def ensemble(run_ids: list[str], method: str = "mean", echo=print) -> EnsembleResult:
     """Combine finished runs of one pair into an MLflow run of its own; returns what it logged."""
     from mediaeval_mem.experiments.results import bootstrap_srocc_ci
-    from mediaeval_mem.tracking import TrackedRun, client
+    from mediaeval_mem.tracking import TrackedRun, client, git_commit
     from mediaeval_mem.training.metrics import evaluate
 
     if method not in METHODS:
@@ -169,7 +180,8 @@ def ensemble(run_ids: list[str], method: str = "mean", echo=print) -> EnsembleRe
     tags = {k: first[k] for k in ("task", "train_dataset", "test_dataset", "pair") if k in first}
     tags.update({"kind": "ensemble", "config": f"ensemble-{method}", "members": ",".join(run_ids),
                  "encoder": "+".join(dict.fromkeys(m.tags.get("encoder", "?") for m in members)),
-                 "aggregator": "ensemble", "head": method, "weights_fit_on": fit_on})
+                 "aggregator": "ensemble", "head": method, "weights_fit_on": fit_on, "git_commit": git_commit(),
+                 **members_feature_keys(members)})
     with TrackedRun(experiment, f"ensemble {method} of {len(members)}", tags) as run:
         run.log_params({"method": method, "members": ",".join(run_ids),
                         "weights": json.dumps([round(float(x), 6) for x in w])})

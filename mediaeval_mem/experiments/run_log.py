@@ -21,6 +21,16 @@ from mediaeval_mem.experiments.tasks import TaskPlan
 from mediaeval_mem.features.key import key_digest
 
 
+def feature_keys(features) -> dict[str, dict]:
+    """Each stream's feature key per dataset read, named `<dataset>.<stream label>` (runner.StreamFeatures)."""
+    return {f"{name}.{f.label}": key for f in features for name, key in f.keys.items()}
+
+
+def feature_key_tags(keys: dict[str, dict]) -> dict[str, str]:
+    """The `feature_key.<dataset>.<stream>` tags of a run: the digest of each feature key it read."""
+    return {f"feature_key.{n}": key_digest(k) for n, k in keys.items()}
+
+
 class RunLog:
     def __init__(self, plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetIndex], features, splits, selection,
                  extra_tags: dict[str, str] | None = None, honest_dev: bool = True):
@@ -33,13 +43,13 @@ class RunLog:
         from mediaeval_mem.tracking import TrackedRun, git_commit
 
         plan, cfg, streams = self.plan, self.cfg, self.cfg.model.streams
-        keys = {f"{name}.{f.label}": key for f in self.features for name, key in f.keys.items()}
+        keys = feature_keys(self.features)
         tags = {
             "task": plan.task, "train_dataset": plan.train_dataset, "test_dataset": plan.test_dataset, "pair": plan.pair,
             "config": cfg.name, "encoder": "+".join(s.encoder for s in streams),
             "aggregator": "+".join(s.aggregator for s in streams), "head": cfg.model.head,
             "selection": self.selection.description, "git_commit": git_commit(),
-            **{f"feature_key.{n}": key_digest(k) for n, k in keys.items()}, **self.extra_tags,
+            **feature_key_tags(keys), **self.extra_tags,
         }
         self.run = TrackedRun(plan.experiment_name, f"{cfg.name} {plan.pair} seed{cfg.train.seed}", tags)
         self.run_id = self.run.run_id
