@@ -146,16 +146,17 @@ def package_submission(
     files of an earlier packaging of this team and subtask that the new manifest does not list, so the folder
     holds what the manifest says."""
     from mediaeval_mem.datasets import open_dataset
-    from mediaeval_mem.tracking import get_run, read_artifact_text
+    from mediaeval_mem.tracking import get_run, read_artifact_text, resolve_run_ids
 
     if not run_ids:
         raise MemError("give at least one MLflow run id")
     if len(run_ids) > cfg.max_runs:
         raise MemError(f"{len(run_ids)} runs given; the challenge takes at most {cfg.max_runs} per subtask")
-    if len(set(run_ids)) < len(run_ids):
-        raise MemError("a run id is given twice")
     if not team or any(c in team for c in "/\\ "):
         raise MemError(f"bad team name {team!r}: use letters, digits, '-' or '_'")
+    run_ids = resolve_run_ids(run_ids)  # whole ids, or unique prefixes of them
+    if len(set(run_ids)) < len(run_ids):
+        raise MemError("a run id is given twice")
     out_dir = Path(out_dir or submissions_dir())
 
     errors, entries = [], []

@@ -172,7 +172,8 @@ def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print
                                   f"{len(held)} (holdout of the other folds), out-of-fold {len(own)}")
     fold_plan = replace(data.plan, evaluate=(data.train, "train"))
     child_tags = {"cv_key": data.key, "cv_fold": f"{seed}:{k}", "mlflow.parentRunId": parent_id, "kind": "cv-fold"}
-    with RunLog(fold_plan, scfg, data.indexes, data.features, splits, selection, child_tags) as log:
+    name = f"{cfg.name} {data.plan.pair} cv seed{seed} fold{k + 1}/{folds}"
+    with RunLog(fold_plan, scfg, data.indexes, data.features, splits, selection, child_tags, name=name) as log:
         model, result = fit(scfg, splits, data.device, log.epoch_callback(False, echo))
         outputs = evaluate_and_predict(model, splits, data.device)
         log.outputs(model, result, outputs)

@@ -161,12 +161,15 @@ def members_feature_keys(members: list[Member]) -> dict[str, str]:
 def ensemble(run_ids: list[str], method: str = "mean", echo=print) -> EnsembleResult:
     """Combine finished runs of one pair into an MLflow run of its own; returns what it logged."""
     from mediaeval_mem.experiments.results import bootstrap_srocc_ci
-    from mediaeval_mem.tracking import TrackedRun, client, git_commit
+    from mediaeval_mem.tracking import TrackedRun, client, git_commit, resolve_run_ids
     from mediaeval_mem.training.metrics import evaluate
 
     if method not in METHODS:
         raise MemError(f"unknown ensemble method {method!r}; use one of {', '.join(METHODS)}")
     if len(set(run_ids)) < 2 or len(set(run_ids)) < len(run_ids):
+        raise MemError("give at least two different run ids")
+    run_ids = resolve_run_ids(run_ids)  # whole ids, or unique prefixes of them
+    if len(set(run_ids)) < len(run_ids):  # a prefix and the whole id of one run
         raise MemError("give at least two different run ids")
     members = [load_member(r) for r in run_ids]
     pairs = {m.tags.get("pair") for m in members}

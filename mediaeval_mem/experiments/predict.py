@@ -108,7 +108,7 @@ def _stream_weights(cfg, features: dict, run_id: str) -> list[str | None]:
 
 def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None, device: str = "auto",
                    progress: bool = True, echo: Callable[[str], None] = print) -> PredictResult:
-    """Score the videos of `inputs` (files or folders) with the model of MLflow run `run_id`.
+    """Score the videos of `inputs` (files or folders) with the model of MLflow run `run_id` (or a unique prefix of it).
 
     Extraction runs with the run's own `extract` options (its compute dtype, hence the same features),
     updated by `extract` (e.g. {"batch_size": 16}).
@@ -119,8 +119,10 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
     from mediaeval_mem.features.extract import extract_features
     from mediaeval_mem.features.store import FeatureStore
     from mediaeval_mem.models import build_model
+    from mediaeval_mem.tracking import resolve_run_id
     from mediaeval_mem.training.batches import predict
 
+    run_id = resolve_run_id(run_id)
     with tempfile.TemporaryDirectory() as tmp:
         cfg, features, state, in_dims = _run_record(run_id, Path(tmp))
     weights = _stream_weights(cfg, features, run_id)
