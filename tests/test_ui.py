@@ -52,9 +52,10 @@ def wait_for(predicate, seconds: float) -> bool:
     return predicate()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"])
 def test_the_server_dies_with_mem_ui(runs_dir, sig):
-    """A real `mem ui` serving HTTP, stopped by its PID (`kill`, `kill -9`): no process of it stays, the port is free."""
+    """A real `mem ui` serving HTTP, stopped by its PID (`kill`, `kill -INT` as Ctrl-C, `kill -9`): no process of it
+    stays, the port is free."""
     port, mark = free_port(), f"MEM_UI_TEST_{uuid.uuid4().hex}"
     env = {**os.environ, "MEM_RUNS_DIR": str(runs_dir), mark: "1"}
     proc = subprocess.Popen([sys.executable, "-m", "mediaeval_mem", "ui", "--port", str(port)], env=env,
