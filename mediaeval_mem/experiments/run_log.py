@@ -53,7 +53,8 @@ class RunLog:
         plan, cfg, streams = self.plan, self.cfg, self.cfg.model.streams
         keys = feature_keys(self.features)
         tags = {
-            "kind": "run", "task": plan.task, "train_dataset": plan.train_dataset, "test_dataset": plan.test_dataset, "pair": plan.pair,
+            "kind": "run", "task": plan.task, "train_dataset": plan.train_dataset, "test_dataset": plan.test_dataset,
+            "pair": plan.pair,
             "config": cfg.name, "encoder": "+".join(s.encoder for s in streams),
             "aggregator": "+".join(s.aggregator for s in streams), "head": cfg.model.head,
             "selection": self.selection.description, "git_commit": git_commit(),
