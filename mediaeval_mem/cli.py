@@ -132,9 +132,14 @@ def cmd_run(args) -> int:
     if args.refit:
         from mediaeval_mem.experiments.refit import run_refit
 
-        result = run_refit(args.task, args.train, args.test, cfg, args.refit, args.data_root, not args.quiet, echo)
+        result = run_refit(args.task, args.train, args.test, cfg, args.refit, args.data_root, not args.quiet, echo,
+                           args.name)
     else:
-        result = run_experiment(args.task, args.train, args.test, cfg, args.data_root, progress=not args.quiet, echo=echo)
+        from mediaeval_mem.experiments.run_log import run_name
+
+        name = args.name or run_name(cfg, f"{args.train}->{args.test}", args.set)
+        result = run_experiment(args.task, args.train, args.test, cfg, args.data_root, progress=not args.quiet, echo=echo,
+                                name=name)
     _render_results([result], con, "refit: trained on every labelled video; dev figures as logged" if args.refit else
                     "results on the dev split of the test dataset")
     con.print(f"logged to MLflow experiment '{result.experiment}', run {result.run_id}; browse with `mem ui`")
@@ -246,22 +251,31 @@ def cmd_describe(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    import subprocess
+    from mediaeval_mem.core.errors import MemError
+    from mediaeval_mem.core.tied import port_taken, run_tied
+    from mediaeval_mem.tracking import UI_ENV, client, tracking_uri, ui_command
 
-    from mediaeval_mem.tracking import client, tracking_uri, ui_command
-
+    if port_taken("127.0.0.1", args.port):
+        raise MemError(f"port {args.port} on 127.0.0.1 is already in use (another `mem ui`?): stop what serves it, "
+                       f"or pick another port with --port")
     client()  # set the store up (and mark runs of dead processes) before the server opens it
-    print(f"MLflow UI for {tracking_uri()} at http://127.0.0.1:{args.port} (Ctrl-C to stop)")
-    return subprocess.call(ui_command(args.port))
+    print(f"MLflow UI for {tracking_uri()} at http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
+    try:
+        return run_tied(ui_command(args.port), UI_ENV)  # the server's processes end with this one, however it ends
+    except KeyboardInterrupt:  # Ctrl-C, or kill PID
+        print("MLflow UI stopped", file=sys.stderr)
+        return 0
 
 
 def cmd_package(args) -> int:
     from mediaeval_mem.submission import load_submission_config, package_submission
 
     cfg = load_submission_config(args.config)
-    paths = package_submission(args.team, args.subtask, args.run_ids, args.data_root, cfg)
-    for p in paths:
+    packaged = package_submission(args.team, args.subtask, args.run_ids, args.data_root, cfg)
+    for p in packaged.written:
         print(f"wrote {p}")
+    for p in packaged.removed:
+        print(f"removed {p}: a run file of an earlier packaging that this manifest does not list")
     return 0
 
 
@@ -383,7 +397,7 @@ def cmd_demo(args) -> int:
     _render_results(rows, con, "video, captions, and both: task 1, on the dev split")
     con.rule("6/6 package a submission")
     for subtask in (1, 2):
-        for p in package_submission("demo", subtask, [r.run_id for r in results if r.plan.task == subtask], args.data_root):
+        for p in package_submission("demo", subtask, [r.run_id for r in results if r.plan.task == subtask], args.data_root).written:
             con.print(f"wrote {p}")
     con.print(
         f"\nnext: `mem ui` to browse the runs in MLflow; the run files are in {submissions_dir()}/; "
@@ -503,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config (default: the paper's model and recipe)")
     p.add_argument("--refit", metavar="RUN_ID", help="train on every labelled video of --train (train + dev) for the "
                    "epochs that RUN_ID (a run, or a `mem cv` parent) selected, no early stopping; for the submission")
+    p.add_argument("--name", help="the MLflow run name (default: config, pair, seed and the --set overrides, "
+                   "e.g. 'demo memento10k->memento10k seed0 model.head=ridge')")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("grid", parents=[sh["data"], sh["config"], sh["quiet"], sh["ray"]],
@@ -515,12 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("results", help="MLflow runs side by side with a bootstrap CI on SROCC")
     p.add_argument("--experiment", action="append", default=[], help="experiment name (repeatable; default all)")
     p.add_argument("--format", choices=("table", "csv", "markdown"), default="table")
-    p.add_argument("--sort", default="srocc", help="srocc (default), plcc, mse, config, pair")
+    p.add_argument("--sort", default="srocc", help="srocc (default), plcc, mse, config, pair, kind, name")
     p.add_argument("--no-ci", action="store_true", help="skip the bootstrap (faster)")
     p.set_defaults(func=cmd_results)
 
     p = sub.add_parser("report", parents=[sh["data"]], help="figures for runs: truth vs prediction, and the worst predictions with a frame each")
-    p.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids or unique prefixes")
     p.add_argument("--out", default="runs/reports", help="folder for the PNGs (default runs/reports)")
     p.add_argument("--worst", type=int, default=8, help="how many worst predictions to show (default 8)")
     p.set_defaults(func=cmd_report)
@@ -536,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", parents=[sh["extract"], sh["quiet"]],
                        help="score any videos (files or folders) with a trained run's encoders and model; CSV out")
-    p.add_argument("run_id", metavar="RUN_ID", help="an MLflow run id, from `mem run` or `mem results`")
+    p.add_argument("run_id", metavar="RUN_ID", help="an MLflow run id or a unique prefix of it, from `mem run` or `mem results`")
     p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER", help="video files and/or folders searched recursively")
     p.add_argument("--out", help="CSV to write (video_id, path, score, run_id); default: standard output")
     p.set_defaults(func=cmd_predict)
@@ -560,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("ensemble", help="combine finished runs of one pair (mean, rank-mean, weighted) into a run of its own")
-    p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids (runs, cv parents, refits, ensembles)")
+    p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids or unique prefixes (runs, cv parents, refits, ensembles)")
     p.add_argument("--method", default="mean", choices=("mean", "rank-mean", "weighted"),
                    help="mean (default), rank-mean, or weighted (weights fit on out-of-fold or cross-fitted dev predictions)")
     p.set_defaults(func=cmd_ensemble)
@@ -578,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("package-submission", parents=[sh["data"]], help="validate runs' test predictions and write the challenge's CSVs")
     p.add_argument("--team", required=True)
     p.add_argument("--subtask", type=int, required=True, choices=(1, 2))
-    p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids, in run order (at most 5)")
+    p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids or unique prefixes, in run order (at most 5)")
     p.add_argument("--config", help="YAML with the run files' filename template, columns and max_runs (see submission.py)")
     p.set_defaults(func=cmd_package)
     _add_threads(parser)

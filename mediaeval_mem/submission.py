@@ -105,6 +105,35 @@ def write_run_file(path: Path, predictions: list[Prediction], columns: tuple[str
             w.writerow([p.video_id, f"{float(p.value):.6f}"])
 
 
+@dataclass(frozen=True)
+class Packaged:
+    written: list[Path]  # the run files, then the manifest
+    removed: list[Path]  # earlier run files of this team and subtask that the new manifest does not list
+
+
+def stale_run_files(out_dir: Path, team: str, subtask: int, cfg: SubmissionCfg, keep: set[str]) -> list[Path]:
+    """Run files of an earlier packaging of this team and subtask that are not in `keep`: those its manifest
+    lists, and any file named by the template for another run number."""
+    import re
+
+    names = set()
+    old = out_dir / manifest_name(team, subtask)
+    if old.is_file():
+        try:
+            names |= {r["file"] for r in json.loads(old.read_text()).get("runs", []) if isinstance(r.get("file"), str)}
+        except (ValueError, AttributeError, TypeError):  # a manifest damaged by hand: the template still finds them
+            pass
+    marker = "<RUN>"
+    pattern = re.compile(re.escape(cfg.filename.format(team=team, subtask=subtask, run=marker)).replace(
+        re.escape(marker), r"\d+"))
+    names |= {p.name for p in out_dir.iterdir() if pattern.fullmatch(p.name)} if out_dir.is_dir() else set()
+    return sorted(out_dir / n for n in names - keep if Path(n).name == n and (out_dir / n).is_file())
+
+
+def manifest_name(team: str, subtask: int) -> str:
+    return f"{team}-subtask{subtask}-manifest.json"
+
+
 def package_submission(
     team: str,
     subtask: int,
@@ -112,19 +141,22 @@ def package_submission(
     data_root: str | Path | None = None,
     cfg: SubmissionCfg = SubmissionCfg(),
     out_dir: Path | None = None,
-) -> list[Path]:
-    """Validate then write one CSV per run (run 1..N in the order given) and a manifest; returns the paths."""
+) -> Packaged:
+    """Validate then write one CSV per run (run 1..N in the order given) and a manifest; then remove the run
+    files of an earlier packaging of this team and subtask that the new manifest does not list, so the folder
+    holds what the manifest says."""
     from mediaeval_mem.datasets import open_dataset
-    from mediaeval_mem.tracking import get_run, read_artifact_text
+    from mediaeval_mem.tracking import get_run, read_artifact_text, resolve_run_ids
 
     if not run_ids:
         raise MemError("give at least one MLflow run id")
     if len(run_ids) > cfg.max_runs:
         raise MemError(f"{len(run_ids)} runs given; the challenge takes at most {cfg.max_runs} per subtask")
-    if len(set(run_ids)) < len(run_ids):
-        raise MemError("a run id is given twice")
     if not team or any(c in team for c in "/\\ "):
         raise MemError(f"bad team name {team!r}: use letters, digits, '-' or '_'")
+    run_ids = resolve_run_ids(run_ids)  # whole ids, or unique prefixes of them
+    if len(set(run_ids)) < len(run_ids):
+        raise MemError("a run id is given twice")
     out_dir = Path(out_dir or submissions_dir())
 
     errors, entries = [], []
@@ -147,6 +179,7 @@ def package_submission(
             "file": name, "run": n, "run_id": run_id, "experiment_id": run.info.experiment_id,
             "train_dataset": tags.get("train_dataset"), "test_dataset": test_ds, "config": tags.get("config"),
             "encoder": tags.get("encoder"), "aggregator": tags.get("aggregator"), "head": tags.get("head"),
+            "kind": tags.get("kind", "run"), "members": tags["members"].split(",") if "members" in tags else None,
             "git_commit": tags.get("git_commit"), "selection": tags.get("selection"),
             "feature_keys": {k: v for k, v in tags.items() if k.startswith("feature_key.")},
             "dev_metrics": metrics,
@@ -155,14 +188,17 @@ def package_submission(
         raise MemError("nothing written; fix these first:\n  " + "\n  ".join(errors))
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest_name = f"{team}-subtask{subtask}-manifest.json"
+    manifest = manifest_name(team, subtask)
+    stale = stale_run_files(out_dir, team, subtask, cfg, {e[0] for e in entries})  # before the old manifest is replaced
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".staging-") as tmp:
         for name, preds, _ in entries:
             write_run_file(Path(tmp) / name, preds, tuple(cfg.columns))
-        manifest = {"team": team, "subtask": subtask, "columns": list(cfg.columns), "runs": [e for *_, e in entries]}
-        (Path(tmp) / manifest_name).write_text(json.dumps(manifest, indent=1) + "\n")
+        body = {"team": team, "subtask": subtask, "columns": list(cfg.columns), "runs": [e for *_, e in entries]}
+        (Path(tmp) / manifest).write_text(json.dumps(body, indent=1) + "\n")
         written = []
-        for name in [e[0] for e in entries] + [manifest_name]:
+        for name in [e[0] for e in entries] + [manifest]:
             shutil.move(str(Path(tmp) / name), out_dir / name)  # same filesystem: renames
             written.append(out_dir / name)
-    return written
+    for path in stale:  # only now: the new files are in place
+        path.unlink(missing_ok=True)
+    return Packaged(written, stale)

@@ -144,3 +144,19 @@ def test_two_mem_cv_at_once_train_each_fold_once_and_agree(demo_root, runs_dir):
     assert parents[0].data.metrics == parents[1].data.metrics
     said = [re.search(r"dev split: SROCC (\S+), PLCC (\S+);", out).groups() for out, _ in outs]
     assert said[0] == said[1]
+
+
+def test_a_cv_parent_records_the_commit_and_its_folds_features(cv_run, demo_root, tmp_path, monkeypatch):
+    """Packaged, a cv parent's manifest entry traces to the code and the features its folds read, as a run's does."""
+    import json
+
+    from mediaeval_mem.cli import main
+    from mediaeval_mem.tracking import get_run
+
+    _, result, _ = cv_run
+    monkeypatch.setenv("MEM_SUBMISSIONS_DIR", str(tmp_path / "subs"))
+    assert main(["package-submission", "--team", "t", "--subtask", "1", result.parent_id, "--data-root", str(demo_root)]) == 0
+    entry = json.loads((tmp_path / "subs" / "t-subtask1-manifest.json").read_text())["runs"][0]
+    fold = get_run(result.folds[0].run_id).data.tags
+    assert entry["kind"] == "cv" and entry["git_commit"] == fold["git_commit"]
+    assert entry["feature_keys"] == {k: v for k, v in fold.items() if k.startswith("feature_key.")} != {}

@@ -120,7 +120,7 @@ def test_results_and_report_commands(tmp_path, demo_root, runs_dir, capsys):
     assert float(table[0]["srocc_ci_low"]) <= float(table[0]["srocc"]) <= float(table[0]["srocc_ci_high"])
     run_ids = [r["run_id"] for r in table]
     assert main(["results", "--format", "markdown", "--sort", "config"]) == 0
-    assert capsys.readouterr().out.startswith("| config | pair |")
+    assert capsys.readouterr().out.startswith("| run id | kind | name | config | head | encoder | pair |")
 
     assert main(["report", *run_ids, "--out", str(tmp_path / "rep"), "--worst", "3"]) == 0
     import matplotlib.image as mpimg
@@ -148,6 +148,11 @@ def test_grid_on_demo_data_uses_the_demo_profile(tmp_path, demo_root, runs_dir, 
     assert main(["grid", str(tmp_path / "g.yaml"), "--data-root", str(demo_root), "--quiet", "--set", "train.epochs=1"]) == 0
     out = capsys.readouterr().out
     assert "holds generated demo data: using the stand-ins" in out and "clip-demo" in out
+    from mediaeval_mem.tracking import search_runs
+
+    (run,) = search_runs()  # named for what it is: the config under the profile's stand-in, not the paper's encoder
+    assert run.info.run_name == ("02_clip-b32_bigru_linear memento10k->memento10k seed0 train.epochs=1 "
+                                 "profile[clip-vit-b32->clip-demo]") and run.data.tags["encoder"] == "clip-demo"
     # without the profile the real CLIP is asked for, which this machine does not have: one clear failure
     assert main(["grid", str(tmp_path / "g.yaml"), "--data-root", str(demo_root), "--quiet", "--profile", "none"]) == 1
     out = capsys.readouterr().out.replace("\n", "")

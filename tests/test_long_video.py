@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mediaeval_mem.core.errors import DecodeError
-from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
+from mediaeval_mem.datasets import DatasetIndex, open_dataset
 from mediaeval_mem.datasets.synthetic import FPS, render_clip
 from mediaeval_mem.encoders import encoder_recipe
 from mediaeval_mem.features import extract

@@ -105,6 +105,32 @@ def test_package_submission_writes_csvs_and_manifest(store, demo_root, tmp_path,
     assert manifest["runs"][0]["dev_metrics"]["srocc"] == t1[1].data.metrics["dev_srocc"]
 
 
+def test_packaging_again_leaves_only_what_the_manifest_lists(store, demo_root, tmp_path, monkeypatch, capsys):
+    """Two runs packaged, then one: the second file of the first packaging goes (it said so), as does one of a
+    template given before; another team's and another subtask's files stay."""
+    monkeypatch.setenv("MEM_SUBMISSIONS_DIR", str(tmp_path / "subs"))
+    a, b = (r.info.run_id for r in _runs("Task 1: train Memento10k, test Memento10k"))
+    (tmp_path / "other.yaml").write_text("filename: 'old-{team}-{subtask}-{run}.csv'\n")
+    package = ["package-submission", "--team", "us", "--subtask", "1", "--data-root", str(demo_root)]
+    assert main([*package, a, b, "--config", str(tmp_path / "other.yaml")]) == 0  # old-us-1-1.csv, old-us-1-2.csv
+    assert main([*package, a, b]) == 0
+    assert sorted(p.name for p in (tmp_path / "subs").iterdir()) == [
+        "me22mem-us-subtask1-run1.csv", "me22mem-us-subtask1-run2.csv", "us-subtask1-manifest.json"]
+    others = ["me22mem-them-subtask1-run2.csv", "me22mem-us-subtask2-run2.csv", "notes.txt"]
+    for name in others:
+        (tmp_path / "subs" / name).write_text("kept\n")
+    capsys.readouterr()
+    assert main([*package, b]) == 0
+    out = capsys.readouterr().out
+    assert "removed " in out and "me22mem-us-subtask1-run2.csv" in out.split("removed ")[1]
+    manifest = json.loads((tmp_path / "subs" / "us-subtask1-manifest.json").read_text())
+    listed = {r["file"] for r in manifest["runs"]}
+    assert listed == {"me22mem-us-subtask1-run1.csv"} and manifest["runs"][0]["run_id"] == b
+    ours = {p.name for p in (tmp_path / "subs").iterdir()} - set(others)
+    assert ours == listed | {"us-subtask1-manifest.json"}  # the folder is what the manifest says
+    assert all((tmp_path / "subs" / n).read_text() == "kept\n" for n in others)
+
+
 @pytest.mark.parametrize(
     "mutate,expected",
     [

@@ -5,7 +5,6 @@ recorded, resumable, keyed on the captions), and a caption stream in a run."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

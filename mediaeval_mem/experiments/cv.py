@@ -182,7 +182,8 @@ def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print
                                   f"{len(held)} (holdout of the other folds), out-of-fold {len(own)}")
     fold_plan = replace(data.plan, evaluate=(data.train, "train"))
     child_tags = {"cv_key": data.key, "cv_fold": f"{seed}:{k}", "mlflow.parentRunId": parent_id, "kind": "cv-fold"}
-    with RunLog(fold_plan, scfg, data.indexes, data.features, splits, selection, child_tags) as log:
+    name = f"{cfg.name} {data.plan.pair} cv seed{seed} fold{k + 1}/{folds}"
+    with RunLog(fold_plan, scfg, data.indexes, data.features, splits, selection, child_tags, name=name) as log:
         model, result = fit(scfg, splits, data.device, log.epoch_callback(False, echo))
         outputs = evaluate_and_predict(model, splits, data.device)
         log.outputs(model, result, outputs)
@@ -249,7 +250,8 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
     `ray` (experiments/cluster.py RayCluster): each missing (seed, fold) is a Ray task (`fold_task`) under the
     parent run made here, after the features were extracted here; the same folds, tags and figures as without.
     """
-    from mediaeval_mem.tracking import TrackedRun
+    from mediaeval_mem.experiments.run_log import feature_key_tags, feature_keys
+    from mediaeval_mem.tracking import TrackedRun, git_commit
     from mediaeval_mem.training.metrics import evaluate
 
     if ray is not None:
@@ -264,7 +266,8 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
             "aggregator": "+".join(s.aggregator for s in cfg.model.streams), "head": cfg.model.head, "cv_key": data.key,
             "cv_folds": folds, "cv_seeds": ",".join(map(str, seeds)),
             "selection": f"cross-validation: {folds} folds stratified on score over {len(pool)} labelled {train} videos "
-                         f"({'+'.join(plan.train_splits)}); each fold's model selected on a holdout of the other folds"}
+                         f"({'+'.join(plan.train_splits)}); each fold's model selected on a holdout of the other folds",
+            "git_commit": git_commit(), **feature_key_tags(feature_keys(data.features))}  # the folds' features
     runs: dict[tuple[int, int], FoldRun] = {}
     since_ms = time.time_ns() // 1_000_000 if rerun else 0  # --rerun: only fold runs started from now on count
     with TrackedRun(experiment, f"{cfg.name} cv{folds} {plan.pair}", tags) as parent:

@@ -87,14 +87,23 @@ def rank01(x: np.ndarray) -> np.ndarray:
 def fit_weights(preds: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Non-negative weights summing to one that minimise the squared error of preds.T @ w against y.
 
-    preds: (M, N) members' predictions; y: (N,). Solved with scipy's SLSQP from equal weights.
+    preds: (M, N) members' predictions; y: (N,). Solved with scipy's SLSQP from equal weights, on the part of
+    the loss that the weights change, scaled to order one: seeds of one model agree closely, so the loss
+    itself (about 0.01) differs between their mixtures by far less than SLSQP's stopping tolerance, and a
+    fit on it stops where it started (equal weights).
     """
     from scipy.optimize import minimize
 
     m = len(preds)
-    loss = lambda w: float(np.mean((w @ preds - y) ** 2))  # noqa: E731
-    grad = lambda w: 2 * preds @ (w @ preds - y) / len(y)  # noqa: E731
-    res = minimize(loss, np.full(m, 1 / m), jac=grad, method="SLSQP", bounds=[(0, 1)] * m,
+    centre = preds.mean(0)  # (N,): with sum(w) = 1, w @ preds - y = (centre - y) + w @ spread
+    spread, resid = preds - centre, centre - y  # (M, N), (N,)
+    scale = float(np.mean(spread**2))
+    if scale == 0:  # identical members: every mixture is the same
+        return np.full(m, 1 / m)
+    # mean((w @ preds - y)^2) - mean(resid^2), divided by the members' spread: O(1) and exact in w
+    loss = lambda w: float(np.mean((w @ spread) ** 2 + 2 * resid * (w @ spread))) / scale  # noqa: E731
+    grad = lambda w: 2 * spread @ (w @ spread + resid) / (len(y) * scale)  # noqa: E731
+    res = minimize(loss, np.full(m, 1 / m), jac=grad, method="SLSQP", bounds=[(0, 1)] * m, options={"ftol": 1e-12},
                    constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1, "jac": lambda w: np.ones(m)}])
     w = np.clip(res.x, 0, None)
     return w / w.sum()
@@ -138,15 +147,29 @@ def combine(members: list[Member], method: str) -> tuple[list[str], np.ndarray, 
             f"dev, cross-fitted in {CROSS_FIT_FOLDS} folds (each reported video's weights fit without it)")
 
 
+def members_feature_keys(members: list[Member]) -> dict[str, str]:
+    """The members' `feature_key.*` tags: per name, the distinct digests the members read, comma-separated."""
+    seen: dict[str, list[str]] = {}
+    for m in members:
+        for k, v in m.tags.items():
+            if k.startswith("feature_key."):
+                digests = seen.setdefault(k, [])
+                digests += [d for d in v.split(",") if d not in digests]  # a member that is an ensemble lists several
+    return {k: ",".join(v) for k, v in sorted(seen.items())}
+
+
 def ensemble(run_ids: list[str], method: str = "mean", echo=print) -> EnsembleResult:
     """Combine finished runs of one pair into an MLflow run of its own; returns what it logged."""
     from mediaeval_mem.experiments.results import bootstrap_srocc_ci
-    from mediaeval_mem.tracking import TrackedRun, client
+    from mediaeval_mem.tracking import TrackedRun, client, git_commit, resolve_run_ids
     from mediaeval_mem.training.metrics import evaluate
 
     if method not in METHODS:
         raise MemError(f"unknown ensemble method {method!r}; use one of {', '.join(METHODS)}")
     if len(set(run_ids)) < 2 or len(set(run_ids)) < len(run_ids):
+        raise MemError("give at least two different run ids")
+    run_ids = resolve_run_ids(run_ids)  # whole ids, or unique prefixes of them
+    if len(set(run_ids)) < len(run_ids):  # a prefix and the whole id of one run
         raise MemError("give at least two different run ids")
     members = [load_member(r) for r in run_ids]
     pairs = {m.tags.get("pair") for m in members}
@@ -160,7 +183,8 @@ def ensemble(run_ids: list[str], method: str = "mean", echo=print) -> EnsembleRe
     tags = {k: first[k] for k in ("task", "train_dataset", "test_dataset", "pair") if k in first}
     tags.update({"kind": "ensemble", "config": f"ensemble-{method}", "members": ",".join(run_ids),
                  "encoder": "+".join(dict.fromkeys(m.tags.get("encoder", "?") for m in members)),
-                 "aggregator": "ensemble", "head": method, "weights_fit_on": fit_on})
+                 "aggregator": "ensemble", "head": method, "weights_fit_on": fit_on, "git_commit": git_commit(),
+                 **members_feature_keys(members)})
     with TrackedRun(experiment, f"ensemble {method} of {len(members)}", tags) as run:
         run.log_params({"method": method, "members": ",".join(run_ids),
                         "weights": json.dumps([round(float(x), 6) for x in w])})

@@ -65,6 +65,9 @@ def evaluate_run(run_id: str, test: str, data_root=None, progress: bool = True, 
     from mediaeval_mem.experiments.tasks import plan_task
     from mediaeval_mem.training.loop import TrainResult
 
+    from mediaeval_mem.tracking import resolve_run_id
+
+    run_id = resolve_run_id(run_id)  # any unique prefix, as every command takes
     source = read_source(run_id)
     cfg, train = source.first.config, source.tags.get("train_dataset")
     if not train:

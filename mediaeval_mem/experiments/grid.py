@@ -170,6 +170,18 @@ class _Planned:
     cfg: RunConfig
     key: str
     label: str
+    name: str = ""  # the MLflow run name
+
+
+def grid_run_name(cfg: RunConfig, written: RunConfig, pair: str, overrides: tuple[str, ...],
+                  profile: Profile | None) -> str:
+    """run_log.run_name with the grid's overrides and, under a profile, the encoders it swapped into the config
+    as `written` (a profile-swapped paper-best is not the paper's model)."""
+    from mediaeval_mem.experiments.run_log import run_name
+
+    used = dict.fromkeys(s.encoder for s in written.model.streams)
+    swaps = [f"{a}->{profile.encoders[a]}" for a in used if profile and profile.encoders.get(a, a) != a]
+    return run_name(cfg, pair, overrides + ((f"profile[{' '.join(swaps)}]",) if swaps else ()))
 
 
 def run_grid(
@@ -194,9 +206,9 @@ def run_grid(
         from mediaeval_mem.experiments.cluster import check_cluster
 
         check_cluster(ray)
-    rows = []
+    rows, written = [], {}
     for entry in grid.entries:
-        base = load_config(entry.path)
+        base = written[entry.path] = load_config(entry.path)
         if profile is not None:
             base = apply_profile(base, profile)
         base = apply_overrides(base, grid.overrides + tuple(overrides))
@@ -207,7 +219,9 @@ def run_grid(
         for seed in grid.seeds:
             cfg = apply_overrides(row.cfg, [f"train.seed={seed}"])
             label = f"[{len(planned) + 1}/{len(rows) * len(grid.seeds)}] {cfg.name} task {row.task} {row.train}->{row.test} seed {seed}"
-            planned.append(_Planned(row, seed, cfg, run_key(cfg, row.task, row.train, row.test, data_root), label))
+            name = grid_run_name(cfg, written[row.entry.path], f"{row.train}->{row.test}", grid.overrides + tuple(overrides),
+                                 profile)
+            planned.append(_Planned(row, seed, cfg, run_key(cfg, row.task, row.train, row.test, data_root), label, name))
     if ray is not None:
         _run_on_ray(grid, planned, data_root, ray, progress, echo, rerun)
         return rows
@@ -219,7 +233,7 @@ def run_grid(
         echo(f"{p.label}: running")
         try:
             result = run_experiment(p.row.task, p.row.train, p.row.test, p.cfg, data_root, progress=progress, echo=echo,
-                                    extra_tags={"grid_key": p.key, "grid": grid.title})
+                                    extra_tags={"grid_key": p.key, "grid": grid.title}, name=p.name)
         except MemError as e:  # one row's missing weights should not stop the others
             _failed(p, str(e), echo)
             continue
@@ -279,7 +293,7 @@ def _run_on_ray(grid: Grid, planned: list[_Planned], data_root, cluster, progres
     root = str(resolve_root(data_root).resolve())
     calls = [partial(run_experiment, planned[i].row.task, planned[i].row.train, planned[i].row.test, planned[i].cfg, root,
                      progress=False, echo=Prefixed(planned[i].label),
-                     extra_tags={"grid_key": planned[i].key, "grid": grid.title}) for i in todo]
+                     extra_tags={"grid_key": planned[i].key, "grid": grid.title}, name=planned[i].name) for i in todo]
     for i in todo:
         echo(f"{planned[i].label}: submitted to Ray")
     plugins = tuple(dict.fromkeys(x for i in todo for x in planned[i].cfg.plugins))

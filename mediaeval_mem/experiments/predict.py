@@ -98,7 +98,7 @@ def extract_as_run(index: DatasetIndex, splits: tuple[str, ...], run, i: int, we
 
 def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None, device: str = "auto",
                    progress: bool = True, echo: Callable[[str], None] = print) -> PredictResult:
-    """Score the videos of `inputs` (files or folders) with the model of MLflow run `run_id`.
+    """Score the videos of `inputs` (files or folders) with the model of MLflow run `run_id` (or a unique prefix of it).
 
     Extraction runs with the run's own `extract` options (its compute dtype, hence the same features),
     updated by `extract` (e.g. {"batch_size": 16}).
@@ -109,8 +109,10 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
     from mediaeval_mem.experiments.runner import load_split
     from mediaeval_mem.features.store import FeatureStore
     from mediaeval_mem.models import build_model
+    from mediaeval_mem.tracking import resolve_run_id
     from mediaeval_mem.training.batches import predict
 
+    run_id = resolve_run_id(run_id)
     run = read_trained(run_id)
     cfg, in_dims = run.config, run.in_dims
     for i, s in enumerate(cfg.model.streams):

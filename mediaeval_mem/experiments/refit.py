@@ -71,7 +71,7 @@ def epochs_from(run_id: str) -> tuple[int, str]:
 
 
 def run_refit(task: int | None, train: str, test: str, cfg: RunConfig, source: str, data_root=None,
-              progress: bool = True, echo=print):
+              progress: bool = True, echo=print, name: str | None = None):
     """Train `cfg` on all of `train`'s labelled videos for the epochs `source` chose; log it as a refit run."""
     from mediaeval_mem.core.runtime import resolve_device
     from mediaeval_mem.experiments.run_log import RunLog
@@ -80,6 +80,9 @@ def run_refit(task: int | None, train: str, test: str, cfg: RunConfig, source: s
     from mediaeval_mem.training.batches import LabelledSplit
     from mediaeval_mem.experiments.tasks import plan_task
 
+    from mediaeval_mem.tracking import resolve_run_id
+
+    source = resolve_run_id(source)  # a whole id or a unique prefix: the refit records the whole one
     for s in cfg.model.streams:
         if trains_itself(s):
             raise ConfigError(f"{s.encoder} selects its own fine-tuning epochs on held-out videos; a refit has none: "
@@ -108,7 +111,8 @@ def run_refit(task: int | None, train: str, test: str, cfg: RunConfig, source: s
                     read(test, "test", False))
     honest = test != train  # else the reported dev split is among the videos it trains on
     tags = {"kind": "refit", "refit_of": source, "refit_epochs": epochs}
-    with RunLog(plan, cfg, indexes, features, splits, selection, tags, honest_dev=honest) as log:
+    name = name or f"{cfg.name} {plan.pair} refit of {source[:8]}"
+    with RunLog(plan, cfg, indexes, features, splits, selection, tags, honest_dev=honest, name=name) as log:
         model, result = fit(cfg, splits, device, log.epoch_callback(progress, echo))
         outputs = evaluate_and_predict(model, splits, device)
         log.outputs(model, result, outputs)

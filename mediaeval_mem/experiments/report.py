@@ -131,7 +131,11 @@ def run_predictions(run_id: str, data_root=None) -> Predictions:
 
 
 def make_report(run_ids: list[str], out_dir: Path, data_root=None, k: int = 8) -> list[Path]:
-    """scatter.png (all runs) and worst-<run>.png (one per run) under out_dir."""
+    """scatter.png (all runs) and worst-<run>.png (one per run) under out_dir; a run is given by its id or a
+    unique prefix of it."""
+    from mediaeval_mem.tracking import resolve_run_ids
+
+    run_ids = resolve_run_ids(run_ids)
     runs = [run_predictions(r, data_root) for r in run_ids]
     written = [scatter_figure(runs, out_dir / "scatter.png")]
     for run_id, r in zip(run_ids, runs):

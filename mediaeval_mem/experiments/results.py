@@ -1,4 +1,8 @@
-"""`mem results`: MLflow runs side by side (config, pair, PLCC, SROCC, MSE) with a 95% bootstrap CI on SROCC.
+"""`mem results`: MLflow runs side by side with a 95% bootstrap CI on SROCC.
+
+Each row says what the run is: its kind (run, refit, cv, sweep-trial, ensemble, ...), MLflow run name,
+config, head and encoder(s), pair and seed; and its id as the shortest prefix (8 characters at least) that
+no other run of the store shares, which every command taking a run id accepts.
 
 The interval comes from each run's logged dev predictions: 1000 resamples of the dev videos with
 replacement (seeded, so the same runs give the same intervals), Spearman on each, 2.5th-97.5th percentile.
@@ -40,21 +44,27 @@ class ResultRow:
     mse: float
     ci_low: float
     ci_high: float
+    kind: str = "run"
+    name: str = ""
+    head: str = "?"
+    encoder: str = "?"
+    short_id: str = ""  # a unique prefix of run_id
 
     def cells(self) -> list[str]:
         ci = f"[{self.ci_low:.4f}, {self.ci_high:.4f}]" if not np.isnan(self.ci_low) else "-"
-        return [self.config, self.pair, self.seed, f"{self.plcc:.4f}", f"{self.srocc:.4f}", ci, f"{self.mse:.4f}", self.run_id]
+        return [self.short_id or self.run_id, self.kind, self.name, self.config, self.head, self.encoder, self.pair,
+                self.seed, f"{self.plcc:.4f}", f"{self.srocc:.4f}", ci, f"{self.mse:.4f}"]
 
 
-HEADER = ["config", "pair", "seed", "PLCC", "SROCC", "SROCC 95% CI", "MSE", "run id"]
+HEADER = ["run id", "kind", "name", "config", "head", "encoder", "pair", "seed", "PLCC", "SROCC", "SROCC 95% CI", "MSE"]
 SORT_KEYS = {"srocc": lambda r: -r.srocc, "plcc": lambda r: -r.plcc, "mse": lambda r: r.mse,
-             "config": lambda r: r.config, "pair": lambda r: r.pair}
+             "config": lambda r: r.config, "pair": lambda r: r.pair, "kind": lambda r: r.kind, "name": lambda r: r.name}
 
 
 def collect_results(experiments: list[str] | None = None, ci: bool = True, sort: str = "srocc") -> list[ResultRow]:
     """Every finished run (of the named experiments, default all) that has dev metrics."""
     from mediaeval_mem.core.errors import MemError
-    from mediaeval_mem.tracking import client, read_artifact_text, search_runs
+    from mediaeval_mem.tracking import client, id_prefixes, read_artifact_text, search_runs
 
     if sort not in SORT_KEYS:
         raise MemError(f"cannot sort by {sort!r}: use one of {', '.join(SORT_KEYS)}")
@@ -64,6 +74,8 @@ def collect_results(experiments: list[str] | None = None, ci: bool = True, sort:
         if unknown:
             raise MemError(f"no experiment named {unknown[0]!r}; there are: {', '.join(sorted(names.values())) or 'none'}")
     rows = []
+    every = search_runs()  # the ids a prefix must not be confused with: every run of the store
+    prefixes = id_prefixes([r.info.run_id for r in every], [r.info.run_id for r in every])
     for run in search_runs(experiments, filter_string="attributes.status = 'FINISHED'"):
         m, tags, params = run.data.metrics, run.data.tags, run.data.params
         if "dev_srocc" not in m or tags.get("kind") == "cv-fold":  # a fold's figures are out-of-fold, not dev
@@ -75,9 +87,12 @@ def collect_results(experiments: list[str] | None = None, ci: bool = True, sort:
                 lo, hi = bootstrap_srocc_ci([float(r["ground_truth"]) for r in table], [float(r["prediction"]) for r in table])
             except MemError:
                 pass
+        seed = params.get("train.seed") or tags.get("cv_seeds") or "-"  # a cv parent: its seeds; an ensemble: none
         rows.append(ResultRow(run.info.run_id, names.get(run.info.experiment_id, "?"), tags.get("config", "?"),
-                              tags.get("pair", "?"), params.get("train.seed", "?"), m.get("dev_plcc", float("nan")),
-                              m["dev_srocc"], m.get("dev_mse", float("nan")), lo, hi))
+                              tags.get("pair", "?"), seed, m.get("dev_plcc", float("nan")),
+                              m["dev_srocc"], m.get("dev_mse", float("nan")), lo, hi, tags.get("kind", "run"),
+                              run.info.run_name or "", tags.get("head", "?"), tags.get("encoder", "?"),
+                              prefixes.get(run.info.run_id, run.info.run_id)))
     return sorted(rows, key=SORT_KEYS[sort])
 
 
@@ -86,10 +101,11 @@ def format_results(rows: list[ResultRow], fmt: str) -> str:
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["experiment", "config", "pair", "seed", "plcc", "srocc", "srocc_ci_low", "srocc_ci_high", "mse", "run_id"])
+        w.writerow(["experiment", "kind", "name", "config", "head", "encoder", "pair", "seed", "plcc", "srocc",
+                    "srocc_ci_low", "srocc_ci_high", "mse", "run_id"])
         for r in rows:
-            w.writerow([r.experiment, r.config, r.pair, r.seed, f"{r.plcc:.6f}", f"{r.srocc:.6f}", f"{r.ci_low:.6f}",
-                        f"{r.ci_high:.6f}", f"{r.mse:.6f}", r.run_id])
+            w.writerow([r.experiment, r.kind, r.name, r.config, r.head, r.encoder, r.pair, r.seed, f"{r.plcc:.6f}",
+                        f"{r.srocc:.6f}", f"{r.ci_low:.6f}", f"{r.ci_high:.6f}", f"{r.mse:.6f}", r.run_id])
         return buf.getvalue()
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]

@@ -27,10 +27,28 @@ from mediaeval_mem.experiments.tasks import TaskPlan
 from mediaeval_mem.features.key import key_digest
 
 
+def run_name(cfg: RunConfig, pair: str, overrides: tuple[str, ...] | list[str] = ()) -> str:
+    """A run's readable default name: config, pair, seed, and the overrides that made it differ from its config
+    file (`demo memento10k->memento10k seed0 model.head=ridge`)."""
+    changed = [o for o in overrides if not o.replace(" ", "").startswith("train.seed=")]  # the seed is named already
+    return " ".join([cfg.name, pair, f"seed{cfg.train.seed}", *changed])
+
+
+def feature_keys(features) -> dict[str, dict]:
+    """Each stream's feature key per dataset read, named `<dataset>.<stream label>` (runner.StreamFeatures)."""
+    return {f"{name}.{f.label}": key for f in features for name, key in f.keys.items()}
+
+
+def feature_key_tags(keys: dict[str, dict]) -> dict[str, str]:
+    """The `feature_key.<dataset>.<stream>` tags of a run: the digest of each feature key it read."""
+    return {f"feature_key.{n}": key_digest(k) for n, k in keys.items()}
+
+
 class RunLog:
     def __init__(self, plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetIndex], features, splits, selection,
-                 extra_tags: dict[str, str] | None = None, honest_dev: bool = True):
+                 extra_tags: dict[str, str] | None = None, honest_dev: bool = True, name: str | None = None):
         self.plan, self.cfg, self.indexes, self.features, self.splits = plan, cfg, indexes, features, splits
+        self.name = name or run_name(cfg, plan.pair)  # MLflow's run name
         self.selection, self.extra_tags = selection, extra_tags or {}
         # False where the model trained on the reported split (a same-dataset refit): its figures are no estimate
         self.dev_prefix = "dev" if honest_dev else "refit_dev"
@@ -39,15 +57,16 @@ class RunLog:
         from mediaeval_mem.tracking import TrackedRun, git_commit
 
         plan, cfg, streams = self.plan, self.cfg, self.cfg.model.streams
-        keys = {f"{name}.{f.label}": key for f in self.features for name, key in f.keys.items()}
+        keys = feature_keys(self.features)
         tags = {
-            "task": plan.task, "train_dataset": plan.train_dataset, "test_dataset": plan.test_dataset, "pair": plan.pair,
+            "kind": "run", "task": plan.task, "train_dataset": plan.train_dataset, "test_dataset": plan.test_dataset,
+            "pair": plan.pair,
             "config": cfg.name, "encoder": "+".join(s.encoder for s in streams),
             "aggregator": "+".join(s.aggregator for s in streams), "head": cfg.model.head,
             "selection": self.selection.description, "git_commit": git_commit(), **threads.describe(),
-            **{f"feature_key.{n}": key_digest(k) for n, k in keys.items()}, **self.extra_tags,
+            **feature_key_tags(keys), **self.extra_tags,
         }
-        self.run = TrackedRun(plan.experiment_name, f"{cfg.name} {plan.pair} seed{cfg.train.seed}", tags)
+        self.run = TrackedRun(plan.experiment_name, self.name, tags)
         self.run_id = self.run.run_id
         try:
             self._start(keys)

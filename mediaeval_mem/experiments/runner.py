@@ -263,9 +263,11 @@ def run_experiment(
     progress: bool = True,
     echo: Echo = print,
     extra_tags: dict[str, str] | None = None,
+    name: str | None = None,
 ) -> RunResult:
     """Train `cfg` on `train`, evaluate on `test`'s dev split, predict its test split, log it all to MLflow.
-    `task` None: the pair's own (experiments/tasks.py `infer_task`).
+    `task` None: the pair's own (experiments/tasks.py `infer_task`). `name`: the MLflow run name (default
+    run_log.run_name's: config, pair, seed).
 
     >>> r = run_experiment(1, "memento10k", "memento10k", load_config("configs/demo.yaml"), "data/demo")
     >>> r.metrics["srocc"], r.run_id
@@ -273,15 +275,15 @@ def run_experiment(
     from mediaeval_mem.core.runtime import resolve_device
     from mediaeval_mem.experiments.run_log import RunLog
 
-    for name in (train, test):  # an unknown name fails here, in one line, before the task is judged
-        find_declared(name, data_root, cfg.data.datasets)
+    for dataset in (train, test):  # an unknown name fails here, in one line, before the task is judged
+        find_declared(dataset, data_root, cfg.data.datasets)
     plan = plan_task(task, train, test, cfg.train.select_on)
     device = resolve_device(cfg.train.device)
     indexes = open_datasets(plan, cfg, data_root, echo)
     selection = select_videos(plan, indexes, cfg)
     features = prepare_features(plan, cfg, indexes, selection, device, progress, echo)
     splits = load_splits(plan, indexes, features, selection, echo)
-    with RunLog(plan, cfg, indexes, features, splits, selection, extra_tags) as log:
+    with RunLog(plan, cfg, indexes, features, splits, selection, extra_tags, name=name) as log:
         model, result = fit(cfg, splits, device, log.epoch_callback(progress, echo))
         outputs = evaluate_and_predict(model, splits, device)
         log.outputs(model, result, outputs)

@@ -249,7 +249,7 @@ def _trial(params: dict, *, search: Search, data_root: str | None, cwd: str, tag
 
     from mediaeval_mem.core.plugins import load_plugins
     from mediaeval_mem.core.runtime import resolve_device
-    from mediaeval_mem.experiments.run_log import RunLog
+    from mediaeval_mem.experiments.run_log import RunLog, run_name
     from mediaeval_mem.experiments.runner import (evaluate_and_predict, fit, load_splits, open_datasets,
                                                   prepare_features, select_videos)
     from mediaeval_mem.experiments.tasks import plan_task
@@ -272,7 +272,8 @@ def _trial(params: dict, *, search: Search, data_root: str | None, cwd: str, tag
     splits = load_splits(plan, indexes, features, selection, echo)
     trial_id = tune.get_context().get_trial_id()
     try:
-        with RunLog(plan, cfg, indexes, features, splits, selection, {**tags, "sweep_trial": trial_id}) as log:
+        name = run_name(cfg, plan.pair, [f"{search.name} trial", *overrides({k: params[k] for k in search.space})])
+        with RunLog(plan, cfg, indexes, features, splits, selection, {**tags, "sweep_trial": trial_id}, name=name) as log:
             logged = log.epoch_callback(progress=False)
 
             def on_epoch(e) -> None:

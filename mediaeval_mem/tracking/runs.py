@@ -153,6 +153,52 @@ def get_run(run_id: str):
         raise MemError(f"no MLflow run {run_id!r} in {tracking_uri()}: list runs with `mem ui`") from None
 
 
+ID_LEAST = 8  # the fewest characters of a run id that tables print
+
+
+def all_run_ids() -> list[str]:
+    """The id of every run in the store (every experiment, deleted runs left out)."""
+    return [r.info.run_id for r in search_runs()]
+
+
+def resolve_run_id(text: str, known: list[str] | None = None) -> str:
+    """The full id of the one run whose id starts with `text` (any unique prefix, or the whole id); raises a
+    MemError naming the candidates when several match, or saying where to find ids when none does."""
+    text = text.strip().lower()
+    if len(text) == 32 and known is None:  # a whole id: one lookup, not a listing of the store
+        return get_run(text).info.run_id
+    matches = [r for r in (all_run_ids() if known is None else known) if text and r.startswith(text)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise MemError(f"no MLflow run {text!r} in {tracking_uri()}: give a run id or a unique prefix of one, as "
+                       f"`mem results` prints them")
+    shown = ", ".join(matches[:6]) + (f" and {len(matches) - 6} more" if len(matches) > 6 else "")
+    raise MemError(f"run id prefix {text!r} matches {len(matches)} runs ({shown}): give more of the id")
+
+
+def resolve_run_ids(texts: list[str]) -> list[str]:
+    """`resolve_run_id` of each, listing the store once."""
+    known = None if all(len(t.strip()) == 32 for t in texts) else all_run_ids()
+    return [resolve_run_id(t, known) for t in texts]
+
+
+def id_prefixes(ids: list[str], among: list[str], least: int = ID_LEAST) -> dict[str, str]:
+    """id -> its shortest prefix (at least `least` characters) that no other id of `among` starts with."""
+    ordered = sorted(set(among) | set(ids))
+    at = {r: i for i, r in enumerate(ordered)}
+
+    def shared(a: str, b: str) -> int:
+        return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+    out = {}
+    for r in ids:
+        i = at[r]
+        neighbours = [ordered[j] for j in (i - 1, i + 1) if 0 <= j < len(ordered)]  # sorted: the longest shares are here
+        out[r] = r[: max([least] + [shared(r, n) + 1 for n in neighbours])]
+    return out
+
+
 def download_artifact(run_id: str, artifact_file: str, folder: str | Path) -> Path:
     """One artifact of a run, copied into `folder`; raises MemError naming run and file if it is absent."""
     c = client()
@@ -178,11 +224,17 @@ def search_runs(experiment_names: list[str] | None = None, filter_string: str = 
     return c.search_runs(ids, filter_string=filter_string, order_by=["attributes.start_time DESC"], max_results=10000)
 
 
+# The UI's environment: no job runners (MLflow's GenAI jobs; seven huey processes here), which a browser of
+# these runs never uses and which slowed the server's start on two cores.
+UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def ui_command(port: int = 5000) -> list[str]:
-    """The `mlflow ui` command line for the same store, bound to 127.0.0.1."""
+    """The `mlflow ui` command line for the same store, bound to 127.0.0.1, one worker (one user browsing)."""
     import sys
 
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", "127.0.0.1",
+           "--port", str(port), "--workers", "1"]
     if embedded():
         cmd += ["--default-artifact-root", artifact_root()]
     return cmd
