@@ -154,8 +154,10 @@ def open_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5,
                   read(test, "test", False), key)
 
 
-def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print) -> FoldRun:
-    """Fold k of seed `seed`: trained on the other folds (selected on a holdout of them), an MLflow child of `parent_id`."""
+def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print, progress: bool = False) -> FoldRun:
+    """Fold k of seed `seed`: trained on the other folds (selected on a holdout of them), an MLflow child of `parent_id`.
+    `progress`: a bar over its epochs on the terminal."""
+    from mediaeval_mem.core.progress import progress_bar
     from mediaeval_mem.experiments.run_log import RunLog
     from mediaeval_mem.experiments.runner import Selection, Splits, evaluate_and_predict, fit
     from mediaeval_mem.training.batches import predict
@@ -172,8 +174,10 @@ def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print
                                   f"{len(held)} (holdout of the other folds), out-of-fold {len(own)}")
     fold_plan = replace(data.plan, evaluate=(data.train, "train"))
     child_tags = {"cv_key": data.key, "cv_fold": f"{seed}:{k}", "mlflow.parentRunId": parent_id, "kind": "cv-fold"}
-    with RunLog(fold_plan, scfg, data.indexes, data.features, splits, selection, child_tags) as log:
-        model, result = fit(scfg, splits, data.device, log.epoch_callback(False, echo))
+    with RunLog(fold_plan, scfg, data.indexes, data.features, splits, selection, child_tags) as log, \
+            progress_bar(f"seed {seed} fold {k + 1}/{folds} epochs", scfg.train.epochs, progress, unit=None) as bar:
+        logged = log.epoch_callback(False, echo)
+        model, result = fit(scfg, splits, data.device, lambda epoch: (logged(epoch), bar.advance(1)))
         outputs = evaluate_and_predict(model, splits, data.device)
         log.outputs(model, result, outputs)
         dev_pred = predict(model, report, device=data.device)
@@ -208,6 +212,8 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
         check_cluster(ray)
     data = open_cv(cfg, train, test, folds, data_root, with_dev, progress, echo)
     plan, pool, test = data.plan, data.pool, data.test
+    if progress:
+        echo(f"{len(pool)} labelled {train} videos in {folds} folds x {len(seeds)} seed(s); starting the MLflow runs")
     experiment = plan.experiment_name
     tags = {"kind": "cv", "task": plan.task, "train_dataset": train, "test_dataset": test, "pair": plan.pair,
             "config": cfg.name, "encoder": "+".join(s.encoder for s in cfg.model.streams),
@@ -228,7 +234,7 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
                     echo(f"seed {seed} fold {k + 1}/{folds}: done before (run {done.run_id})")
                     runs[seed, k] = done
                 elif ray is None:
-                    runs[seed, k] = _echo_fold(run_fold(data, seed, k, parent.run_id, echo), folds, echo)
+                    runs[seed, k] = _echo_fold(run_fold(data, seed, k, parent.run_id, echo, progress), folds, echo)
                 else:
                     todo.append((seed, k))
         if todo:
