@@ -377,11 +377,25 @@ def cmd_demo(args) -> int:
         for p in package_submission("demo", subtask, [r.run_id for r in results if r.plan.task == subtask], args.data_root):
             con.print(f"wrote {p}")
     con.print(
-        f"\nnext: `mem ui` to browse the runs in MLflow; the run files are in {submissions_dir()}/; "
+        f"\nnext{_activate_hint()}: `mem ui` to browse the runs in MLflow; the run files are in {submissions_dir()}/; "
         f"`mem describe configs/paper-best.yaml` shows the paper's model; `mem run --task 2 --train videomem "
         f"--test memento10k --config configs/demo.yaml --data-root {args.data_root}` trains one pair."
     )
     return 0
+
+
+def _activate_hint() -> str:
+    """' (first ...activate ...)' where this `mem` is not the one on the PATH (`make demo` runs .venv/bin/mem), else ''."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    here = Path(sys.executable).parent  # the environment's bin folder (not resolved: a venv's python is a link)
+    found = shutil.which("mem")
+    if (found and Path(found).parent == here) or not (here / "activate").is_file():  # on the PATH, or no venv
+        return ""
+    rel = os.path.relpath(here)
+    return f" (first `source {rel if not rel.startswith('..') else here}/activate`: it puts mem on the PATH)"
 
 
 # --------------------------------------------------------------------------- parser
