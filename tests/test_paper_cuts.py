@@ -133,3 +133,4 @@ def test_ctrl_c_in_mem_run_says_training_restarts(demo_root):
         assert proc.wait(timeout=120) == 130
     assert "interrupted: the features extracted so far are kept" in err
     assert "the model's training starts again at epoch 1" in err and "run the same command again to resume" not in err
+
