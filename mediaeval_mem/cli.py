@@ -344,7 +344,7 @@ def cmd_demo(args) -> int:
 
     con = _console()
     con.rule("1/6 generate demo data")
-    generate_demo_data(Path(args.data_root), seed=args.seed)
+    generate_demo_data(Path(args.data_root), seed=args.seed, scale=args.scale)
     con.rule("2/6 check it")
     for name in DATASET_NAMES:
         index = open_dataset(name, args.data_root)
@@ -429,6 +429,7 @@ def _shared() -> dict[str, argparse.ArgumentParser]:
     demo = argparse.ArgumentParser(add_help=False)
     demo.add_argument("--data-root", default=DEMO_ROOT, help=f"where the demo data is (default {DEMO_ROOT})")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--scale", type=float, default=1.0, help="multiply every split's size (e.g. 0.1 for a tiny set)")
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("--quiet", action="store_true", help="no progress output")
     config = argparse.ArgumentParser(add_help=False)
@@ -462,7 +463,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("demo-data", parents=[sh["demo"]], help="generate small synthetic Memento10k/VideoMem stand-ins (MediaEval layout)")
-    p.add_argument("--scale", type=float, default=1.0, help="multiply every split's size (e.g. 0.1 for a tiny set)")
     p.add_argument("--force", action="store_true", help="delete and regenerate existing demo datasets")
     p.set_defaults(func=cmd_demo_data)
 

@@ -134,3 +134,11 @@ def test_ctrl_c_in_mem_run_says_training_restarts(demo_root):
     assert "interrupted: the features extracted so far are kept" in err
     assert "the model's training starts again at epoch 1" in err and "run the same command again to resume" not in err
 
+
+
+def test_demo_prints_every_epoch_of_its_trainings(demo_copy, capsys):
+    """`mem demo` at a tenth of its data: every training says what it does before epoch 1 and prints its epochs."""
+    assert main(["demo", "--data-root", str(demo_copy), "--scale", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("reading the cached features") == 5 and out.count("epoch   1 ") == 5  # 3 pairs, captions, fused
+    assert out.index("epoch   1 ") < out.index("results on the dev split")
