@@ -236,6 +236,16 @@ def warn_small_splits(splits: Splits, plan: TaskPlan, cfg: RunConfig, echo: Echo
              f"tenths wide): " + "; ".join(small))
 
 
+def _training_line(cfg: RunConfig, splits: Splits, run_id: str) -> str:
+    """What the fit stage is about to do, said before it starts (its first epoch can take minutes)."""
+    from mediaeval_mem.models import HEADS
+
+    if HEADS.info(cfg.model.head) is not None:  # ridge, svr: no epochs
+        return f"fitting {cfg.model.head} on {len(splits.fit)} videos (inner cross-validation); MLflow run {run_id}"
+    return (f"training on {len(splits.fit)} videos, at most {cfg.train.epochs} epochs, selecting on "
+            f"{len(splits.select or ())}; MLflow run {run_id}")
+
+
 def fit(cfg: RunConfig, splits: Splits, device: torch.device, on_epoch=None):
     """Build the model from the features' widths (initial weights follow the seed) and train it: (model, TrainResult)."""
     from mediaeval_mem.models import build_model
@@ -296,8 +306,7 @@ def run_experiment(
     warn_small_splits(splits, plan, cfg, echo)
     with RunLog(plan, cfg, indexes, features, splits, selection, extra_tags) as log:
         if progress:
-            echo(f"training on {len(splits.fit)} videos, at most {cfg.train.epochs} epochs, selecting on "
-                 f"{len(splits.select or ())}; MLflow run {log.run_id}")
+            echo(_training_line(cfg, splits, log.run_id))
         model, result = fit(cfg, splits, device, log.epoch_callback(progress, echo))
         outputs = evaluate_and_predict(model, splits, device)
         log.outputs(model, result, outputs)
