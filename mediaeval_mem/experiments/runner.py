@@ -242,7 +242,8 @@ def _training_line(cfg: RunConfig, splits: Splits, run_id: str) -> str:
 
     if HEADS.info(cfg.model.head) is not None:  # ridge, svr: no epochs
         return f"fitting {cfg.model.head} on {len(splits.fit)} videos (inner cross-validation); MLflow run {run_id}"
-    return (f"training on {len(splits.fit)} videos, at most {cfg.train.epochs} epochs, selecting on "
+    epochs = f"{cfg.train.epochs} epoch{'s' if cfg.train.epochs != 1 else ''}"
+    return (f"training on {len(splits.fit)} videos, at most {epochs}, selecting on "
             f"{len(splits.select or ())}; MLflow run {run_id}")
 
 
