@@ -77,6 +77,16 @@ def test_readme_plugin_example_runs_as_written(demo_root, tmp_path):
         done = _mem(shlex.split(line)[1:], cwd=tmp_path)
         assert done.returncode == 0, (line, done.stderr)
     assert "lab-max" in _mem(shlex.split(commands[0])[1:], cwd=tmp_path).stdout
+    # the module form: importable once examples/ is on the path, as the README says; else one line saying so
+    module = tmp_path / "module.yaml"
+    module.write_text(config.replace("plugins: [my_lab/parts.py]", "plugins: [my_lab.parts]"))
+    missing = _mem(["describe", str(module)], cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    assert "No module named 'my_lab': put the folder holding my_lab/ on PYTHONPATH" in missing.stderr
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}examples"}
+    found = subprocess.run([sys.executable, "-m", "mediaeval_mem.cli", "describe", str(module)], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert found.returncode == 0 and "lab-max" in found.stdout, found.stderr
 
 
 # --------------------------------------------------------------------------- 4. paper cuts
