@@ -84,7 +84,7 @@ def _native_log_dropped():
     with _quiet_lock:
         if _quiet["depth"] == 0:
             sys.stderr.flush()
-            _quiet["saved"], _quiet["sink"] = os.dup(2), tempfile.TemporaryFile()
+            _quiet["saved"], _quiet["sink"] = os.dup(2), tempfile.TemporaryFile()  # noqa: SIM115 (closed on the way out)
             os.dup2(_quiet["sink"].fileno(), 2)
         _quiet["depth"] += 1
     try:
