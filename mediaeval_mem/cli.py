@@ -585,8 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
 _RESTARTS = "training starts again at epoch 1 (only a fine-tuned I3D resumes from its last finished epoch)"
 INTERRUPTED = {
     "extract": "every video stored so far is kept; run the same command again to extract the rest",
-    "run": f"the features extracted so far are kept and its MLflow run is marked KILLED; the same command again "
-           f"extracts only what is missing, but the model's {_RESTARTS}",
+    "run": f"the features extracted so far are kept (an MLflow run already started is marked KILLED); the same "
+           f"command again extracts only what is missing, but the model's {_RESTARTS}",
     "grid": f"finished runs and extracted features are kept; the same command again runs only the runs that did not "
             f"finish, whose {_RESTARTS}",
     "cv": f"finished folds and extracted features are kept; the same command again runs only the folds that did not "
