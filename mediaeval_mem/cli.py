@@ -58,7 +58,8 @@ def _render_extract(report, con) -> None:
     from rich.table import Table
 
     table = Table(title=f"{report.dataset} / {report.encoder} -> {report.cache_dir}")
-    for col in ("split", "videos", "extracted", "cached (skipped)", "failed", "frames", "frames/s"):
+    unit = f"{report.unit}s"  # frames, captions (caption encoders), rows (precomputed files)
+    for col in ("split", "videos", "extracted", "cached (skipped)", "failed", unit, f"{unit}/s"):
         table.add_column(col, justify="left" if col == "split" else "right")
     for s in report.splits:
         fps = f"{s.frames / s.seconds:,.0f}" if s.seconds > 0 and s.frames else "-"
@@ -222,8 +223,9 @@ def cmd_sweep(args) -> int:
             for t in r.trials]
     _print_table(f"sweep {r.name}: {len(r.trials)} trial(s), ASHA on {r.metric}", [*keys, f"best {r.metric}", "dev SROCC", "epochs",
                  "stopped early", "MLflow run id"], rows, con)
+    root = f" --data-root {args.data_root}" if args.data_root else ""  # the same data as the sweep's
     con.print(f"best config ({r.metric} {r.best.select:.4f}, run {r.best.run_id}) written to {r.best_path}: "
-              f"mem run --config {r.best_path} --train {search.train} --test {search.test}")
+              f"mem run --config {r.best_path} --train {search.train} --test {search.test}{root}", soft_wrap=True)
     return 0
 
 
@@ -367,7 +369,7 @@ def cmd_demo(args) -> int:
 
     con = _console()
     con.rule("1/6 generate demo data")
-    generate_demo_data(Path(args.data_root), seed=args.seed)
+    generate_demo_data(Path(args.data_root), seed=args.seed, scale=args.scale)
     con.rule("2/6 check it")
     for name in DATASET_NAMES:
         index = open_dataset(name, args.data_root)
@@ -387,24 +389,38 @@ def cmd_demo(args) -> int:
     results = []
     for task, train, test in ((1, "memento10k", "memento10k"), (2, "memento10k", "videomem"), (2, "videomem", "memento10k")):
         con.print(f"[bold]task {task}: train {train}, test {test}[/]")
-        results.append(run_experiment(task, train, test, cfg, args.data_root, progress=False, echo=con.print))
+        results.append(run_experiment(task, train, test, cfg, args.data_root, progress=not args.quiet, echo=con.print))
     _render_results(results, con)
     con.rule("5/6 add the captions: task 1 on captions alone, and on video + captions")
     rows = [results[0]]
     for name in ("demo-captions", "demo-fused"):
         cfg = load_config(_repo_file(f"configs/{name}.yaml"), [f"train.seed={args.seed}"])
-        rows.append(run_experiment(1, "memento10k", "memento10k", cfg, args.data_root, progress=False, echo=con.print))
+        rows.append(run_experiment(1, "memento10k", "memento10k", cfg, args.data_root, progress=not args.quiet, echo=con.print))
     _render_results(rows, con, "video, captions, and both: task 1, on the dev split")
     con.rule("6/6 package a submission")
     for subtask in (1, 2):
         for p in package_submission("demo", subtask, [r.run_id for r in results if r.plan.task == subtask], args.data_root).written:
             con.print(f"wrote {p}")
     con.print(
-        f"\nnext: `mem ui` to browse the runs in MLflow; the run files are in {submissions_dir()}/; "
+        f"\nnext{_activate_hint()}: `mem ui` to browse the runs in MLflow; the run files are in {submissions_dir()}/; "
         f"`mem describe configs/paper-best.yaml` shows the paper's model; `mem run --task 2 --train videomem "
         f"--test memento10k --config configs/demo.yaml --data-root {args.data_root}` trains one pair."
     )
     return 0
+
+
+def _activate_hint() -> str:
+    """' (first ...activate ...)' where this `mem` is not the one on the PATH (`make demo` runs .venv/bin/mem), else ''."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    here = Path(sys.executable).parent  # the environment's bin folder (not resolved: a venv's python is a link)
+    found = shutil.which("mem")
+    if (found and Path(found).parent == here) or not (here / "activate").is_file():  # on the PATH, or no venv
+        return ""
+    rel = os.path.relpath(here)
+    return f" (first `source {rel if not rel.startswith('..') else here}/activate`: it puts mem on the PATH)"
 
 
 # --------------------------------------------------------------------------- parser
@@ -438,6 +454,7 @@ def _shared() -> dict[str, argparse.ArgumentParser]:
     demo = argparse.ArgumentParser(add_help=False)
     demo.add_argument("--data-root", default=DEMO_ROOT, help=f"where the demo data is (default {DEMO_ROOT})")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--scale", type=float, default=1.0, help="multiply every split's size (e.g. 0.1 for a tiny set)")
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("--quiet", action="store_true", help="no progress output")
     config = argparse.ArgumentParser(add_help=False)
@@ -471,7 +488,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("demo-data", parents=[sh["demo"]], help="generate small synthetic Memento10k/VideoMem stand-ins (MediaEval layout)")
-    p.add_argument("--scale", type=float, default=1.0, help="multiply every split's size (e.g. 0.1 for a tiny set)")
     p.add_argument("--force", action="store_true", help="delete and regenerate existing demo datasets")
     p.set_defaults(func=cmd_demo_data)
 
@@ -614,13 +630,43 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
                                           "usable core to encode; also MEM_THREADS)")
 
 
+# What Ctrl-C (or SIGTERM) leaves behind, per command. Training on cached features keeps no checkpoint: only
+# extraction (per video) and the I3D fine-tuning (per epoch, runs/finetune/) resume where they stopped.
+_RESTARTS = "training starts again at epoch 1 (only a fine-tuned I3D resumes from its last finished epoch)"
+INTERRUPTED = {
+    "extract": "every video stored so far is kept; run the same command again to extract the rest",
+    "run": f"the features extracted so far are kept (an MLflow run already started is marked KILLED); the same "
+           f"command again extracts only what is missing, but the model's {_RESTARTS}",
+    "grid": f"finished runs and extracted features are kept; the same command again runs only the runs that did not "
+            f"finish, whose {_RESTARTS}",
+    "cv": f"finished folds and extracted features are kept; the same command again runs only the folds that did not "
+          f"finish, whose {_RESTARTS}",
+    "sweep": "extracted features and the trials' MLflow runs are kept; the same command again runs every trial anew",
+    "demo": "the demo data and the extracted features are kept; `mem demo` again skips them and trains its models anew",
+}
+
+
+def _ray_then_path(argv: list[str]) -> list[str]:
+    """`mem grid --ray configs/grids/x.yaml`: argparse would take the file for --ray's address (and then miss the
+    grid); a YAML file or an existing file right after a bare --ray is the positional argument, --ray a local Ray."""
+    from pathlib import Path
+
+    out = list(argv)
+    if out and out[0] in ("grid", "cv", "sweep"):
+        for i, tok in enumerate(out[:-1]):
+            nxt = out[i + 1]
+            if tok == "--ray" and (nxt.endswith((".yaml", ".yml")) or Path(nxt).is_file()):
+                out[i] = "--ray=local"
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `mem`; returns the exit status (tests call main([...]) in-process)."""
     from mediaeval_mem.core.errors import MemError
     from mediaeval_mem.core.process import one_malloc_arena, sigterm_as_interrupt
     from mediaeval_mem.core.threads import passive_waiting, threads_requested
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_ray_then_path(sys.argv[1:] if argv is None else argv))
     one_malloc_arena()  # before torch starts its threads: extraction's peak memory stays flat
     passive_waiting()  # before torch loads OpenMP: concurrent mem processes share cores instead of spinning
     if getattr(args, "threads", None) is not None and args.threads < 1:
@@ -649,7 +695,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: everything finished so far is saved; run the same command again to resume", file=sys.stderr)
+        kept = INTERRUPTED.get(args.command, "nothing was left half-written; run the same command again")
+        print(f"interrupted: {kept}", file=sys.stderr)
         return 130
     finally:
         if previous is not None:

@@ -125,10 +125,14 @@ def test_results_and_report_commands(tmp_path, demo_root, runs_dir, capsys):
     assert main(["report", *run_ids, "--out", str(tmp_path / "rep"), "--worst", "3"]) == 0
     import matplotlib.image as mpimg
 
-    scatter = mpimg.imread(tmp_path / "rep" / "scatter.png")
+    both = tmp_path / "rep" / f"scatter-{run_ids[0][:8]}-{run_ids[1][:8]}.png"
+    scatter = mpimg.imread(both)
     worst = mpimg.imread(tmp_path / "rep" / f"worst-{run_ids[0][:8]}.png")
     assert scatter.shape[1] > scatter.shape[0] > 300  # two panels side by side
     assert worst.shape[0] > 200 and worst.std() > 0.05  # frames drawn, not blank
+    before = both.read_bytes()
+    assert main(["report", run_ids[1], "--out", str(tmp_path / "rep")]) == 0  # the next report keeps the first one's figure
+    assert both.read_bytes() == before and (tmp_path / "rep" / f"scatter-{run_ids[1][:8]}.png").is_file()
 
 
 def test_runs_log_their_figures(runs_dir, demo_root):

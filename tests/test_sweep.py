@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+
 import pytest
 
 pytest.importorskip("ray")
@@ -69,18 +72,26 @@ def test_dev_is_never_watched(search_file):
         load_search(bad)
 
 
-def test_sweep_on_local_ray_writes_a_config_that_mem_run_takes(search_file, demo_root, runs_dir, tmp_path, monkeypatch):
+def test_sweep_on_local_ray_writes_a_config_that_mem_run_takes(search_file, demo_root, runs_dir, tmp_path, monkeypatch,
+                                                               capsys):
+    """Through `mem sweep --ray FILE` (--ray before the file: a local Ray, the file the search); the `mem run` it
+    prints at the end runs as printed."""
     import ray
 
     from mediaeval_mem.config import load_config
+    from mediaeval_mem.experiments import sweep
     from mediaeval_mem.tracking import get_run
 
     search = load_search(search_file)
+    results = []
+    monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: results.append(run_sweep(*a, **k)) or results[-1])  # a spy
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": trial_env()})  # what run_sweep passes
     try:
-        r = run_sweep(search, demo_root, out=tmp_path / "best.yaml", progress=False, echo=lambda line: None)
+        assert main(["sweep", "--ray", str(search_file), "--data-root", str(demo_root), "--out", str(tmp_path / "best.yaml"),
+                     "--quiet"]) == 0
     finally:
         ray.shutdown()
+    r, printed = results[0], " ".join(capsys.readouterr().out.split())
     assert [t.point for t in sorted(r.trials, key=lambda t: t.trial_id)] == sample_points(search)
     for t in r.trials:
         run = get_run(t.run_id)
@@ -95,8 +106,9 @@ def test_sweep_on_local_ray_writes_a_config_that_mem_run_takes(search_file, demo
     assert best.train.lr == pytest.approx(r.best.point["train.lr"]) and best.train.epochs == 3
     assert (runs_dir / "sweeps" / "lr-batch").is_dir()  # Tune's own files under runs/, not the home folder
     monkeypatch.chdir(tmp_path)
-    assert main(["run", "--config", str(r.best_path), "--train", "memento10k", "--test", "memento10k",
-                 "--data-root", str(demo_root), "--quiet"]) == 0
+    command = re.search(r"mem run --config \S+ --train \S+ --test \S+( --data-root \S+)?", printed).group(0)
+    assert command.endswith(f"--data-root {demo_root}")  # the sweep's data, not the default data/
+    assert main(shlex.split(command)[1:] + ["--quiet"]) == 0
 
 
 def test_a_trial_that_asha_stops_ends_its_run_killed_with_the_reason(search_file, demo_root, runs_dir, tmp_path,

@@ -86,6 +86,12 @@ def load_plugin(spec: str, base: Path | None = None) -> None:
         _import_file(path) if spec.endswith(".py") else importlib.import_module(spec)
     except RegistryClash as e:
         raise ConfigError(f"plugin {spec}: {e}: give your part a name of its own") from None
+    except ModuleNotFoundError as e:
+        if path is None and e.name and spec.startswith(e.name):  # the plugin's own package is not on the path
+            raise ConfigError(f"plugin {spec} cannot be loaded: ModuleNotFoundError: {e}: put the folder holding "
+                              f"{e.name}/ on PYTHONPATH (or install it), or name the file instead, "
+                              f"plugins: [{spec.replace('.', '/')}.py] (relative to the config)") from None
+        raise ConfigError(f"plugin {spec} cannot be loaded: {type(e).__name__}: {e}") from None
     except Exception as e:  # an import error, or a bug in the plugin: one line, naming it
         raise ConfigError(f"plugin {spec} cannot be loaded: {type(e).__name__}: {e}") from None
     _loaded.add(key)

@@ -18,8 +18,9 @@ class _Bar:
 
 
 @contextmanager
-def progress_bar(description: str, total: int, enabled: bool = True):
-    """`with progress_bar("train", 100) as bar: bar.advance(1, frames=90)`."""
+def progress_bar(description: str, total: int, enabled: bool = True, unit: str = "frames"):
+    """`with progress_bar("train", 100) as bar: bar.advance(1, frames=90)`; `unit` names what `frames` counts
+    ("captions" for caption encoders); unit None shows no rate (a bar over epochs)."""
     if not enabled:
         yield _Bar(None, None)
         return
@@ -37,7 +38,7 @@ def progress_bar(description: str, total: int, enabled: bool = True):
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[fps]} frames/s"),
+        *([TextColumn("{task.fields[fps]} " + unit + "/s")] if unit else []),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),

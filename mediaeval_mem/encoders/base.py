@@ -73,6 +73,11 @@ class EncoderInfo:
     def reads_video(self) -> bool:
         return self.input in ("frames", "clip")
 
+    @property
+    def row_unit(self) -> str:
+        """What one row of its features stands for: frame, video (clip-level), caption, or row (read from files)."""
+        return {"frames": "frame", "clip": "video", "captions": "caption", "features": "row"}[self.input]
+
 
 INPUTS = ("frames", "clip", "captions", "features")
 

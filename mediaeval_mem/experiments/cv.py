@@ -164,8 +164,10 @@ def open_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5,
                   read(test, "test", False), key)
 
 
-def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print) -> FoldRun:
-    """Fold k of seed `seed`: trained on the other folds (selected on a holdout of them), an MLflow child of `parent_id`."""
+def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print, progress: bool = False) -> FoldRun:
+    """Fold k of seed `seed`: trained on the other folds (selected on a holdout of them), an MLflow child of `parent_id`.
+    `progress`: a bar over its epochs on the terminal."""
+    from mediaeval_mem.core.progress import progress_bar
     from mediaeval_mem.experiments.run_log import RunLog
     from mediaeval_mem.experiments.runner import Selection, Splits, evaluate_and_predict, fit
     from mediaeval_mem.training.batches import predict
@@ -183,8 +185,10 @@ def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print
     fold_plan = replace(data.plan, evaluate=(data.train, "train"))
     child_tags = {"cv_key": data.key, "cv_fold": f"{seed}:{k}", "mlflow.parentRunId": parent_id, "kind": "cv-fold"}
     name = f"{cfg.name} {data.plan.pair} cv seed{seed} fold{k + 1}/{folds}"
-    with RunLog(fold_plan, scfg, data.indexes, data.features, splits, selection, child_tags, name=name) as log:
-        model, result = fit(scfg, splits, data.device, log.epoch_callback(False, echo))
+    with RunLog(fold_plan, scfg, data.indexes, data.features, splits, selection, child_tags, name=name) as log, \
+            progress_bar(f"seed {seed} fold {k + 1}/{folds} epochs", scfg.train.epochs, progress, unit=None) as bar:
+        logged = log.epoch_callback(False, echo)
+        model, result = fit(scfg, splits, data.device, lambda epoch: (logged(epoch), bar.advance(1)))
         outputs = evaluate_and_predict(model, splits, data.device)
         log.outputs(model, result, outputs)
         dev_pred = predict(model, report, device=data.device)
@@ -207,7 +211,7 @@ def fold_lock(key: str, seed: int, fold: int):
 
 
 def claim_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print, wait: bool = True,
-               since_ms: int = 0) -> FoldRun | None:
+               since_ms: int = 0, progress: bool = False) -> FoldRun | None:
     """Fold (seed, k) under its lock: the run another process finished meanwhile (another `mem cv` of the same
     key), else trained here. With `wait` False, None when another process holds the fold."""
     from mediaeval_mem.core.io import file_lock
@@ -260,6 +264,8 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
         check_cluster(ray)
     data = open_cv(cfg, train, test, folds, data_root, with_dev, progress, echo)
     plan, pool, test = data.plan, data.pool, data.test
+    if progress:
+        echo(f"{len(pool)} labelled {train} videos in {folds} folds x {len(seeds)} seed(s); starting the MLflow runs")
     experiment = plan.experiment_name
     tags = {"kind": "cv", "task": plan.task, "train_dataset": train, "test_dataset": test, "pair": plan.pair,
             "config": cfg.name, "encoder": "+".join(s.encoder for s in cfg.model.streams),
@@ -285,7 +291,7 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
         if ray is not None and todo:
             runs.update(_folds_on_ray(data, todo, data_root, with_dev, parent.run_id, since_ms, ray, echo))
         elif todo:
-            runs.update(_folds_here(data, todo, parent.run_id, since_ms, echo))
+            runs.update(_folds_here(data, todo, parent.run_id, since_ms, echo, progress))
         runs = [runs[seed, k] for seed in seeds for k in range(folds)]
         for r in runs:
             if r.reused:
@@ -301,7 +307,7 @@ def _folds_here(data: CVData, todo: list[tuple[int, int]], parent_id: str, since
     out = {}
     for wait in (False, True):
         for seed, k in todo:
-            if (seed, k) not in out and (run := claim_fold(data, seed, k, parent_id, echo, wait, since_ms)) is not None:
+            if (seed, k) not in out and (run := claim_fold(data, seed, k, parent_id, echo, wait, since_ms, progress)) is not None:
                 out[seed, k] = run if run.reused else _echo_fold(run, data.folds, echo)
     return out
 

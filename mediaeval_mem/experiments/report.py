@@ -130,14 +130,25 @@ def run_predictions(run_id: str, data_root=None) -> Predictions:
                        np.array([float(r["prediction"]) for r in rows]), paths)
 
 
+def scatter_name(run_ids: list[str]) -> str:
+    """scatter-<run>[-<run>...].png, named by the runs it shows so that another report never overwrites it;
+    past four runs: the first one's prefix and a digest of them all."""
+    import hashlib
+
+    if len(run_ids) <= 4:
+        return "scatter-" + "-".join(r[:8] for r in run_ids) + ".png"
+    digest = hashlib.sha256(",".join(run_ids).encode()).hexdigest()[:8]
+    return f"scatter-{run_ids[0][:8]}-and-{len(run_ids) - 1}-more-{digest}.png"
+
+
 def make_report(run_ids: list[str], out_dir: Path, data_root=None, k: int = 8) -> list[Path]:
-    """scatter.png (all runs) and worst-<run>.png (one per run) under out_dir; a run is given by its id or a
-    unique prefix of it."""
+    """scatter-<runs>.png (all runs in one figure) and worst-<run>.png (one per run) under out_dir; a run is given
+    by its id or a unique prefix of it."""
     from mediaeval_mem.tracking import resolve_run_ids
 
     run_ids = resolve_run_ids(run_ids)
     runs = [run_predictions(r, data_root) for r in run_ids]
-    written = [scatter_figure(runs, out_dir / "scatter.png")]
+    written = [scatter_figure(runs, out_dir / scatter_name(run_ids))]
     for run_id, r in zip(run_ids, runs):
         written.append(worst_figure(r, out_dir / f"worst-{run_id[:8]}.png", k))
     return written

@@ -225,6 +225,33 @@ def load_splits(plan: TaskPlan, indexes: dict[str, DatasetIndex], features: list
     return Splits(fit, select, dev, read(test_ds, test_split, False))
 
 
+MIN_VIDEOS = 20  # fewer, and a Spearman's 95% interval is several tenths wide (±0.45 near zero at 20 videos)
+
+
+def warn_small_splits(splits: Splits, plan: TaskPlan, cfg: RunConfig, echo: Echo) -> None:
+    """One line when the reported split or the selection split holds too few videos for its Spearman to mean much."""
+    small = []
+    if len(splits.dev) < MIN_VIDEOS:
+        small.append(f"the reported split ({plan.test_dataset} {plan.evaluate[1]}) has {len(splits.dev)}: add videos to it")
+    if splits.select is not None and splits.select is not splits.dev and len(splits.select) < MIN_VIDEOS:
+        small.append(f"the selection split (a holdout of {plan.train_dataset} train) has {len(splits.select)}: raise "
+                     f"train.holdout_fraction (now {cfg.train.holdout_fraction:g}) or train on more videos")
+    if small:
+        echo(f"warning: too few videos for a Spearman to mean much (under {MIN_VIDEOS}, its 95% interval is several "
+             f"tenths wide): " + "; ".join(small))
+
+
+def _training_line(cfg: RunConfig, splits: Splits, run_id: str) -> str:
+    """What the fit stage is about to do, said before it starts (its first epoch can take minutes)."""
+    from mediaeval_mem.models import HEADS
+
+    if HEADS.info(cfg.model.head) is not None:  # ridge, svr: no epochs
+        return f"fitting {cfg.model.head} on {len(splits.fit)} videos (inner cross-validation); MLflow run {run_id}"
+    epochs = f"{cfg.train.epochs} epoch{'s' if cfg.train.epochs != 1 else ''}"
+    return (f"training on {len(splits.fit)} videos, at most {epochs}, selecting on "
+            f"{len(splits.select or ())}; MLflow run {run_id}")
+
+
 def fit(cfg: RunConfig, splits: Splits, device: torch.device, on_epoch=None):
     """Build the model from the features' widths (initial weights follow the seed) and train it: (model, TrainResult)."""
     from mediaeval_mem.models import build_model
@@ -282,8 +309,13 @@ def run_experiment(
     indexes = open_datasets(plan, cfg, data_root, echo)
     selection = select_videos(plan, indexes, cfg)
     features = prepare_features(plan, cfg, indexes, selection, device, progress, echo)
+    if progress:  # what happens before epoch 1 takes a while (MLflow's import and run, the model): say so
+        echo(f"reading the cached features, then starting the MLflow run and building the model ({cfg.name})")
     splits = load_splits(plan, indexes, features, selection, echo)
+    warn_small_splits(splits, plan, cfg, echo)
     with RunLog(plan, cfg, indexes, features, splits, selection, extra_tags, name=name) as log:
+        if progress:
+            echo(_training_line(cfg, splits, log.run_id))
         model, result = fit(cfg, splits, device, log.epoch_callback(progress, echo))
         outputs = evaluate_and_predict(model, splits, device)
         log.outputs(model, result, outputs)

@@ -69,6 +69,7 @@ class ExtractReport:
     cache_dir: Path
     key: dict
     splits: list[SplitReport]
+    unit: str = "frame"  # what SplitReport.frames counts: frame, video, caption or row (EncoderInfo.row_unit)
 
     @property
     def failed(self) -> int:
@@ -568,16 +569,17 @@ def _extract(index: DatasetIndex, recipe, info: EncoderInfo, splits: tuple[str, 
             report.cached = len(items)  # nothing to do: no model load, no lock
         elif info.input == "captions":
             rows_for = lambda enc, part: caption_rows(enc, part, device, dtype, opts.batch_size)  # noqa: E731
-            fill_store(load_encoder, items, store, rows_for, opts.flush_every, report, progress)
+            fill_store(load_encoder, items, store, rows_for, opts.flush_every, report, progress, "captions")
         elif info.input == "features":
             fill_store(load_encoder, items, store, lambda reader, part: precomputed_rows(reader, index.name, part),
-                       opts.flush_every, report, progress)
+                       opts.flush_every, report, progress, "rows")
         elif pool is not None:
             pool.extract_split(items, store, opts, report, progress)
         else:
             extract_split(load_encoder, items, store, sampling, opts, device, dtype, report, progress)
         reports.append(report)
-    return ExtractReport(index.name, recipe.name, folder, key, reports)
+    # a clip-level encoder still decodes frames: its count is of frames, not of its rows
+    return ExtractReport(index.name, recipe.name, folder, key, reports, "frame" if info.clip_level else info.row_unit)
 
 
 def _key(index: DatasetIndex, recipe, info: EncoderInfo, sampling: Sampling, dtype: str) -> dict:

@@ -28,12 +28,13 @@ class Rows:
     videos: list[tuple[str, np.ndarray]]  # (video id, (R, D) rows), in the chunk's order
     failed: dict[str, str] = field(default_factory=dict)  # video id -> why it has no rows
     notes: dict[str, dict] = field(default_factory=dict)  # manifest notes, e.g. {"uncaptioned": {id: treatment}}
-    inputs: int = 0  # captions encoded or rows read, for the frames/s figure
+    inputs: int = 0  # captions encoded or rows read, for the rate figure
     lost: dict[str, str] = field(default_factory=dict)  # not made this time (a lost Ray worker): reported, not recorded
 
 
 def fill_store(load_source: Callable[[], object], items: list[VideoItem], store: FeatureStore,
-               rows_for: Callable[[object, list[VideoItem]], Rows], chunk: int, report, progress: bool = True):
+               rows_for: Callable[[object, list[VideoItem]], Rows], chunk: int, report, progress: bool = True,
+               unit: str = "frames"):
     """Store `rows_for(source, chunk_of_items)` for every video of `items` not in `store` yet.
 
     `load_source()` (a model load, say) runs only if some video is missing once this process holds
@@ -44,12 +45,13 @@ def fill_store(load_source: Callable[[], object], items: list[VideoItem], store:
             part = todo[start : start + chunk]
             yield len(part), rows_for(source, part)
 
-    return store_rows(load_source, items, store, produce, report, progress)
+    return store_rows(load_source, items, store, produce, report, progress, unit)
 
 
 @with_threads("encode")  # caption encoders, precomputed copies: every usable core
 def store_rows(load_source: Callable[[], object], items: list[VideoItem], store: FeatureStore,
-               produce: Callable[[object, list[VideoItem]], Iterable[tuple[int, Rows]]], report, progress: bool = True):
+               produce: Callable[[object, list[VideoItem]], Iterable[tuple[int, Rows]]], report, progress: bool = True,
+               unit: str = "frames"):
     """Store what `produce(source, todo)` yields, (videos it covers, their Rows), one segment each, as it comes.
 
     `todo` is the videos of `items` not in `store` once this process holds the split's lock (the one
@@ -63,7 +65,7 @@ def store_rows(load_source: Callable[[], object], items: list[VideoItem], store:
         if todo:
             source, t0 = load_source(), time.perf_counter()
             try:
-                with progress_bar(report.split, len(todo), enabled=progress) as bar:
+                with progress_bar(report.split, len(todo), enabled=progress, unit=unit) as bar:
                     for n, rows in produce(source, todo):
                         if rows.videos or rows.failed or rows.notes:
                             store.append(rows.videos, rows.failed, notes=rows.notes)

@@ -11,6 +11,12 @@ they are not used.
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -61,6 +67,43 @@ def probe(path: str | Path) -> tuple[int, int]:
         return ctx.height, ctx.width
 
 
+# What decord and its FFmpeg print on fd 2 when a file does not open, e.g.
+#   [mov,mp4,m4a,3gp,3g2,mj2 @ 0x55b5977a6200] moov atom not found
+#   [18:46:19] /github/workspace/src/video/video_reader.cc:83: ERROR opening: broken.mp4, Invalid data ...
+# Our DecodeError already names the file and the reason, in one line.
+_NATIVE_LOG = re.compile(rb"^(\[[^\]\n]* @ 0x[0-9a-f]+\] |\[\d\d:\d\d:\d\d\] \S+\.(cc|h):\d+: )")
+_quiet = {"depth": 0, "saved": -1, "sink": None}
+_quiet_lock = threading.Lock()
+
+
+@contextmanager
+def _native_log_dropped():
+    """Point fd 2 at a scratch file while decord opens a video (from any decoding thread), then write back
+    to the terminal everything that came meanwhile except decord's and FFmpeg's own log lines: a progress
+    bar drawn in between is kept. Native code writes to fd 2 directly, so sys.stderr cannot catch it."""
+    with _quiet_lock:
+        if _quiet["depth"] == 0:
+            sys.stderr.flush()
+            _quiet["saved"], _quiet["sink"] = os.dup(2), tempfile.TemporaryFile()  # noqa: SIM115 (closed on the way out)
+            os.dup2(_quiet["sink"].fileno(), 2)
+        _quiet["depth"] += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet["depth"] -= 1
+            if _quiet["depth"] == 0:
+                sys.stderr.flush()
+                os.dup2(_quiet["saved"], 2)
+                os.close(_quiet["saved"])
+                sink = _quiet["sink"]
+                sink.seek(0)
+                kept = b"".join(line for line in sink.read().splitlines(keepends=True) if not _NATIVE_LOG.match(line))
+                sink.close()
+                if kept:
+                    os.write(2, kept)
+
+
 class _LongVideo(Exception):
     """decord declines a video longer than its `max_frames` (see DECORD_MAX_FRAMES): not a failure."""
 
@@ -68,7 +111,8 @@ class _LongVideo(Exception):
 def _decord(path: Path, sampling: Sampling, chunk: int, max_frames: int | None = None) -> Iterator[np.ndarray]:
     import decord
 
-    vr = decord.VideoReader(str(path), num_threads=1)
+    with _native_log_dropped():  # a file decord cannot open: its C++ log lines stay off the terminal
+        vr = decord.VideoReader(str(path), num_threads=1)
     n = len(vr)
     if n == 0:
         raise RuntimeError("no frames")
