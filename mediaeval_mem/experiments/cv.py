@@ -224,7 +224,7 @@ def claim_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = pri
         if done is not None:
             echo(f"seed {seed} fold {k + 1}/{data.folds}: trained by another process (run {done.run_id})")
             return done
-        return run_fold(data, seed, k, parent_id, echo)
+        return run_fold(data, seed, k, parent_id, echo, progress)
 
 
 def _adopt(done: FoldRun, parent_id: str) -> None:
@@ -301,7 +301,7 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
 
 
 def _folds_here(data: CVData, todo: list[tuple[int, int]], parent_id: str, since_ms: int,
-                echo: Echo) -> dict[tuple[int, int], FoldRun]:
+                echo: Echo, progress: bool = False) -> dict[tuple[int, int], FoldRun]:
     """The folds of `todo` in this process, shared with another `mem cv` of the same key: first each fold no
     other process is training, then, waiting for them, the others (reused once finished, trained if not)."""
     out = {}
