@@ -17,6 +17,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -167,13 +168,21 @@ def test_grid_and_cv_on_a_two_node_cluster_with_token_authentication(cluster, de
         logs = "".join(f.read_text(errors="replace") for f in (started.root / node).glob("session_*/logs/worker-*.out"))
         assert any(run_id in logs for run_id in finished), f"no run on the {node} node"
 
-    # the driver: the cluster wants a token and it sends none (Ray retries twice, not 20 times)
-    refused = _mem(started, ["grid", str(tmp_path / "grid.yaml"), *data, *FAST, "--rerun", "--ray", address],
-                   {**driver, "RAY_NUM_REDIS_GET_RETRIES": "2"})
-    last = refused.stderr.strip().splitlines()[-1]
-    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
-    assert last.startswith(f"error: Ray token authentication: the Ray cluster at {address} asks for a token")
-    assert "RAY_AUTH_MODE=token" in last and "RAY_AUTH_TOKEN" in last and "~/.ray/auth_token" in last
+    # the driver: the cluster wants a token and it sends none (`mem extract --ray`); and one with a wrong token
+    # (`mem grid --ray`); Ray retries twice here, not 20 times
+    fast = {**driver, "RAY_NUM_REDIS_GET_RETRIES": "2"}
+    extract = ["extract", "--dataset", "memento10k", "--encoder", "clip-demo", "--splits", "dev", *data, "--ray", address]
+    grid_again = ["grid", str(tmp_path / "grid.yaml"), *data, *FAST, "--rerun", "--ray", address]
+    with ThreadPoolExecutor(2) as pool:
+        none, wrong = pool.map(lambda a: _mem(started, *a), [(extract, fast),
+                                                             (grid_again, {**fast, **auth, "RAY_AUTH_TOKEN": "0" * 64})])
+    for refused in (none, wrong):
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+        last = refused.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: Ray token authentication: the Ray cluster at {address} ")
+        assert "RAY_AUTH_TOKEN=<what `ray get-auth-token` prints on the head>" in last and "~/.ray/auth_token" in last
+    assert "asks for a token and this process sent none" in none.stderr and "set RAY_AUTH_MODE=token" in none.stderr
+    assert "refused this process's token (from RAY_AUTH_TOKEN)" in wrong.stderr
 
     started.stop()
     assert started.left() == []
