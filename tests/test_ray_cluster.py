@@ -1,7 +1,8 @@
 """The README's 'On a Ray cluster' recipe on one machine: Ray's own two nodes (`ray start --head`, `ray start --address`)
 with token authentication, as Ray >= 2.59 asks, an `mlflow server`, and `mem grid` / `mem cv --ray 127.0.0.1:P`
-against them. A driver without the token is refused in one line; everything started here is stopped and checked gone.
-About 2-3 minutes on 2 busy cores (two Ray nodes, a tracking server and four `mem` processes)."""
+against them. A driver without the token, or with a wrong one, is refused in one line, as is an address where no Ray
+runs; everything started here is stopped and checked gone.
+About 2-3 minutes on 2 busy cores (two Ray nodes, a tracking server and five `mem` processes)."""
 
 from __future__ import annotations
 
@@ -168,14 +169,19 @@ def test_grid_and_cv_on_a_two_node_cluster_with_token_authentication(cluster, de
         logs = "".join(f.read_text(errors="replace") for f in (started.root / node).glob("session_*/logs/worker-*.out"))
         assert any(run_id in logs for run_id in finished), f"no run on the {node} node"
 
-    # the issue's driver: the cluster wants a token and it sends none (`mem extract --ray`); and one with a wrong token
-    # (`mem grid --ray`); Ray retries twice here, not 20 times
+    # the issue's driver: the cluster wants a token and it sends none (`mem extract --ray`); one with a wrong token
+    # (`mem grid --ray`); and an address where no Ray runs (about 40 s of Ray's waiting: side by side with the others).
+    # Ray retries once or twice here, not 20 times.
     fast = {**driver, "RAY_NUM_REDIS_GET_RETRIES": "2"}
-    extract = ["extract", "--dataset", "memento10k", "--encoder", "clip-demo", "--splits", "dev", *data, "--ray", address]
+    extract = ["extract", "--dataset", "memento10k", "--encoder", "clip-demo", "--splits", "dev", *data, "--ray"]
     grid_again = ["grid", str(tmp_path / "grid.yaml"), *data, *FAST, "--rerun", "--ray", address]
-    with ThreadPoolExecutor(2) as pool:
-        none, wrong = pool.map(lambda a: _mem(started, *a), [(extract, fast),
-                                                             (grid_again, {**fast, **auth, "RAY_AUTH_TOKEN": "0" * 64})])
+    nowhere = f"127.0.0.1:{free_port()}"
+    with ThreadPoolExecutor(3) as pool:
+        none, wrong, absent = pool.map(lambda a: _mem(started, *a), [
+            ([*extract, address], fast), (grid_again, {**fast, **auth, "RAY_AUTH_TOKEN": "0" * 64}),
+            ([*extract, nowhere], {**fast, "RAY_NUM_REDIS_GET_RETRIES": "1"})])
+    assert absent.returncode == 2 and "Traceback" not in absent.stderr, absent.stderr[-3000:]
+    assert absent.stderr.strip().splitlines()[-1].startswith(f"error: cannot connect to the Ray cluster at {nowhere} (")
     for refused in (none, wrong):
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
         last = refused.stderr.strip().splitlines()[-1]
