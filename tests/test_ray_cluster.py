@@ -42,17 +42,21 @@ class Started:
     """Processes started here, each in a session (process group) of its own, and everything they start."""
 
     def __init__(self, root: Path):
-        self.root, self.mark, self.procs = root, uuid.uuid4().hex, []
+        self.root, self.mark, self.procs, self.groups = root, uuid.uuid4().hex, [], set()
 
     def env(self, **extra) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}  # only the tokens given here
         return {**env, MARK: self.mark, "RAY_USAGE_STATS_ENABLED": "0", **extra}
 
-    def start(self, name: str, args: list[str], env: dict[str, str], ready: str | None = None) -> subprocess.Popen:
-        """Start `args` (its output in ROOT/NAME.log); with `ready`, wait until the log says it (at most 3 minutes)."""
+    def start(self, name: str, args: list[str], env: dict[str, str], ready: str | None = None,
+              group: bool = False) -> subprocess.Popen:
+        """Start `args` (its output in ROOT/NAME.log); with `ready`, wait until the log says it (at most 3 minutes);
+        `group`: stopped by signalling its whole process group, not only itself."""
         log = self.root / f"{name}.log"
         proc = subprocess.Popen(args, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
+        if group:
+            self.groups.add(proc.pid)
         deadline = time.monotonic() + 180
         while ready and ready not in log.read_text():
             assert proc.poll() is None and time.monotonic() < deadline, f"{name} did not start:\n{log.read_text()[-3000:]}"
@@ -75,7 +79,7 @@ class Started:
         the mlflow server's whole group gets it. Last started first; what is left after 60 s is killed."""
         for proc in reversed(self.procs):
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM) if "mlflow" in proc.args else proc.terminate()
+                os.killpg(proc.pid, signal.SIGTERM) if proc.pid in self.groups else proc.terminate()
         deadline = time.monotonic() + 60
         for proc in reversed(self.procs):
             try:
@@ -103,7 +107,7 @@ def cluster():
         started.start("mlflow", [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
                                  f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "mlartifacts"),
                                  "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"],
-                      started.env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))  # no job runner: 7 fewer processes
+                      started.env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"), group=True)  # no job runner: 7 fewer processes
         started.start("head", [str(ray_cli), "start", "--block", "--head", "--port", str(port), "--num-cpus", "1",
                                "--temp-dir", str(root / "head"), "--include-dashboard", "false",
                                "--dashboard-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port())],
