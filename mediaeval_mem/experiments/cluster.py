@@ -57,6 +57,59 @@ def import_ray():
     return ray
 
 
+def connect(ray, address: str, **init) -> None:
+    """ray.init: a Ray of this process's own for address 'local' (never one that another process runs here), else the
+    cluster at `address`. A cluster that cannot be reached, or that refuses this process's token, says so in one line.
+
+    Ray >= 2.59 starts a local Ray with token authentication (making ~/.ray/auth_token), and `ray start --head` too
+    where that file exists; a process given an explicit address sends its token only with RAY_AUTH_MODE=token (Ray's
+    choice, kept here: a token meant for one cluster never goes to another unasked).
+    """
+    try:
+        ray.init(address=address, **init)
+    except (ConnectionError, ray.exceptions.AuthenticationError) as e:
+        if _refused_token(e):
+            raise MemError(_token_help(address, e)) from None
+        raise MemError(f"cannot connect to the Ray cluster at {address} ({e}): is it running (`ray status`)?") from None
+
+
+def _refused_token(e: BaseException | None) -> bool:
+    """Whether `e` or what caused it is Ray's token authentication refusing this process (or finding no token)."""
+    from ray.exceptions import AuthenticationError
+
+    while e is not None:  # ray.init raises ConnectionError from the GCS client's error, whose text names the refusal
+        if isinstance(e, AuthenticationError) or "InvalidAuthToken" in str(e) or "AuthenticationError" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _token_source() -> str | None:
+    """Where Ray takes this process's token from, in its own order (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, the
+    default file); None where there is none."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return f"RAY_AUTH_TOKEN_PATH={os.environ['RAY_AUTH_TOKEN_PATH']}"
+    default = Path.home() / ".ray" / "auth_token"
+    return str(default) if default.is_file() else None
+
+
+def _token_help(address: str, e: BaseException) -> str:
+    """One line: how Ray's token authentication stopped this process from joining `address`, and what to do."""
+    from ray.exceptions import AuthenticationError
+
+    where = "here" if address == "local" else f"at {address}"
+    give = ("give this machine the head's token: RAY_AUTH_TOKEN=<what `ray get-auth-token` prints on the head>, "
+            "or the head's ~/.ray/auth_token copied to this machine's")
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return (f"Ray token authentication: the Ray cluster {where} asks for a token and this process sent none "
+                f"(RAY_AUTH_MODE is not 'token'): set RAY_AUTH_MODE=token and {give}")
+    if isinstance(e, AuthenticationError):  # raised before connecting: no token, or RAY_AUTH_TOKEN_PATH unreadable
+        return f"Ray token authentication: RAY_AUTH_MODE=token and no usable token here ({e.message}): {give}"
+    return f"Ray token authentication: the Ray cluster {where} refused this process's token (from {_token_source()}): {give}"
+
+
 def check_cluster(cluster: RayCluster) -> None:
     """Before anything runs: Ray is installed, and a cluster's runs have a store that several machines can write."""
     from mediaeval_mem.tracking.store import sqlite_path, tracking_uri
@@ -122,7 +175,7 @@ def run_tasks(cluster: RayCluster, calls: list[Callable], plugins: tuple[str, ..
     """Each of `calls` (picklable callables, e.g. functools.partial of a module-level function) as a Ray task with
     the cluster's CPUs and GPUs; yields (index in `calls`, result or Failed) as they finish.
 
-    Connects first (ray.init(address="local") for a local cluster, ray.init(address=...) otherwise) unless Ray is already
+    Connects first (`connect`: a Ray of its own for a local cluster, else the cluster at its address) unless Ray is already
     initialised in this process (a test, a notebook: left running); a Ray started here is shut down at the end.
     """
     if not calls:
@@ -130,11 +183,7 @@ def run_tasks(cluster: RayCluster, calls: list[Callable], plugins: tuple[str, ..
     ray = import_ray()
     ours = not ray.is_initialized()
     if ours:
-        try:
-            # "local": a Ray of its own, never one that another process happens to run on this machine
-            ray.init(address="local", include_dashboard=False) if cluster.local else ray.init(address=cluster.address)
-        except ConnectionError as e:
-            raise MemError(f"cannot connect to the Ray cluster at {cluster.address} ({e}): is it running (`ray status`)?") from None
+        connect(ray, cluster.address, **({"include_dashboard": False} if cluster.local else {}))
     pending = []
     try:
         have = ray.cluster_resources()

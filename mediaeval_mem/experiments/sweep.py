@@ -313,16 +313,13 @@ def _start_ray(cluster) -> bool:
     """Connect to the cluster (a local one: start Ray here); True when this call started it (and so shuts it down)."""
     import logging
 
-    from mediaeval_mem.experiments.cluster import import_ray
+    from mediaeval_mem.experiments.cluster import connect, import_ray
 
     ray = import_ray()
     if ray.is_initialized():  # a test, a notebook: left running
         return False
-    try:
-        ray.init(address="local" if cluster.local else cluster.address, runtime_env={"env_vars": trial_env()},
-                 include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    except ConnectionError as e:
-        raise MemError(f"cannot connect to the Ray cluster at {cluster.address} ({e}): is it running (`ray status`)?") from None
+    connect(ray, cluster.address, runtime_env={"env_vars": trial_env()}, include_dashboard=False,
+            logging_level=logging.WARNING, log_to_driver=False)
     return True
 
 

@@ -31,7 +31,7 @@ from typing import Iterator
 
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.datasets import VideoItem
-from mediaeval_mem.experiments.cluster import import_ray, worker_env  # the same Ray import and worker settings as grid/cv
+from mediaeval_mem.experiments.cluster import connect, import_ray, worker_env  # as grid/cv connect and set workers
 from mediaeval_mem.features.options import ExtractOptions
 from mediaeval_mem.features.rows import Rows, store_rows
 from mediaeval_mem.features.store import FeatureStore
@@ -214,11 +214,9 @@ def encoder_pool(cluster: RayOptions | str, recipe, sampling: Sampling, opts: Ex
         raise MemError(f"--device {device} with --ray: auto, cpu or cuda (Ray gives each actor its GPU)")
     ray = import_ray()
     ours = not ray.is_initialized()  # a caller's Ray (a test, a notebook) is left running
-    if ours:
-        if cluster.address == "local":  # a Ray of its own, even where another already runs on this machine
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False)
-        else:
-            ray.init(address=cluster.address)
+    if ours:  # "local": a Ray of its own, even where another already runs on this machine
+        connect(ray, cluster.address, **({"num_cpus": os.cpu_count(), "include_dashboard": False}
+                                         if cluster.address == "local" else {}))
     pool = None
     try:
         have = ray.cluster_resources()
