@@ -1,6 +1,6 @@
 """How many threads a stage computes with: from the cores this process may use and the work it runs.
 
-Measured on this project's 2-core machine (bench/concurrent.py, bench/README.md): torch's defaults, one
+Measured on this project's 2-core machine (bench/concurrent_runs.py, bench/README.md): torch's defaults, one
 OpenMP thread per core that spins while it waits, let concurrent processes steal each other's cores: three
 Bi-GRU trainings beside a demo took 27-34 s a step instead of about 0.5 s. Two settings fix it:
 

@@ -1,7 +1,10 @@
 """Throughput of several `mem run` processes at once against one run alone, on this machine.
 
-    .venv/bin/python bench/concurrent.py                      # 1, 2, 4 and 8 runs of configs/demo.yaml
-    .venv/bin/python bench/concurrent.py --counts 1,4 --torch-defaults
+    .venv/bin/python bench/concurrent_runs.py                      # 1, 2, 4 and 8 runs of configs/demo.yaml
+    .venv/bin/python bench/concurrent_runs.py --counts 1,4 --torch-defaults
+
+(Not `concurrent.py`: a script of that name in bench/ would stand in for the standard library's
+`concurrent` package in every bench script, which Python runs with bench/ first on its path.)
 
 Generates demo data (`mem demo-data --scale`), extracts its clip-demo features once, makes the MLflow
 store, then for each N in --counts starts N identical `mem run --task 1 ... --config configs/demo.yaml`
@@ -114,7 +117,7 @@ def main() -> None:
         for n in counts:
             total, each, sroccs, cpu = together(n, run, env) if n != 1 else alone
             figures[f"total_s_{n}"], figures[f"cpu_s_per_run_{n}"] = round(total, 2), round(cpu, 2)
-            figures[f"fair_share_{n}"] = round(n * figures["alone_s"] / total, 3)
+            figures[f"fair_share_{n}"] = round(n * figures["alone_s"] / figures[f"total_s_{n}"], 3)
             if sroccs:
                 figures[f"srocc_{n}"] = sroccs
             print(f"{n} run(s) at once: {total:.1f} s, each {min(each):.1f}-{max(each):.1f} s, "
