@@ -96,3 +96,26 @@ def test_precomputed_is_refused_clearly_without_its_folder(tmp_path):
         extract_features("memento10k", "precomputed", data_root=tmp_path, progress=False)
     with pytest.raises(ConfigError, match="precomputed reads stored features: leave sampling at all"):
         load_config(None, ["model.streams.0.encoder=precomputed", "model.streams.0.sampling=uniform:4"])
+
+
+def test_a_precomputed_run_is_evaluated_on_another_datasets_files(demo_root, runs_dir, tmp_path, capsys):
+    """One folder with a subfolder per dataset (each keyed on its own files): `mem eval` of a run trained on
+    memento10k's reads videomem's subfolder, not refused as 'other weights'."""
+    from mediaeval_mem.cli import main
+    from mediaeval_mem.experiments.runner import run_experiment
+
+    folder = tmp_path / "feats"
+    for name in ("memento10k", "videomem"):
+        index = open_dataset(name, demo_root)
+        report = extract_features(index, "clip-demo", sampling="uniform:4", progress=False)
+        (folder / name).mkdir(parents=True)
+        for split in ("train", "dev", "test"):
+            feats = FeatureStore(report.cache_dir / split).load()
+            for i, vid in enumerate(feats.ids):
+                np.save(folder / name / f"{vid}.npy", np.asarray(feats[i], np.float32))
+    cfg = load_config("configs/demo.yaml", ["train.epochs=2", "model.streams.0.encoder=precomputed",
+                                            f"model.streams.0.weights={folder}"])
+    run = run_experiment(1, "memento10k", "memento10k", cfg, demo_root, progress=False, echo=lambda *a: None)
+    capsys.readouterr()
+    assert main(["eval", run.run_id, "--test", "videomem", "--data-root", str(demo_root), "--quiet"]) == 0, \
+        capsys.readouterr().err

@@ -67,16 +67,22 @@ def connect(ray, address: str, **init) -> None:
     """
     try:
         ray.init(address=address, **init)
-    except (ConnectionError, ray.exceptions.AuthenticationError) as e:
+    except (ConnectionError, _authentication_error()) as e:
         if _refused_token(e):
             raise MemError(_token_help(address, e)) from None
         raise MemError(f"cannot connect to the Ray cluster at {address} ({e}): is it running (`ray status`)?") from None
 
 
+def _authentication_error() -> type[BaseException] | tuple:
+    """Ray's AuthenticationError; () on a Ray from before token authentication (2.59), which has none to raise."""
+    import ray.exceptions
+
+    return getattr(ray.exceptions, "AuthenticationError", ())
+
+
 def _refused_token(e: BaseException | None) -> bool:
     """Whether `e` or what caused it is Ray's token authentication refusing this process (or finding no token)."""
-    from ray.exceptions import AuthenticationError
-
+    AuthenticationError = _authentication_error()  # noqa: N806
     while e is not None:  # ray.init raises ConnectionError from the GCS client's error, whose text names the refusal
         if isinstance(e, AuthenticationError) or "InvalidAuthToken" in str(e) or "AuthenticationError" in str(e):
             return True
@@ -97,15 +103,13 @@ def _token_source() -> str | None:
 
 def _token_help(address: str, e: BaseException) -> str:
     """One line: how Ray's token authentication stopped this process from joining `address`, and what to do."""
-    from ray.exceptions import AuthenticationError
-
     where = "here" if address == "local" else f"at {address}"
     give = ("give this machine the head's token: RAY_AUTH_TOKEN=<what `ray get-auth-token` prints on the head>, "
             "or the head's ~/.ray/auth_token copied to this machine's")
     if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
         return (f"Ray token authentication: the Ray cluster {where} asks for a token and this process sent none "
                 f"(RAY_AUTH_MODE is not 'token'): set RAY_AUTH_MODE=token and {give}")
-    if isinstance(e, AuthenticationError):  # raised before connecting: no token, or RAY_AUTH_TOKEN_PATH unreadable
+    if isinstance(e, _authentication_error()):  # raised before connecting: no token, or RAY_AUTH_TOKEN_PATH unreadable
         return f"Ray token authentication: RAY_AUTH_MODE=token and no usable token here ({e.message}): {give}"
     return f"Ray token authentication: the Ray cluster {where} refused this process's token (from {_token_source()}): {give}"
 

@@ -88,7 +88,7 @@ def evaluate_run(run_id: str, test: str, data_root=None, progress: bool = True, 
     selection = Selection([], [], f"eval: {made} (trained on {train}: {source.tags.get('selection', '?')}); "
                                   f"not trained again")
     with RunLog(plan, cfg, indexes, features, splits, selection, {"kind": "eval", "eval_of": run_id},
-                honest_dev=honest) as log:
+                honest_dev=honest, name=f"{cfg.name} {plan.pair} eval of {run_id[:8]}") as log:
         log.outputs(model, TrainResult(best_epoch=best), outputs)  # no history: 0 epochs run here
     if not honest:
         echo(f"note: run {run_id} trained on {test}'s dev split too: its dev figures here are no estimate (logged as "

@@ -161,8 +161,12 @@ SAME = ("format", "encoder", "weights", "preprocess", "decode", "compute_dtype")
 
 def _same_extraction(recorded: dict | None, key: dict, i: int, encoder: str, run_id: str) -> None:
     """Refuse features made otherwise than the run's: replaced weights, another dtype or preprocessing."""
+    from mediaeval_mem.encoders import ENCODERS
+
     key = json.loads(json.dumps(key, default=str))  # as the run recorded it (tuples become lists)
     fields = SAME + (() if key["sampling"].startswith("captions:") else ("sampling",))
+    if ENCODERS.info(encoder).input == "features":  # its key's weights identify one dataset's files (the run's
+        fields = tuple(f for f in fields if f != "weights")  # folder, read for another dataset: other files)
     diff = [f for f in fields if recorded is not None and recorded.get(f) != key.get(f)]
     if diff:
         raise MemError(f"run {run_id}: stream {i} ({encoder}) was extracted with other {', '.join(diff)} "

@@ -77,10 +77,10 @@ def run_refit(task: int | None, train: str, test: str, cfg: RunConfig, source: s
     from mediaeval_mem.experiments.run_log import RunLog
     from mediaeval_mem.experiments.runner import (RunResult, Selection, Splits, evaluate_and_predict, fit, load_split,
                                                   open_datasets, prepare_features, trains_itself)
-    from mediaeval_mem.training.batches import LabelledSplit
     from mediaeval_mem.experiments.tasks import plan_task
-
+    from mediaeval_mem.models import HEADS
     from mediaeval_mem.tracking import resolve_run_id
+    from mediaeval_mem.training.batches import LabelledSplit
 
     source = resolve_run_id(source)  # a whole id or a unique prefix: the refit records the whole one
     for s in cfg.model.streams:
@@ -88,8 +88,6 @@ def run_refit(task: int | None, train: str, test: str, cfg: RunConfig, source: s
             raise ConfigError(f"{s.encoder} selects its own fine-tuning epochs on held-out videos; a refit has none: "
                               f"give its stream the fine-tuned weights of the run being refit")
     check_source(source, cfg, train)
-    from mediaeval_mem.models import HEADS
-
     if HEADS.info(cfg.model.head) is not None:  # ridge, svr: no epochs; the inner CV chooses again on all videos
         epochs, chosen = 0, f"a closed-form {cfg.model.head} with its inner cross-validation"
     else:

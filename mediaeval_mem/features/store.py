@@ -136,7 +136,7 @@ class FeatureStore:
             bad = self._bad(m)
             if not bad or self.manifest() == m:
                 return m, bad
-        raise MemError(f"feature cache {self.folder} keeps changing under this reader: run the command again")
+        raise DamagedError(f"feature cache {self.folder} keeps changing under this reader: run the command again")
 
     def _bad(self, m: dict) -> dict[str, str]:
         return {seg["file"]: why for seg in m["segments"] if (why := self._check_segment(seg, m.get("dim")))}
