@@ -98,6 +98,7 @@ def main() -> None:
     ap.add_argument("--config", default=str(REPO / "configs" / "demo.yaml"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to every mem run")
     ap.add_argument("--torch-defaults", action="store_true", help="runs with torch's defaults (spinning OpenMP threads, one per core)")
+    ap.add_argument("--no-warmup", action="store_true", help="time the first run too (the MLflow store's creation in it)")
     ap.add_argument("--workdir", help="where data and runs/ go (default: a temporary folder)")
     args = ap.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
@@ -109,7 +110,8 @@ def main() -> None:
         check([*MEM, "extract", "--dataset", "memento10k", "--encoder", "clip-demo", "--data-root", str(root), "--quiet"], env)
         run = [*MEM, "run", "--task", "1", "--train", "memento10k", "--test", "memento10k", "--config", args.config,
                "--data-root", str(root), "--quiet", *(x for s in args.set for x in ("--set", s))]
-        check(run, env)  # warm up: the MLflow store made, files in the page cache; not timed
+        if not args.no_warmup:
+            check(run, env)  # warm up: the MLflow store made, files in the page cache; not timed
         figures: dict = {"cores": len(os.sched_getaffinity(0)), "loadavg_start": os.getloadavg()[0],
                          "torch_defaults": args.torch_defaults, "counts": counts, "scale": args.scale}
         alone = together(1, run, env)

@@ -37,7 +37,7 @@ def test_bench_extract_reports_its_keys(tmp_path):
 
 def test_bench_concurrent_reports_its_keys(tmp_path):
     figures = _last_json([str(REPO / "bench" / "concurrent_runs.py"), "--counts", "1,2", "--scale", "0.1",
-                          "--set", "train.epochs=1", "--workdir", str(tmp_path / "w")], tmp_path)
+                          "--set", "train.epochs=1", "--no-warmup", "--workdir", str(tmp_path / "w")], tmp_path)
     assert {"alone_s", "total_s_2", "fair_share_2", "cpu_s_per_run_1", "cpu_s_per_run_2"} <= set(figures)
     assert figures["fair_share_2"] == round(2 * figures["alone_s"] / figures["total_s_2"], 3)
     assert len(set(figures["srocc_2"])) == 1  # the same config and seed: the same result, however many ran at once

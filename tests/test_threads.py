@@ -81,9 +81,12 @@ def test_a_mem_process_waits_passively_and_its_run_records_the_threads(demo_root
     cmd = [sys.executable, "-m", "mediaeval_mem", "run", "--train", "memento10k", "--test", "memento10k",
            "--config", str(REPO / "configs" / "demo.yaml"), "--data-root", str(demo_root), "--quiet",
            "--set", "train.epochs=1"]
-    for extra in ([], ["--threads", "2"]):
-        out = subprocess.run(cmd + extra, env=env, capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stderr[-2000:]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)  # what a user gets: nothing set
+    assert out.returncode == 0, out.stderr[-2000:]
+    from mediaeval_mem.cli import main
+
+    clean_env.setenv("MEM_RUNS_DIR", env["MEM_RUNS_DIR"])
+    assert main(cmd[3:] + ["--threads", "2"]) == 0  # in this process: the policy is conftest's, the count the flag's
     con = sqlite3.connect(tmp_path / "runs" / "mlflow.db")
     try:
         rows = con.execute("select run_uuid, key, value from tags where key like 'threads_%' or key = 'omp_wait_policy'").fetchall()
@@ -94,6 +97,7 @@ def test_a_mem_process_waits_passively_and_its_run_records_the_threads(demo_root
         by_run.setdefault(run, {})[key] = value
     tags = list(by_run.values())
     assert len(tags) == 2 and all(t["omp_wait_policy"] == "PASSIVE" for t in tags)
+    assert "MEM_THREADS" not in os.environ  # --threads lasted as long as its command
     by_request = sorted((t["threads_train"], t["threads_encode"]) for t in tags)
     assert by_request == sorted([("1", str(threads.usable_cores())), ("2", "2")])
 

@@ -206,7 +206,7 @@ def test_killed_grid_leaves_no_run_running(demo_root, tmp_path, monkeypatch, cap
     assert "ended without finishing" in get_run(running[0]).data.tags["mem_end_reason"]
 
 
-@pytest.mark.parametrize("n", [3, 8])
+@pytest.mark.parametrize("n", [8])  # (3 as well took 21 s of the suite and proved nothing 8 does not)
 def test_many_mem_runs_at_once_on_a_fresh_runs_folder(demo_root, tmp_path, n):
     """N real `mem run` started together on an empty runs/: they share one extraction and one store."""
     runs = tmp_path / "runs"
