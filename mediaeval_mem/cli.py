@@ -223,9 +223,12 @@ def cmd_sweep(args) -> int:
             for t in r.trials]
     _print_table(f"sweep {r.name}: {len(r.trials)} trial(s), ASHA on {r.metric}", [*keys, f"best {r.metric}", "dev SROCC", "epochs",
                  "stopped early", "MLflow run id"], rows, con)
-    root = f" --data-root {args.data_root}" if args.data_root else ""  # the same data as the sweep's
+    from shlex import quote  # a path with spaces still pastes as one argument
+
+    root = f" --data-root {quote(str(args.data_root))}" if args.data_root else ""  # the same data as the sweep's
     con.print(f"best config ({r.metric} {r.best.select:.4f}, run {r.best.run_id}) written to {r.best_path}: "
-              f"mem run --config {r.best_path} --train {search.train} --test {search.test}{root}", soft_wrap=True)
+              f"mem run --config {quote(str(r.best_path))} --train {search.train} --test {search.test}{root}",
+              soft_wrap=True, markup=False)
     return 0
 
 
