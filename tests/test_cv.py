@@ -85,7 +85,7 @@ def test_cv_resumes_and_a_refit_packages(cv_run, demo_root, capsys):
     cfg, first, _ = cv_run
     again = run_cv(cfg, "memento10k", folds=3, data_root=demo_root, progress=False, echo=lambda *a: None)
     assert all(f.reused for f in again.folds) and [f.run_id for f in again.folds] == [f.run_id for f in first.folds]
-    assert again.summary == first.summary  # read back from the logged CSVs: the predictions the first run summarised
+    assert again.summary == first.summary  # read back from fold_predictions.json: the predictions the first run summarised
 
     assert main(["run", "--train", "memento10k", "--test", "memento10k", "--config", "configs/demo.yaml",
                  "--set", "model.streams.0.sampling=uniform:4", "--data-root", str(demo_root),

@@ -160,8 +160,6 @@ class TrainedRun:
     """A finished run's trained model and what made it."""
 
     run_id: str
-    tags: dict[str, str]
-    metrics: dict[str, float]
     config: RunConfig  # config.yaml: the resolved config it ran with
     features: dict  # features.json: feature keys per dataset and stream, each stream's weights
     state: dict  # model.safetensors
@@ -209,4 +207,4 @@ def read_trained(run_id: str) -> TrainedRun:
             state = load_file(str(weights))
         except (SafetensorError, KeyError, ValueError, OSError) as e:
             raise MemError(f"run {run_id}: its model.safetensors cannot be read ({e})") from None
-    return TrainedRun(run_id, dict(run.data.tags), dict(run.data.metrics), cfg, features, state, in_dims)
+    return TrainedRun(run_id, cfg, features, state, in_dims)
