@@ -69,14 +69,14 @@ def main() -> None:
     import ray
     import torch
 
-    from mediaeval_mem.datasets.synthetic import generate_demo_data
+    from mediaeval_mem.experiments.demo import make_demo_data
     from mediaeval_mem.experiments.cluster import RayCluster
     from mediaeval_mem.experiments.grid import apply_profile, load_grid, load_profile
     from mediaeval_mem.experiments.runner import extract_first
     from mediaeval_mem.config import load_config
 
     root = work / "data"
-    generate_demo_data(root, seed=0, scale=args.scale)
+    make_demo_data(root, seed=0, scale=args.scale)
     profile = load_profile(REPO / "configs" / "profiles" / "demo.yaml", root)
     grid = load_grid(write_grid(work / "grid.yaml", list(CONFIGS), args.seeds))
     for entry in grid.entries:  # the features first: the timings below are the runs alone

@@ -1,6 +1,7 @@
 """The `mem` command: a thin argparse layer over library functions that return results.
 
-Heavy modules (torch, transformers, mlflow) are imported inside the handlers, so `mem --help` is instant.
+Every import of the package's own modules is inside the handler that needs it, not at the top: they pull in torch,
+transformers or mlflow, and `mem --help` must stay instant.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import argparse
 import signal
 import sys
 
-DATASET_NAMES = ("memento10k", "videomem")  # the demo's: mirrors datasets.DATASETS, kept here so --help stays light
 DEMO_ROOT = "data/demo"
 
 
@@ -24,9 +24,9 @@ def _console(stderr: bool = False):
 def cmd_demo_data(args) -> int:
     from pathlib import Path
 
-    from mediaeval_mem.datasets.synthetic import generate_demo_data
+    from mediaeval_mem.experiments.demo import make_demo_data
 
-    counts = generate_demo_data(Path(args.data_root), seed=args.seed, scale=args.scale, force=args.force)
+    counts = make_demo_data(args.data_root, seed=args.seed, scale=args.scale, force=args.force)
     con = _console()
     for name, per_split in counts.items():
         con.print(f"{name}: " + ", ".join(f"{s} {n}" for s, n in per_split.items()) + f" videos under {Path(args.data_root) / name}")
@@ -80,13 +80,8 @@ def cmd_extract(args) -> int:
     from mediaeval_mem.features.extract import extract_features
 
     splits = tuple(x.strip() for x in args.splits.split(",") if x.strip())
-    ray = None
-    if args.ray:
-        from mediaeval_mem.features.distributed import RayOptions
-
-        ray = RayOptions(args.ray, args.ray_workers, args.ray_gpus, args.ray_cpus)
     report = extract_features(args.dataset, args.encoder, splits, args.weights, args.data_root, args.sampling,
-                              _extract_options(args), args.device, progress=not args.quiet, ray=ray)
+                              _extract_options(args), args.device, progress=not args.quiet, ray=_ray_options(args))
     _render_extract(report, _console())
     return 1 if report.failed else 0
 
@@ -159,13 +154,11 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from dataclasses import asdict
     from pathlib import Path
 
     from mediaeval_mem.core.io import atomic_write_text
     from mediaeval_mem.experiments.predict import predict_videos, write_scores
-
-    from dataclasses import asdict
-
     from mediaeval_mem.features.options import ExtractOptions
 
     err = _console(stderr=True)
@@ -194,7 +187,7 @@ def cmd_cv(args) -> int:
     cfg = load_config(args.config, args.set)
     r = run_cv(cfg, args.train, args.test, args.folds, tuple(args.seeds), args.data_root, args.with_dev,
                progress=not args.quiet, echo=lambda line: con.print(line, highlight=False), rerun=args.rerun,
-               ray=_ray_cluster(args))
+               ray=_ray_options(args))
     rows = [[str(f.seed), str(f.fold + 1), f"{f.metrics['srocc']:.4f}", f"{f.metrics['plcc']:.4f}", f"{f.metrics['mse']:.4f}",
              str(f.best_epoch), f.run_id[:12] + (" (done before)" if f.reused else "")] for f in r.folds]
     s = r.summary
@@ -215,7 +208,7 @@ def cmd_sweep(args) -> int:
 
     con = _console()
     search = load_search(args.search, tuple(args.set))
-    r = run_sweep(search, args.data_root, _ray_cluster(args), args.out, progress=not args.quiet,
+    r = run_sweep(search, args.data_root, _ray_options(args), args.out, progress=not args.quiet,
                   echo=lambda line: con.print(line, highlight=False))
     keys = list(search.space)
     rows = [[*(fmt_value(t.point[k]) for k in keys), f"{t.select:.4f}", "-" if t.dev_srocc is None else f"{t.dev_srocc:.4f}",
@@ -285,25 +278,17 @@ def cmd_package(args) -> int:
 
 
 def cmd_grid(args) -> int:
-    from pathlib import Path
-
-    from mediaeval_mem.core.paths import data_root
-    from mediaeval_mem.datasets.synthetic import DEMO_MARKER
-    from mediaeval_mem.experiments.grid import load_grid, load_profile, run_grid, table_rows
+    from mediaeval_mem.experiments.grid import load_grid, run_grid, table_rows
+    from mediaeval_mem.experiments.profiles import choose_profile
 
     con = _console()
     grid = load_grid(args.grid)
-    profile_path = args.profile
-    if profile_path is None and (data_root(args.data_root) / DEMO_MARKER).is_file():
-        profile_path = str(_repo_file(Path("configs") / "profiles" / "demo.yaml"))
-        con.print(f"{data_root(args.data_root)} holds generated demo data: using the stand-ins of {profile_path} "
-                  f"(clip-demo for the CLIPs, random I3Ds); --profile none runs the configs as written")
-    if profile_path == "none":
-        profile_path = None
-    profile = load_profile(profile_path, args.data_root) if profile_path else None
-    rows = run_grid(grid, args.data_root, profile, tuple(args.set), progress=not args.quiet,
-                    echo=lambda line: con.print(line, highlight=False), rerun=args.rerun, ray=_ray_cluster(args))
-    _print_table(grid.title + (f" (profile {profile_path})" if profile_path else ""), *table_rows(grid, rows), con)
+    chosen = choose_profile(args.profile, args.data_root)
+    if chosen.note:
+        con.print(chosen.note)
+    rows = run_grid(grid, args.data_root, chosen.profile, tuple(args.set), progress=not args.quiet,
+                    echo=lambda line: con.print(line, highlight=False), rerun=args.rerun, ray=_ray_options(args))
+    _print_table(grid.title + (f" (profile {chosen.path})" if chosen.path else ""), *table_rows(grid, rows), con)
     failed = [f for r in rows for f in r.failed]
     if failed:
         con.print(f"[red]{len(failed)} run(s) failed[/]; fix the cause and run the same command again to finish them")
@@ -345,64 +330,37 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _repo_file(rel):
-    """A file shipped in the repository (configs/...), from the working directory or this checkout."""
-    from pathlib import Path
-
-    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
-        if (base / rel).is_file():
-            return base / rel
-    from mediaeval_mem.core.errors import MemError
-
-    raise MemError(f"{rel} not found: run mem from the repository's root")
-
-
 def cmd_demo(args) -> int:
     """Generate the demo data, check it, extract features, train the paper's model on every pair, add captions, package."""
-    from pathlib import Path
-
-    from mediaeval_mem.config import load_config
     from mediaeval_mem.core.paths import submissions_dir
-    from mediaeval_mem.datasets import open_dataset
     from mediaeval_mem.datasets.check import render_check
-    from mediaeval_mem.datasets.synthetic import generate_demo_data
-    from mediaeval_mem.experiments.runner import run_experiment
-    from mediaeval_mem.features.extract import extract_features
+    from mediaeval_mem.experiments import demo
     from mediaeval_mem.submission import package_submission
 
-    con = _console()
+    con, progress = _console(), not args.quiet
     con.rule("1/6 generate demo data")
-    generate_demo_data(Path(args.data_root), seed=args.seed, scale=args.scale)
+    demo.make_demo_data(args.data_root, seed=args.seed, scale=args.scale)
     con.rule("2/6 check it")
-    for name in DATASET_NAMES:
-        index = open_dataset(name, args.data_root)
+    for index in demo.check_demo_data(args.data_root):
         render_check(index, con)
         if index.problems:
             return 1
-    cfg = load_config(_repo_file("configs/demo.yaml"), [f"train.seed={args.seed}"])
-    stream = cfg.model.streams[0]
-    con.rule(f"3/6 extract {stream.encoder} frame features")
-    for name in DATASET_NAMES:
-        report = extract_features(name, stream.encoder, weights=stream.weights, data_root=args.data_root,
-                                  sampling=stream.sampling, opts=cfg.extract, progress=not args.quiet)
+    cfg = demo.demo_config(demo.VIDEO_CONFIG, args.seed)
+    con.rule(f"3/6 extract {cfg.model.streams[0].encoder} frame features")
+    for report in demo.extract_demo_features(cfg, args.data_root, progress):
         _render_extract(report, con)
         if report.failed:
             return 1
     con.rule("4/6 train the paper's model: task 1, and task 2 both ways")
-    results = []
-    for task, train, test in ((1, "memento10k", "memento10k"), (2, "memento10k", "videomem"), (2, "videomem", "memento10k")):
-        con.print(f"[bold]task {task}: train {train}, test {test}[/]")
-        results.append(run_experiment(task, train, test, cfg, args.data_root, progress=not args.quiet, echo=con.print))
+    results = demo.train_demo_pairs(cfg, args.data_root, progress, con.print,
+                                    starting=lambda task, train, test: con.print(f"[bold]task {task}: train {train}, test {test}[/]"))
     _render_results(results, con)
     con.rule("5/6 add the captions: task 1 on captions alone, and on video + captions")
-    rows = [results[0]]
-    for name in ("demo-captions", "demo-fused"):
-        cfg = load_config(_repo_file(f"configs/{name}.yaml"), [f"train.seed={args.seed}"])
-        rows.append(run_experiment(1, "memento10k", "memento10k", cfg, args.data_root, progress=not args.quiet, echo=con.print))
-    _render_results(rows, con, "video, captions, and both: task 1, on the dev split")
+    _render_results(demo.train_with_captions(results[0], args.seed, args.data_root, progress, con.print), con,
+                    "video, captions, and both: task 1, on the dev split")
     con.rule("6/6 package a submission")
-    for subtask in (1, 2):
-        for p in package_submission("demo", subtask, [r.run_id for r in results if r.plan.task == subtask], args.data_root).written:
+    for subtask, run_ids in demo.submission_runs(results).items():
+        for p in package_submission("demo", subtask, run_ids, args.data_root).written:
             con.print(f"wrote {p}")
     con.print(
         f"\nnext{_activate_hint()}: `mem ui` to browse the runs in MLflow; the run files are in {submissions_dir()}/; "
@@ -441,10 +399,19 @@ def _extract_options(args):
         raise ConfigError(f"--{name.replace('_', '-')} {rest}") from None
 
 
-def _ray_cluster(args):
-    """The --ray options as a RayCluster (None without --ray)."""
+def _ray_options(args):
+    """The --ray flags as the Ray module's options (None without --ray): the one place they become an object.
+
+    Today two classes take them: `mem extract`'s encoder actors (features/distributed.py RayOptions) and the
+    runs of grid, cv and sweep (experiments/cluster.py RayCluster); `--ray-gpus` left out (None) is the
+    cluster's default in both, resolved there.
+    """
     if args.ray is None:
         return None
+    if args.command == "extract":
+        from mediaeval_mem.features.distributed import RayOptions
+
+        return RayOptions(args.ray, args.ray_workers, args.ray_gpus, args.ray_cpus)
     from mediaeval_mem.experiments.cluster import RayCluster
 
     return RayCluster(args.ray, args.ray_cpus, args.ray_gpus)
@@ -463,12 +430,15 @@ def _shared() -> dict[str, argparse.ArgumentParser]:
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. train.epochs=20 or model.streams.0.sampling=uniform:16 (repeatable)")
-    ray = argparse.ArgumentParser(add_help=False)
+    ray = argparse.ArgumentParser(add_help=False)  # grid, cv, sweep: a unit is a run; extract: an encoder actor
     ray.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                     help="run on Ray: alone, a Ray started on this machine; with an address (HEAD:6379, auto), that cluster")
-    ray.add_argument("--ray-cpus", type=float, default=1, help="CPUs per run with --ray (default 1)")
-    ray.add_argument("--ray-gpus", type=float, help="GPUs per run with --ray, a fraction shares a card "
-                     "(default 0.25 where the cluster has GPUs, else 0)")
+                     help="run on Ray: alone, a Ray started on this machine; with an address (HEAD:6379, auto, "
+                          "ray://head:10001), that cluster, whose nodes all see the data and runs/ (needs pip install -e '.[ray]')")
+    ray.add_argument("--ray-cpus", type=float, default=1, help="with --ray: CPUs per run, or per encoder actor of mem "
+                     "extract (default 1)")
+    ray.add_argument("--ray-gpus", type=float, help="with --ray: GPUs per run or encoder actor, a fraction shares a card "
+                     "(default: the cluster's; 0.25 per run where it has GPUs, 1 per actor where it has a GPU per "
+                     "actor, a share where fewer; else 0)")
     extract = argparse.ArgumentParser(add_help=False)
     from dataclasses import fields
 
@@ -503,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="a run config whose data section applies (its declared datasets, target, dev split)")
     p.set_defaults(func=cmd_data_check)
 
-    p = sub.add_parser("extract", parents=[sh["data"], sh["extract"], sh["quiet"]], help="encode videos into cached frame features (resumable)")
+    p = sub.add_parser("extract", parents=[sh["data"], sh["extract"], sh["quiet"], sh["ray"]], help="encode videos into cached frame features (resumable)")
     p.add_argument("--dataset", required=True, help="memento10k, videomem, or a name declared in <data root>/datasets.yaml")
     p.add_argument("--encoder", required=True, help="a registered encoder, e.g. clip-vit-b32, clip-vit-l14-336, clip-demo, i3d-kinetics, "
                    "clip-vit-l14-336-text (captions), precomputed (with --weights FOLDER)")
@@ -512,14 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="all (default, the paper's), uniform:N (the centre frame of N segments), or segments:N "
                         "(extracts every frame: the same cache entry as all; a run picks N of them per video as it cuts batches)")
     p.add_argument("--splits", default="train,dev,test", help="comma-separated (default train,dev,test)")
-    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                   help="encode on Ray actors, this process storing: alone, a local Ray on this machine; with an "
-                        "address (auto, ray://head:10001), that cluster, whose nodes all see the data and runs/ "
-                        "(needs pip install -e '.[ray]')")
     p.add_argument("--ray-workers", type=int, default=2, help="with --ray: encoder actors, each holding the model (default 2)")
-    p.add_argument("--ray-gpus", type=float, help="with --ray: GPUs per actor (default 1 where the cluster has a GPU "
-                   "per actor, a share where fewer, else 0: CPUs)")
-    p.add_argument("--ray-cpus", type=float, default=1, help="with --ray: CPUs per actor (default 1)")
     p.set_defaults(func=cmd_extract)
 
     cache = sub.add_parser("cache", help="feature cache tools").add_subparsers(dest="cache_command", required=True, metavar="ACTION")

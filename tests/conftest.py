@@ -46,10 +46,10 @@ def _private_runs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     """A tiny demo data root (about a tenth of `mem demo-data`), generated once, never modified."""
-    from mediaeval_mem.datasets.synthetic import generate_demo_data
+    from mediaeval_mem.experiments.demo import make_demo_data
 
     root = tmp_path_factory.mktemp("demo")
-    generate_demo_data(root, seed=0, scale=0.1)
+    make_demo_data(root, seed=0, scale=0.1)
     return root
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mediaeval_mem.core.io import atomic_write_text
+from mediaeval_mem.core.io import atomic_write_json, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -158,23 +158,14 @@ def generate_dataset(root: Path, spec: DemoSpec, seed: int, noise: float, scale:
     return counts
 
 
-def generate_demo_data(root: Path, seed: int = 0, noise: float = 0.03, scale: float = 1.0, force: bool = False,
-                       i3d: bool = True) -> dict[str, dict[str, int]]:
+def generate_demo_data(root: Path, seed: int = 0, noise: float = 0.03, scale: float = 1.0,
+                       force: bool = False) -> dict[str, dict[str, int]]:
     """Generate both demo datasets under `root`; `scale` shrinks the split sizes (tests use ~0.1).
 
     Deterministic for a given seed: a second call rewrites the CSVs identically and skips videos that exist.
-    With `i3d`, also writes randomly initialised I3D checkpoints in the pytorch-i3d layout under
-    root/i3d/ (112 px sidecars), for the I3D rows of the grids on a CPU. They are not trained models.
+    `mem demo-data` (experiments/demo.py `make_demo_data`) also writes the demo profile's I3D stand-ins.
     """
-    if i3d:
-        from mediaeval_mem.encoders.i3d import write_random_checkpoint
-
-        for file, classes in (("rgb_imagenet.pt", 400), ("rgb_charades.pt", 157)):
-            if not (Path(root) / "i3d" / file).is_file():
-                write_random_checkpoint(Path(root) / "i3d" / file, classes, size=112, seed=seed + classes)
     root = Path(root)
-    from mediaeval_mem.core.io import atomic_write_json
-
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / DEMO_MARKER, {"made_by": "mem demo-data", "seed": seed, "scale": scale, "noise": noise})
     out = {}
