@@ -82,9 +82,9 @@ def cmd_extract(args) -> int:
     splits = tuple(x.strip() for x in args.splits.split(",") if x.strip())
     ray = None
     if args.ray:
-        from mediaeval_mem.features.distributed import RayOptions
+        from mediaeval_mem.core.cluster import RayOptions
 
-        ray = RayOptions(args.ray, args.ray_workers, args.ray_gpus, args.ray_cpus)
+        ray = RayOptions(args.ray, args.ray_cpus, args.ray_gpus, args.ray_workers)
     report = extract_features(args.dataset, args.encoder, splits, args.weights, args.data_root, args.sampling,
                               _extract_options(args), args.device, progress=not args.quiet, ray=ray)
     _render_extract(report, _console())
@@ -442,12 +442,12 @@ def _extract_options(args):
 
 
 def _ray_cluster(args):
-    """The --ray options as a RayCluster (None without --ray)."""
+    """The --ray options as RayOptions (None without --ray)."""
     if args.ray is None:
         return None
-    from mediaeval_mem.experiments.cluster import RayCluster
+    from mediaeval_mem.core.cluster import RayOptions
 
-    return RayCluster(args.ray, args.ray_cpus, args.ray_gpus)
+    return RayOptions(args.ray, args.ray_cpus, args.ray_gpus)
 
 
 def _shared() -> dict[str, argparse.ArgumentParser]:
