@@ -15,7 +15,8 @@ key; cv: the fold's finished run), says so in one line, and runs the others:
     its plugins and the driver's environment (core/cluster.py `worker_env`).
 A task that fails (its MemError, or on Ray any error, a killed worker, a lost node) is reported in one line
 (`failed_line`: "LABEL: failed: WHY") and the others go on. The same tasks give the same runs, tags and results
-either way.
+either way. Where some failed, `mem cv` stops with one error (`raise_failures`); `mem grid` prints its table first
+(the failed runs counted in it), then the same advice: run the same command again to finish them.
 
 `mem sweep` shares the Ray session (core/cluster.py `ray_session`), `check_cluster`, the workers' environment and
 `failed_line`, not `execute`: Ray Tune schedules the trials (which runs when, ASHA stopping them at its rungs,
