@@ -46,6 +46,7 @@ from extract import make_videos  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from mediaeval_mem.core.cluster import RayOptions  # noqa: E402
 from mediaeval_mem.features import distributed  # noqa: E402
 
 
@@ -129,7 +130,7 @@ def main() -> None:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="mem-bench-ray-"))
     root = make_videos(work / f"videos-{args.size}", args.videos, tuple(int(v) for v in args.size.lower().split("x")))
-    cluster = distributed.RayOptions(workers=args.ray_workers, cpus=args.ray_cpus)
+    cluster = RayOptions(workers=args.ray_workers, cpus=args.ray_cpus)
     opts = ExtractOptions(flush_every=args.flush_every)
     engines = {"actors": ["ray"], "data": ["data"], "both": ["ray", "data"]}[args.engine]
     ray.data.DataContext.get_current().enable_progress_bars = False

@@ -70,7 +70,7 @@ def main() -> None:
     import torch
 
     from mediaeval_mem.experiments.demo import make_demo_data
-    from mediaeval_mem.experiments.cluster import RayCluster
+    from mediaeval_mem.core.cluster import RayOptions
     from mediaeval_mem.experiments.grid import apply_profile, load_grid, load_profile
     from mediaeval_mem.experiments.runner import extract_first
     from mediaeval_mem.config import load_config
@@ -96,7 +96,7 @@ def main() -> None:
     t0 = time.perf_counter()
     ray.init(num_cpus=cores, include_dashboard=False)
     ray_init_s = time.perf_counter() - t0
-    ray_s, _ = timed_grid(grid, root, profile, RayCluster(cpus=1, gpus=0))
+    ray_s, _ = timed_grid(grid, root, profile, RayOptions(cpus=1, gpus=0))
     figures = {"runs": runs, "cores": cores, "scale": args.scale, "sequential_s": round(sequential_s, 1),
                "sequential_1t_s": round(sequential_1t_s, 1), "threads": threads,
                "ray_s": round(ray_s, 1), "ray_init_s": round(ray_init_s, 1),
@@ -111,7 +111,7 @@ def main() -> None:
         gpu_grid = load_grid(write_grid(work / "gpu.yaml", [CONFIGS[1]], args.gpu_runs))
         ray.init(num_cpus=cores, num_gpus=1, include_dashboard=False)
         for share in (1, 2, 4, 8):
-            secs, _ = timed_grid(gpu_grid, root, profile, RayCluster(cpus=1, gpus=1 / share))
+            secs, _ = timed_grid(gpu_grid, root, profile, RayOptions(cpus=1, gpus=1 / share))
             figures[f"gpu_runs_per_hour_{share}"] = round(args.gpu_runs / secs * 3600, 1)
             rows.append((f"GPU, {share} run(s) per card: runs/hour", f"{args.gpu_runs / secs * 3600:,.0f}"))
         ray.shutdown()

@@ -401,20 +401,12 @@ def _extract_options(args):
 
 def _ray_options(args):
     """The --ray flags as the Ray module's options (None without --ray): the one place they become an object.
-
-    Today two classes take them: `mem extract`'s encoder actors (features/distributed.py RayOptions) and the
-    runs of grid, cv and sweep (experiments/cluster.py RayCluster); `--ray-gpus` left out (None) is the
-    cluster's default in both, resolved there.
-    """
+    `--ray-gpus` left out (None) is the cluster's default, decided in core/cluster.py `gpus_each`."""
     if args.ray is None:
         return None
-    if args.command == "extract":
-        from mediaeval_mem.features.distributed import RayOptions
+    from mediaeval_mem.core.cluster import RayOptions
 
-        return RayOptions(args.ray, args.ray_workers, args.ray_gpus, args.ray_cpus)
-    from mediaeval_mem.experiments.cluster import RayCluster
-
-    return RayCluster(args.ray, args.ray_cpus, args.ray_gpus)
+    return RayOptions(args.ray, args.ray_cpus, args.ray_gpus, getattr(args, "ray_workers", 2))
 
 
 def _shared() -> dict[str, argparse.ArgumentParser]:

@@ -17,7 +17,8 @@ ray = pytest.importorskip("ray")
 
 from mediaeval_mem.cli import main  # noqa: E402
 from mediaeval_mem.core.errors import MemError  # noqa: E402
-from mediaeval_mem.features.distributed import EncoderPool, RayOptions  # noqa: E402
+from mediaeval_mem.core.cluster import RayOptions  # noqa: E402
+from mediaeval_mem.features.distributed import EncoderPool  # noqa: E402
 from mediaeval_mem.core.runtime import resolve_dtype  # noqa: E402
 from mediaeval_mem.features.extract import ExtractOptions, extract_features  # noqa: E402
 from mediaeval_mem.features.store import FeatureStore  # noqa: E402

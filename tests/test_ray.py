@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from mediaeval_mem.core.errors import MemError
-from mediaeval_mem.experiments.cluster import Failed, RayCluster, check_cluster, import_ray, run_tasks
+from mediaeval_mem.core.cluster import Failed, RayOptions, import_ray, run_tasks
+from mediaeval_mem.experiments.executor import check_cluster
 
 from conftest import REPO
 
@@ -26,7 +27,7 @@ def local_ray(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MEM_RUNS_DIR", str(tmp_path_factory.mktemp("ray") / "runs"))
         ray.init(num_cpus=2, include_dashboard=False)
-        yield RayCluster()  # "local": Ray is already initialised here, so the tasks go to it
+        yield RayOptions()  # "local": Ray is already initialised here, so the tasks go to it
         ray.shutdown()
 
 
@@ -99,10 +100,10 @@ def test_a_cluster_with_a_sqlite_store_is_refused_in_one_line(demo_root, runs_di
             monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         with pytest.raises(MemError, match=r"is a SQLite file.*start a tracking server \(mlflow server "
                                            r"--backend-store-uri .* --host 0\.0\.0\.0.*MLFLOW_TRACKING_URI"):
-            check_cluster(RayCluster("head:6379"))
-    check_cluster(RayCluster())  # a local Ray: every process is on this machine, the SQLite store is fine
+            check_cluster(RayOptions("head:6379"))
+    check_cluster(RayOptions())  # a local Ray: every process is on this machine, the SQLite store is fine
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://head:5000")
-    check_cluster(RayCluster("head:6379"))
+    check_cluster(RayOptions("head:6379"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert main(["cv", "configs/demo.yaml", "--train", "memento10k", "--data-root", str(demo_root),
                  "--ray", "head:6379", "--quiet"]) == 2

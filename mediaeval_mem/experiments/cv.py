@@ -25,6 +25,7 @@ import json
 import statistics
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -32,6 +33,7 @@ import numpy as np
 from mediaeval_mem.config import RunConfig, apply_overrides
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.schema import digest, to_dict
+from mediaeval_mem.experiments.executor import Earlier, Task, check_cluster, execute, raise_failures
 
 Echo = Callable[[str], None]
 METRICS = ("srocc", "plcc", "mse")
@@ -239,11 +241,11 @@ def _adopt(done: FoldRun, parent_id: str) -> None:
 
 
 def fold_task(cfg: RunConfig, train: str, test: str, folds: int, data_root, with_dev: bool, seed: int, k: int,
-              parent_id: str, echo: Echo = print, since_ms: int = 0) -> FoldRun:
+              parent_id: str, echo: Echo = print, since_ms: int = 0, progress: bool = False) -> FoldRun:
     """One fold on its own (a Ray task): the cross-validation's data read from the shared cache, then the fold
     trained under its lock (or found trained by another process)."""
     data = open_cv(cfg, train, test, folds, data_root, with_dev, False, echo)
-    return claim_fold(data, seed, k, parent_id, echo, since_ms=since_ms)
+    return claim_fold(data, seed, k, parent_id, echo, since_ms=since_ms, progress=progress)
 
 
 def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, seeds: tuple[int, ...] = (0,),
@@ -251,16 +253,15 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
            rerun: bool = False, ray=None) -> CVResult:
     """Cross-validate `cfg` on `train`'s labelled videos; log the folds and the summary to MLflow.
 
-    `ray` (experiments/cluster.py RayCluster): each missing (seed, fold) is a Ray task (`fold_task`) under the
-    parent run made here, after the features were extracted here; the same folds, tags and figures as without.
+    `ray`: each missing (seed, fold) is a Ray task (`fold_task`, experiments/executor.py) under the parent run
+    made here, after the features were extracted here; the same folds, tags and figures as without. A failed fold is
+    reported in one line, the others go on, then the cv stops with one error.
     """
     from mediaeval_mem.experiments.run_log import feature_key_tags, feature_keys
     from mediaeval_mem.tracking import TrackedRun, git_commit
     from mediaeval_mem.training.metrics import evaluate
 
     if ray is not None:
-        from mediaeval_mem.experiments.cluster import check_cluster
-
         check_cluster(ray)
     data = open_cv(cfg, train, test, folds, data_root, with_dev, progress, echo)
     plan, pool, test = data.plan, data.pool, data.test
@@ -274,25 +275,15 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
             "selection": f"cross-validation: {folds} folds stratified on score over {len(pool)} labelled {train} videos "
                          f"({'+'.join(plan.train_splits)}); each fold's model selected on a holdout of the other folds",
             "git_commit": git_commit(), **feature_key_tags(feature_keys(data.features))}  # the folds' features
-    runs: dict[tuple[int, int], FoldRun] = {}
     since_ms = time.time_ns() // 1_000_000 if rerun else 0  # --rerun: only fold runs started from now on count
     with TrackedRun(experiment, f"{cfg.name} cv{folds} {plan.pair}", tags) as parent:
         parent.log_params({"cv.folds": folds, "cv.seeds": ",".join(map(str, seeds)), "cv.with_dev": with_dev,
                            "derived.n_labelled": len(pool)})
-        todo = []
-        for seed in seeds:
-            for k in range(folds):
-                done = _finished_child(data.key, seed, k, since_ms)
-                if done is not None:
-                    echo(f"seed {seed} fold {k + 1}/{folds}: done before (run {done.run_id})")
-                    runs[seed, k] = done
-                else:
-                    todo.append((seed, k))
-        if ray is not None and todo:
-            runs.update(_folds_on_ray(data, todo, data_root, with_dev, parent.run_id, since_ms, ray, echo))
-        elif todo:
-            runs.update(_folds_here(data, todo, parent.run_id, since_ms, echo, progress))
-        runs = [runs[seed, k] for seed in seeds for k in range(folds)]
+        tasks = _fold_tasks(data, seeds, data_root, with_dev, parent.run_id, since_ms, ray is not None)
+        outcomes = execute(tasks, ray, done=partial(_done_fold, data.key, since_ms), echo=echo, progress=progress,
+                           finished=lambda t, run: run.reused or _echo_fold(run, folds, echo))
+        raise_failures(outcomes, "fold run")
+        runs = [o.result if isinstance(o, Earlier) else o for o in outcomes]  # in (seed, fold) order, as the tasks
         for r in runs:
             if r.reused:
                 _adopt(r, parent.run_id)
@@ -300,48 +291,34 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
     return CVResult(parent.run_id, experiment, runs, summary, refit)
 
 
-def _folds_here(data: CVData, todo: list[tuple[int, int]], parent_id: str, since_ms: int,
-                echo: Echo, progress: bool = False) -> dict[tuple[int, int], FoldRun]:
-    """The folds of `todo` in this process, shared with another `mem cv` of the same key: first each fold no
-    other process is training, then, waiting for them, the others (reused once finished, trained if not)."""
-    out = {}
-    for wait in (False, True):
-        for seed, k in todo:
-            if (seed, k) not in out and (run := claim_fold(data, seed, k, parent_id, echo, wait, since_ms, progress)) is not None:
-                out[seed, k] = run if run.reused else _echo_fold(run, data.folds, echo)
-    return out
+def _fold_tasks(data: CVData, seeds: tuple[int, ...], data_root, with_dev: bool, parent_id: str, since_ms: int,
+                on_ray: bool) -> list[Task]:
+    """One task per (seed, fold), its key. Here a fold is claimed under its lock, shared with another `mem cv` of the
+    same key (first each fold no other process is training, then, waiting for them, the others: reused once finished,
+    trained if not); on Ray (`fold_task`) each worker reads the data from the shared cache and waits for its lock."""
+    from mediaeval_mem.core.paths import data_root as resolve_root
+
+    root = str(resolve_root(data_root).resolve())
+    tasks = []
+    for seed in seeds:
+        for k in range(data.folds):
+            call = (partial(fold_task, data.cfg, data.train, data.test, data.folds, root, with_dev, seed, k, parent_id,
+                            since_ms=since_ms) if on_ray else partial(claim_fold, data, seed, k, parent_id, since_ms=since_ms))
+            tasks.append(Task(f"seed {seed} fold {k + 1}/{data.folds}", call, (seed, k), tuple(data.cfg.plugins),
+                              claims=not on_ray))
+    return tasks
+
+
+def _done_fold(key: str, since_ms: int, task: Task) -> Earlier | None:
+    """The executor's `done`: the fold's finished run (seed, fold = the task's key)."""
+    run = _finished_child(key, *task.key, since_ms)
+    return None if run is None else Earlier(run, run.run_id)
 
 
 def _echo_fold(run: FoldRun, folds: int, echo: Echo) -> FoldRun:
     echo(f"seed {run.seed} fold {run.fold + 1}/{folds}: SROCC {run.metrics['srocc']:.4f}  PLCC {run.metrics['plcc']:.4f}  "
          f"MSE {run.metrics['mse']:.4f}  (best epoch {run.best_epoch}, run {run.run_id})")
     return run
-
-
-def _folds_on_ray(data: CVData, todo: list[tuple[int, int]], data_root, with_dev: bool, parent_id: str, since_ms: int,
-                  cluster, echo: Echo) -> dict[tuple[int, int], FoldRun]:
-    """The (seed, fold)s of `todo` as Ray tasks; a failed one is reported, the others go on, then the cv stops."""
-    from functools import partial
-
-    from mediaeval_mem.core.paths import data_root as resolve_root
-    from mediaeval_mem.experiments.cluster import Failed, Prefixed, run_tasks
-
-    root = str(resolve_root(data_root).resolve())
-    calls = [partial(fold_task, data.cfg, data.train, data.test, data.folds, root, with_dev, seed, k, parent_id,
-                     Prefixed(f"seed {seed} fold {k + 1}/{data.folds}"), since_ms) for seed, k in todo]
-    echo(f"{len(calls)} fold run(s) submitted to Ray")
-    out, failed = {}, []
-    for n, result in run_tasks(cluster, calls, data.cfg.plugins):
-        seed, k = todo[n]
-        if isinstance(result, Failed):
-            echo(f"seed {seed} fold {k + 1}/{data.folds}: failed: {result.why}")
-            failed.append(result.why)
-        else:
-            out[seed, k] = _echo_fold(result, data.folds, echo)
-    if failed:
-        raise MemError(f"{len(failed)} fold run(s) failed (e.g. {failed[0]}); the others are saved: run the same "
-                       f"command again to finish them")
-    return out
 
 
 def _summarise(runs: list[FoldRun], pool, report, predicted, parent, evaluate) -> tuple[dict[str, float], int]:

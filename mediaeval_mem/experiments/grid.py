@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Mapping
 
 from mediaeval_mem.config import RunConfig, apply_overrides, config_from_dict, load_config
+from mediaeval_mem.core.cluster import Failed, RayOptions
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.schema import digest, load_yaml, to_dict
+from mediaeval_mem.experiments.executor import Earlier, Task, check_cluster, execute
 from mediaeval_mem.experiments.tasks import infer_task
 
 
@@ -192,19 +195,15 @@ def run_grid(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     rerun: bool = False,
-    ray=None,
+    ray: RayOptions | None = None,
 ) -> list[GridRow]:
     """Run every missing (config, pair, seed) of `grid` (every one with `rerun`); one row per (config, pair).
 
     A run counts as done when a finished MLflow run has the same key; the key does not cover the code,
-    so after changing the code, rerun. `ray` (experiments/cluster.py RayCluster): the missing runs as Ray
-    tasks, the features extracted here first; the same runs, keys and results as without.
+    so after changing the code, rerun. `ray`: the missing runs as Ray tasks (experiments/executor.py), the
+    features extracted here first; the same runs, keys and results as without.
     """
-    from mediaeval_mem.experiments.runner import run_experiment
-
     if ray is not None:
-        from mediaeval_mem.experiments.cluster import check_cluster
-
         check_cluster(ray)
     rows, written = [], {}
     for entry in grid.entries:
@@ -222,63 +221,49 @@ def run_grid(
             name = grid_run_name(cfg, written[row.entry.path], f"{row.train}->{row.test}", grid.overrides + tuple(overrides),
                                  profile)
             planned.append(_Planned(row, seed, cfg, run_key(cfg, row.task, row.train, row.test, data_root), label, name))
-    if ray is not None:
-        _run_on_ray(grid, planned, data_root, ray, progress, echo, rerun)
-        return rows
-    for p in planned:
-        done = None if rerun else finished_run(p.key)
-        if done is not None:
-            _reused(p, done, echo)
-            continue
-        echo(f"{p.label}: running")
-        try:
-            result = run_experiment(p.row.task, p.row.train, p.row.test, p.cfg, data_root, progress=progress, echo=echo,
-                                    extra_tags={"grid_key": p.key, "grid": grid.title}, name=p.name)
-        except MemError as e:  # one row's missing weights should not stop the others
-            _failed(p, str(e), echo)
-            continue
-        _finished(p, result)
+    outcomes = execute(_tasks(grid, planned, data_root, ray is not None), ray, done=None if rerun else _done(planned),
+                       echo=echo, progress=progress, prepare=_extract_first(planned, data_root, progress, echo),
+                       started=None if ray else (lambda t: echo(f"{t.label}: running")),
+                       finished=_said(echo) if ray else None)
+    for p, outcome in zip(planned, outcomes):  # rows filled in the grid's order, on Ray as without
+        if isinstance(outcome, Failed):
+            p.row.failed.append(outcome.why)
+        elif isinstance(outcome, Earlier):
+            _reused(p, outcome.result)
+        else:
+            _finished(p, outcome)
     return rows
 
 
-def _reused(p: _Planned, done, echo=None) -> None:
-    if echo is not None:
-        echo(f"{p.label}: done before (run {done.info.run_id})")
-    p.row.metrics.append({k[4:]: v for k, v in done.data.metrics.items() if k.startswith("dev_")})
-    p.row.run_ids.append(done.info.run_id)
-    p.row.seeds.append(p.seed)
-    p.row.reused += 1
-
-
-def _failed(p: _Planned, why: str, echo) -> None:
-    echo(f"{p.label}: failed: {why}")
-    p.row.failed.append(why)
-
-
-def _finished(p: _Planned, result) -> None:
-    p.row.metrics.append(result.metrics)
-    p.row.run_ids.append(result.run_id)
-    p.row.seeds.append(p.seed)
-
-
-def _run_on_ray(grid: Grid, planned: list[_Planned], data_root, cluster, progress: bool, echo, rerun: bool) -> None:
-    """The runs of `planned` not finished before, one Ray task each; rows filled in the grid's order, as without Ray."""
-    from functools import partial
-
+def _tasks(grid: Grid, planned: list[_Planned], data_root, on_ray: bool) -> list[Task]:
+    """One task per planned run (key: its index in `planned`); on Ray with the data root made absolute, for every node."""
     from mediaeval_mem.core.paths import data_root as resolve_root
-    from mediaeval_mem.experiments.cluster import Failed, Prefixed, run_tasks
-    from mediaeval_mem.experiments.runner import extract_first, run_experiment
+    from mediaeval_mem.experiments.runner import run_experiment
 
-    outcome: dict[int, object] = {}  # index in planned -> finished run, RunResult, or Failed
-    for i, p in enumerate(planned):
-        done = None if rerun else finished_run(p.key)
-        if done is not None:
-            echo(f"{p.label}: done before (run {done.info.run_id})")
-            outcome[i] = done
-    todo = [i for i in range(len(planned)) if i not in outcome]
+    root = str(resolve_root(data_root).resolve()) if on_ray else data_root
+    return [Task(p.label, partial(run_experiment, p.row.task, p.row.train, p.row.test, p.cfg, root,
+                                  extra_tags={"grid_key": p.key, "grid": grid.title}, name=p.name), i, tuple(p.cfg.plugins))
+            for i, p in enumerate(planned)]
+
+
+def _done(planned: list[_Planned]):
+    """The executor's `done`: a planned run's finished MLflow run with the same grid key."""
+
+    def done(task: Task) -> Earlier | None:
+        run = finished_run(planned[task.key].key)
+        return None if run is None else Earlier(run, run.info.run_id)
+
+    return done
+
+
+def _extract_first(planned: list[_Planned], data_root, progress: bool, echo):
+    """The executor's `prepare` on Ray: each row's features into the shared cache once, before its tasks go out."""
     extracted: dict[int, str | None] = {}  # id(row) -> why its features could not be made (None: made)
-    for i in todo:
-        p = planned[i]
+
+    def prepare(task: Task) -> str | None:
+        from mediaeval_mem.experiments.runner import extract_first
+
+        p = planned[task.key]
         if id(p.row) not in extracted:
             echo(f"{p.cfg.name} task {p.row.task} {p.row.train}->{p.row.test}: features for the Ray tasks")
             try:
@@ -286,31 +271,28 @@ def _run_on_ray(grid: Grid, planned: list[_Planned], data_root, cluster, progres
                 extracted[id(p.row)] = None
             except MemError as e:
                 extracted[id(p.row)] = str(e)
-        if extracted[id(p.row)] is not None:
-            outcome[i] = Failed(extracted[id(p.row)])
-            echo(f"{p.label}: failed: {outcome[i].why}")
-    todo = [i for i in todo if i not in outcome]
-    root = str(resolve_root(data_root).resolve())
-    calls = [partial(run_experiment, planned[i].row.task, planned[i].row.train, planned[i].row.test, planned[i].cfg, root,
-                     progress=False, echo=Prefixed(planned[i].label),
-                     extra_tags={"grid_key": planned[i].key, "grid": grid.title}, name=planned[i].name) for i in todo]
-    for i in todo:
-        echo(f"{planned[i].label}: submitted to Ray")
-    plugins = tuple(dict.fromkeys(x for i in todo for x in planned[i].cfg.plugins))
-    for n, result in run_tasks(cluster, calls, plugins):
-        p, outcome[todo[n]] = planned[todo[n]], result
-        if isinstance(result, Failed):
-            echo(f"{p.label}: failed: {result.why}")
-        else:
-            echo(f"{p.label}: SROCC {result.metrics['srocc']:.4f}  PLCC {result.metrics['plcc']:.4f}  (run {result.run_id})")
-    for i, p in enumerate(planned):
-        result = outcome[i]
-        if isinstance(result, Failed):
-            p.row.failed.append(result.why)
-        elif hasattr(result, "info"):  # finished before
-            _reused(p, result)
-        else:
-            _finished(p, result)
+        return extracted[id(p.row)]
+
+    return prepare
+
+
+def _said(echo):
+    """The executor's `finished` on Ray: a run's metrics in one line (here, the run says its own)."""
+    return lambda task, result: echo(f"{task.label}: SROCC {result.metrics['srocc']:.4f}  "
+                                     f"PLCC {result.metrics['plcc']:.4f}  (run {result.run_id})")
+
+
+def _reused(p: _Planned, done) -> None:
+    p.row.metrics.append({k[4:]: v for k, v in done.data.metrics.items() if k.startswith("dev_")})
+    p.row.run_ids.append(done.info.run_id)
+    p.row.seeds.append(p.seed)
+    p.row.reused += 1
+
+
+def _finished(p: _Planned, result) -> None:
+    p.row.metrics.append(result.metrics)
+    p.row.run_ids.append(result.run_id)
+    p.row.seeds.append(p.seed)
 
 
 def _labels(cfg: RunConfig) -> tuple[str, str, str]:

@@ -34,8 +34,10 @@ from typing import Any
 import numpy as np
 
 from mediaeval_mem.config import RunConfig, apply_overrides, load_config
+from mediaeval_mem.core.cluster import RayOptions, gpus_each, ray_session, worker_env
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.schema import digest, load_yaml, to_dict, to_yaml
+from mediaeval_mem.experiments.executor import check_cluster, failed_line
 
 Echo = Callable[[str], None]
 METRICS = {"select_srocc": "max", "select_loss": "min"}  # what the trials report per epoch, on the selection split
@@ -256,7 +258,7 @@ def _trial(params: dict, *, search: Search, data_root: str | None, cwd: str, tag
 
     # When Tune stops a trial, its worker exits right after this thread leaves tune.report: the exit waits
     # (a little) for the run to be closed first.
-    if Path(cwd).is_dir():  # the driver's working directory, for a config's relative paths (as cluster.py's tasks)
+    if Path(cwd).is_dir():  # the driver's working directory, for a config's relative paths (as the executor's Ray tasks)
         os.chdir(cwd)
     load_plugins()  # installed plugins, as `mem` loads them (the config's own load with it below)
     here = threading.current_thread()
@@ -302,41 +304,24 @@ def _feature_key(cfg: RunConfig) -> str:
 
 
 def trial_env() -> dict[str, str]:
-    """What a trial's Ray worker must see as the driver does (cluster.py's `worker_env`: runs folder, caches, the
+    """What a trial's Ray worker must see as the driver does (core/cluster.py `worker_env`: runs folder, caches, the
     tracking store), with Tune's move into the trial's folder turned off (the trial works in the driver's)."""
-    from mediaeval_mem.experiments.cluster import worker_env
-
     return {**worker_env(), "RAY_CHDIR_TO_TRIAL_DIR": "0"}
 
 
-def _start_ray(cluster) -> bool:
-    """Connect to the cluster (a local one: start Ray here); True when this call started it (and so shuts it down)."""
-    import logging
-
-    from mediaeval_mem.experiments.cluster import connect, import_ray
-
-    ray = import_ray()
-    if ray.is_initialized():  # a test, a notebook: left running
-        return False
-    connect(ray, cluster.address, runtime_env={"env_vars": trial_env()}, include_dashboard=False,
-            logging_level=logging.WARNING, log_to_driver=False)
-    return True
-
-
-def run_sweep(search: Search, data_root=None, cluster=None, out: str | Path | None = None, progress: bool = True,
-              echo: Echo = print) -> SweepResult:
-    """Run `search`'s trials on Ray Tune with ASHA, each with the CPUs and GPUs `cluster` (a cluster.RayCluster;
-    None: a local Ray, 1 CPU a trial) gives a run; write the best trial's config to `out`
-    (default runs/sweeps/<name>/best.yaml).
+def run_sweep(search: Search, data_root=None, cluster: RayOptions | None = None, out: str | Path | None = None,
+              progress: bool = True, echo: Echo = print) -> SweepResult:
+    """Run `search`'s trials on Ray Tune with ASHA, each with the CPUs and GPUs `cluster` gives a run (None: a local
+    Ray, 1 CPU a trial); write the best trial's config to `out` (default runs/sweeps/<name>/best.yaml). Tune
+    schedules the trials (not experiments/executor.py); the Ray session and the failure lines are the executor's.
 
     >>> r = run_sweep(load_search("configs/sweeps/demo.yaml"), "data/demo")
     >>> r.best.select, r.best_path
     """
-    from mediaeval_mem.experiments.cluster import GPUS_WHERE_PRESENT, RayCluster, check_cluster
-
-    cluster = cluster or RayCluster()
+    cluster = cluster or RayOptions()
     check_cluster(cluster)  # Ray is installed; a cluster's trials have a tracking server
-    import ray
+    import logging
+
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -358,15 +343,14 @@ def run_sweep(search: Search, data_root=None, cluster=None, out: str | Path | No
     sweep_id = uuid.uuid4().hex[:12]
     tags = {"kind": "sweep-trial", "sweep": search.name, "sweep_id": sweep_id}
     storage = (runs_dir() / "sweeps" / search.name).resolve()
-    started = _start_ray(cluster)
-    try:
+    with ray_session(cluster, runtime_env={"env_vars": trial_env()}, include_dashboard=False,
+                     logging_level=logging.WARNING, log_to_driver=False) as ray:
         epochs = max(apply_overrides(search.base, overrides(p), "sweep").train.epochs for p in points)
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(epochs, search.scheduler.grace_period),
                                   grace_period=search.scheduler.grace_period,
                                   reduction_factor=search.scheduler.reduction_factor)
         trainable = tune.with_parameters(_trial, search=search, data_root=data_root, cwd=os.getcwd(), tags=tags)
-        gpus = cluster.gpus if cluster.gpus is not None else (GPUS_WHERE_PRESENT if ray.cluster_resources().get("GPU") else 0)
-        resources = {"cpu": cluster.cpus, "gpu": gpus}
+        resources = {"cpu": cluster.cpus, "gpu": gpus_each(cluster, ray.cluster_resources(), "run")}
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
             param_space={k: d.tune_domain() for k, d in search.space.items()},
@@ -378,9 +362,6 @@ def run_sweep(search: Search, data_root=None, cluster=None, out: str | Path | No
         )
         echo(f"{search.trials} trial(s) on Ray, ASHA on {search.metric}; Tune's files in {storage}")
         grid = tuner.fit()
-    finally:
-        if started:
-            ray.shutdown()
     trials = _collect(search, grid, sweep_id)
     finished = [t for t in trials if t.status == "FINISHED" and not math.isnan(t.select)] or \
         [t for t in trials if not math.isnan(t.select)]
@@ -420,7 +401,7 @@ def _progress(search: Search, echo: Echo):
                  f"trial {trial.trial_id} ended before its first rung")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self.echo(f"trial {trial.trial_id} failed: see its MLflow run or {trial.path}")
+            self.echo(failed_line(f"trial {trial.trial_id}", f"see its MLflow run or {trial.path}"))
 
     return Lines(echo)
 

@@ -15,7 +15,7 @@ shards reach the store, through its atomic manifest.
 
 Every node must see the same paths: the videos (the actors open them by the driver's absolute paths),
 the weights and runs/ (the driver's $MEM_RUNS_DIR, $HF_HOME, $MEM_I3D_DIR, ... are passed to the actors,
-made absolute, as to grid and cv tasks: experiments/cluster.py), and the installed `mediaeval_mem`
+made absolute, as to grid and cv tasks: core/cluster.py), and the installed `mediaeval_mem`
 package. Only the driver writes the cache.
 """
 
@@ -25,35 +25,19 @@ import os
 import sys
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
-from mediaeval_mem.core.errors import ConfigError, MemError
+from mediaeval_mem.core.cluster import RayOptions, gpus_each, ray_session, worker_env  # as grid, cv and sweep
+from mediaeval_mem.core.errors import MemError
 from mediaeval_mem.datasets import VideoItem
-from mediaeval_mem.experiments.cluster import connect, import_ray, worker_env  # as grid/cv connect and set workers
 from mediaeval_mem.features.options import ExtractOptions
 from mediaeval_mem.features.rows import Rows, store_rows
 from mediaeval_mem.features.store import FeatureStore
 from mediaeval_mem.video import Sampling
 
 INFLIGHT = 2  # shards queued per actor: the next one waits on the actor while the driver stores the last
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """Where and with what `extract_features(..., ray=RayOptions(...))` runs (`mem extract --ray [ADDRESS]`)."""
-
-    address: str = "local"  # "local": start a private Ray on this machine; else ray.init(address=...): "auto", "ray://head:10001"
-    workers: int = 2  # encoder actors, each holding the model once
-    gpus: float | None = None  # GPUs per actor: None, 1 where the cluster has a GPU per actor (a share where fewer), else 0
-    cpus: float = 1  # CPUs per actor (on a CPU, the model's threads)
-
-    def __post_init__(self):
-        if self.workers < 1:
-            raise ConfigError("--ray-workers must be >= 1")
-        if (self.gpus or 0) < 0 or self.cpus <= 0:
-            raise ConfigError("--ray-gpus must be >= 0 and --ray-cpus > 0")
 
 
 class _Collected:
@@ -212,34 +196,27 @@ def encoder_pool(cluster: RayOptions | str, recipe, sampling: Sampling, opts: Ex
     cluster = RayOptions(address=cluster) if isinstance(cluster, str) else cluster
     if device not in ("auto", "cpu", "cuda"):
         raise MemError(f"--device {device} with --ray: auto, cpu or cuda (Ray gives each actor its GPU)")
-    ray = import_ray()
-    ours = not ray.is_initialized()  # a caller's Ray (a test, a notebook) is left running
-    if ours:  # "local": a Ray of its own, even where another already runs on this machine
-        connect(ray, cluster.address, **({"num_cpus": os.cpu_count(), "include_dashboard": False}
-                                         if cluster.address == "local" else {}))
     pool = None
-    try:
-        have = ray.cluster_resources()
-        if cluster.gpus is None:
-            gpus = 0.0 if device == "cpu" else min(1.0, have.get("GPU", 0) / cluster.workers)
-            cluster = replace(cluster, gpus=gpus)
-        where = "cuda" if cluster.gpus > 0 else "cpu"
-        if device not in ("auto", where):
-            raise MemError(f"--device {device} with --ray: the actors have {cluster.gpus:g} GPU each; "
-                           f"{'leave --device out' if where == 'cpu' else 'give --ray-gpus 0 for CPUs'}")
-        for name, per_actor in (("CPU", cluster.cpus), ("GPU", cluster.gpus)):
-            if per_actor and have.get(name, 0) < per_actor * cluster.workers:
-                raise MemError(f"{cluster.workers} Ray worker(s) x {per_actor:g} {name} need "
-                               f"{per_actor * cluster.workers:g} {name}s; the cluster has {have.get(name, 0):g}: "
-                               f"lower --ray-workers or --ray-{name.lower()}s")
-        dtype = opts.dtype
-        if dtype == "auto":
-            task = ray.remote(_worker_dtype).options(num_cpus=cluster.cpus, num_gpus=cluster.gpus)
-            dtype = ray.get(task.remote(dtype, where))
-        pool = EncoderPool(ray, cluster, recipe, where, dtype, sampling, opts)
-        yield pool
-    finally:
-        if pool is not None:
-            pool.close()
-        if ours:
-            ray.shutdown()
+    with ray_session(cluster, **({"num_cpus": os.cpu_count()} if cluster.local else {})) as ray:  # a caller's Ray is left running
+        try:
+            have = ray.cluster_resources()
+            if cluster.gpus is None:  # --device cpu: no GPU; else gpus_each's share for an encoder actor
+                cluster = replace(cluster, gpus=0.0 if device == "cpu" else gpus_each(cluster, have, "encoder"))
+            where = "cuda" if cluster.gpus > 0 else "cpu"
+            if device not in ("auto", where):
+                raise MemError(f"--device {device} with --ray: the actors have {cluster.gpus:g} GPU each; "
+                               f"{'leave --device out' if where == 'cpu' else 'give --ray-gpus 0 for CPUs'}")
+            for name, per_actor in (("CPU", cluster.cpus), ("GPU", cluster.gpus)):
+                if per_actor and have.get(name, 0) < per_actor * cluster.workers:
+                    raise MemError(f"{cluster.workers} Ray worker(s) x {per_actor:g} {name} need "
+                                   f"{per_actor * cluster.workers:g} {name}s; the cluster has {have.get(name, 0):g}: "
+                                   f"lower --ray-workers or --ray-{name.lower()}s")
+            dtype = opts.dtype
+            if dtype == "auto":
+                task = ray.remote(_worker_dtype).options(num_cpus=cluster.cpus, num_gpus=cluster.gpus)
+                dtype = ray.get(task.remote(dtype, where))
+            pool = EncoderPool(ray, cluster, recipe, where, dtype, sampling, opts)
+            yield pool
+        finally:
+            if pool is not None:
+                pool.close()

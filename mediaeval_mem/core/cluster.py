@@ -1,52 +1,68 @@
-"""Runs of a grid or a cross-validation as Ray tasks: `mem grid --ray [ADDRESS]`, `mem cv --ray [ADDRESS]`.
+"""Ray for every command that fans out (`mem extract|grid|cv|sweep --ray [ADDRESS]`): the options, the session,
+the environment of the workers, and a list of calls run as Ray tasks.
 
-The driver (the `mem` process) decides what to run exactly as without Ray (the same grid keys and cv
-tags, so a run finished either way is never run again), extracts the features the runs read into the
-shared cache, then submits one Ray task per run with the CPUs and GPUs it declares. A task calls the same
-stage functions as the sequential path (`run_experiment`, cv's `fold_task`) and logs its own MLflow run;
-the driver gathers what the tasks return. A task that fails (an error of the run, a killed worker, a lost
-node) is reported in one line and the others go on.
+    RayOptions      where (`address`) and with what (`cpus`, `gpus` per task or actor, `workers` actors for extract)
+    ray_session     Ray for the block: joined where this process already has one (a test, a notebook: left running),
+                    else started or connected here (`connect`) and shut down at the end
+    gpus_each       the one GPU default, where `--ray-gpus` is left out
+    run_tasks       picklable calls as Ray tasks, each result (or Failed) as it comes
 
-Features are extracted once, on the driver, before fanning out, so tasks only read the cache: N runs of
-one grid row need the same feature set, and with the store's file locks alone N-1 tasks would sit
-holding their CPUs or GPU share while one extracts (and a lock over network storage is only as good as
-its lock daemon). A stream whose encoder trains itself first (`i3d-finetune` without weights) depends on
-the run's seed and is made by the run, as without Ray.
-
-Every node must see the same paths: the data root, runs/ (the feature cache) and, with a config's
-relative paths, the driver's working directory (a task works there where it exists). The driver's
-MEM_RUNS_DIR, MLFLOW_TRACKING_URI, HF_HOME, ... are passed to every task (made absolute).
+Every node must see the same paths: the data root, runs/ (the feature cache) and, with a config's relative
+paths, the driver's working directory (a task works there where it exists). The driver's MEM_RUNS_DIR,
+MLFLOW_TRACKING_URI, HF_HOME, ... are passed to every task and actor (`worker_env`, made absolute).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from mediaeval_mem.core.errors import ConfigError, MemError
+from mediaeval_mem.core.paths import runs_dir
+from mediaeval_mem.core.plugins import load_plugins
 
 PATH_ENV = ("MEM_RUNS_DIR", "MEM_SUBMISSIONS_DIR", "MEM_DATA_ROOT", "MEM_I3D_DIR", "HF_HOME")  # made absolute
 PASSED_ENV = (*PATH_ENV, "MLFLOW_TRACKING_URI", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MEM_THREADS", "OMP_WAIT_POLICY")
-GPUS_WHERE_PRESENT = 0.25  # --ray-gpus left out on a cluster with GPUs: four runs share a card
+GPUS_PER_RUN = 0.25  # a grid or cv run, a sweep trial (small models) on a cluster with GPUs: four share a card
 
 
 @dataclass(frozen=True)
-class RayCluster:
-    """Where the runs go and what each takes: `--ray [ADDRESS] --ray-cpus N --ray-gpus F`."""
+class RayOptions:
+    """Where the work goes and what each piece takes: `--ray [ADDRESS] --ray-cpus N --ray-gpus F [--ray-workers W]`."""
 
-    address: str = "local"  # "local": ray.init() on this machine; else ray.init(address=...), e.g. "auto", "head:6379"
-    cpus: float = 1  # per run
-    gpus: float | None = None  # per run, a fraction shares a card; None: GPUS_WHERE_PRESENT if the cluster has GPUs, else 0
+    address: str = "local"  # "local": a Ray of this process's own on this machine; else ray.init(address=...): "auto", "head:6379"
+    cpus: float = 1  # per task (a run, a trial) or per encoder actor (on a CPU, the model's threads)
+    gpus: float | None = None  # per task or actor, a fraction shares a card; None: `gpus_each` decides
+    workers: int = 2  # `mem extract`'s encoder actors, each holding the model once (grid, cv and sweep: one task a run)
 
     def __post_init__(self):
+        if self.workers < 1:
+            raise ConfigError("--ray-workers must be >= 1")
         if self.cpus <= 0 or (self.gpus is not None and self.gpus < 0):
             raise ConfigError("--ray-cpus must be > 0 and --ray-gpus >= 0")
 
     @property
     def local(self) -> bool:
         return self.address == "local"
+
+
+def gpus_each(options: RayOptions, have: Mapping[str, float], use: str) -> float:
+    """GPUs for each task or actor of `use` on a cluster with resources `have` (ray.cluster_resources()):
+    `options.gpus` where given, else 0 without GPUs, and where there are some
+      "run"      a grid or cv run, a sweep trial: GPUS_PER_RUN (four to a card);
+      "encoder"  an extract actor holding an encoder: a card each where the cluster has one per actor, an even
+                 share where fewer (every actor computes on CUDA).
+    """
+    if options.gpus is not None:
+        return options.gpus
+    if use == "run":
+        return GPUS_PER_RUN if have.get("GPU") else 0
+    if use == "encoder":
+        return min(1.0, have.get("GPU", 0) / options.workers)
+    raise ValueError(f"gpus_each: use is 'run' or 'encoder', got {use!r}")
 
 
 def import_ray():
@@ -82,7 +98,7 @@ def _authentication_error() -> type[BaseException] | tuple:
 
 def _refused_token(e: BaseException | None) -> bool:
     """Whether `e` or what caused it is Ray's token authentication refusing this process (or finding no token)."""
-    AuthenticationError = _authentication_error()  # noqa: N806
+    AuthenticationError = _authentication_error()
     while e is not None:  # ray.init raises ConnectionError from the GCS client's error, whose text names the refusal
         if isinstance(e, AuthenticationError) or "InvalidAuthToken" in str(e) or "AuthenticationError" in str(e):
             return True
@@ -114,22 +130,24 @@ def _token_help(address: str, e: BaseException) -> str:
     return f"Ray token authentication: the Ray cluster {where} refused this process's token (from {_token_source()}): {give}"
 
 
-def check_cluster(cluster: RayCluster) -> None:
-    """Before anything runs: Ray is installed, and a cluster's runs have a store that several machines can write."""
-    from mediaeval_mem.tracking.store import sqlite_path, tracking_uri
-
-    import_ray()
-    if not cluster.local and sqlite_path(tracking_uri()) is not None:
-        raise MemError(f"--ray {cluster.address}: the MLflow store {tracking_uri()} is a SQLite file, no store for runs "
-                       f"written from several machines; start a tracking server (mlflow server --backend-store-uri "
-                       f"sqlite:///PATH/mlflow.db --artifacts-destination SHARED/mlartifacts --host 0.0.0.0 --port 5000) "
-                       f"and set MLFLOW_TRACKING_URI=http://HOST:5000 for every node")
+@contextmanager
+def ray_session(options: RayOptions, **init) -> Iterator:
+    """The `ray` module, connected for the block: Ray as this process already has it (a test, a notebook: left
+    running), else `connect`ed here (`init`: more of ray.init's arguments; a local Ray starts without its dashboard)
+    and shut down at the end."""
+    ray = import_ray()
+    ours = not ray.is_initialized()
+    if ours:
+        connect(ray, options.address, **{**({"include_dashboard": False} if options.local else {}), **init})
+    try:
+        yield ray
+    finally:
+        if ours:
+            ray.shutdown()
 
 
 def worker_env() -> dict[str, str]:
-    """The driver's settings that decide where a run reads and writes, for every task."""
-    from mediaeval_mem.core.paths import runs_dir
-
+    """The driver's settings that decide where a run reads and writes, for every task and actor."""
     env = {k: os.environ[k] for k in PASSED_ENV if os.environ.get(k)}
     env["MEM_RUNS_DIR"] = str(runs_dir())
     # OpenMP threads sleep while they wait (core/threads.py): Ray runs several workers per node, each with
@@ -157,8 +175,6 @@ class Prefixed:
 
 def _in_worker(cwd: str, plugins: tuple[str, ...], call: Callable):
     """(A Ray task) `call()` where the driver works, with its plugins; a MemError is the run's failure, in one line."""
-    from mediaeval_mem.core.plugins import load_plugins
-
     if Path(cwd).is_dir():
         os.chdir(cwd)
     try:
@@ -175,41 +191,34 @@ def _why(e: BaseException) -> str:
     return next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
 
 
-def run_tasks(cluster: RayCluster, calls: list[Callable], plugins: tuple[str, ...] = ()) -> Iterator[tuple[int, object]]:
+def run_tasks(options: RayOptions, calls: list[Callable], plugins: tuple[str, ...] = ()) -> Iterator[tuple[int, object]]:
     """Each of `calls` (picklable callables, e.g. functools.partial of a module-level function) as a Ray task with
-    the cluster's CPUs and GPUs; yields (index in `calls`, result or Failed) as they finish.
-
-    Connects first (`connect`: a Ray of its own for a local cluster, else the cluster at its address) unless Ray is already
-    initialised in this process (a test, a notebook: left running); a Ray started here is shut down at the end.
+    `options`' CPUs and GPUs (`gpus_each`, "run"); yields (index in `calls`, result or Failed) as they finish.
+    A failure of a call (a MemError: its message; another error: its type and message) or of its worker or node is
+    its Failed, and the others go on. In a `ray_session`: a Ray started here is shut down at the end.
     """
     if not calls:
         return
-    ray = import_ray()
-    ours = not ray.is_initialized()
-    if ours:
-        connect(ray, cluster.address, **({"include_dashboard": False} if cluster.local else {}))
-    pending = []
-    try:
-        have = ray.cluster_resources()
-        gpus = cluster.gpus if cluster.gpus is not None else (GPUS_WHERE_PRESENT if have.get("GPU") else 0)
-        for name, need in (("CPU", cluster.cpus), ("GPU", gpus)):
-            if need > have.get(name, 0):
-                raise MemError(f"each run asks for {need:g} {name}(s) (--ray-{name.lower()}s) and the Ray cluster has "
-                               f"{have.get(name, 0):g}: ask for less")
-        task = ray.remote(_in_worker).options(num_cpus=cluster.cpus, num_gpus=gpus, max_retries=0,
-                                              runtime_env={"env_vars": worker_env()})
-        cwd = os.getcwd()
-        index = {task.remote(cwd, tuple(plugins), call): i for i, call in enumerate(calls)}
-        pending = list(index)
-        while pending:
-            [ref], pending = ray.wait(pending, num_returns=1)
-            try:
-                yield index[ref], ray.get(ref)
-            except ray.exceptions.RayError as e:  # the task's own error, or its worker or node died
-                yield index[ref], Failed(_why(e))
-    finally:
-        for ref in pending:  # stopped early (Ctrl-C): a cluster's tasks would go on; interrupted, their runs end KILLED
-            ray.cancel(ref)
-        if ours:
-            ray.shutdown()
-
+    with ray_session(options) as ray:
+        pending = []
+        try:
+            have = ray.cluster_resources()
+            gpus = gpus_each(options, have, "run")
+            for name, need in (("CPU", options.cpus), ("GPU", gpus)):
+                if need > have.get(name, 0):
+                    raise MemError(f"each run asks for {need:g} {name}(s) (--ray-{name.lower()}s) and the Ray cluster has "
+                                   f"{have.get(name, 0):g}: ask for less")
+            task = ray.remote(_in_worker).options(num_cpus=options.cpus, num_gpus=gpus, max_retries=0,
+                                                  runtime_env={"env_vars": worker_env()})
+            cwd = os.getcwd()
+            index = {task.remote(cwd, tuple(plugins), call): i for i, call in enumerate(calls)}
+            pending = list(index)
+            while pending:
+                [ref], pending = ray.wait(pending, num_returns=1)
+                try:
+                    yield index[ref], ray.get(ref)
+                except ray.exceptions.RayError as e:  # the task's own error, or its worker or node died
+                    yield index[ref], Failed(_why(e))
+        finally:
+            for ref in pending:  # stopped early (Ctrl-C): a cluster's tasks would go on; interrupted, their runs end KILLED
+                ray.cancel(ref)
