@@ -105,8 +105,8 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
     """
     from mediaeval_mem.core.runtime import resolve_device
     from mediaeval_mem.experiments.run_log import read_trained
-    from mediaeval_mem.features.inputs import input_kind
     from mediaeval_mem.experiments.runner import load_split
+    from mediaeval_mem.features.inputs import input_kind
     from mediaeval_mem.features.store import FeatureStore
     from mediaeval_mem.models import build_model
     from mediaeval_mem.tracking import resolve_run_id
