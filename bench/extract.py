@@ -85,7 +85,7 @@ def model_only(enc, frames, batch_size: int, device, dtype: str, seconds: float 
     """Frames/s of normalise + forward on ready uint8 batches (B, 3, S, S), as extraction runs them."""
     import torch
 
-    from mediaeval_mem.features.extract import _encode
+    from mediaeval_mem.features.engine import _encode
 
     reps = -(-batch_size // len(frames))
     batch = frames.repeat(reps, 1, 1, 1)[:batch_size].contiguous()

@@ -42,27 +42,27 @@ class StreamCfg:
 
     def __post_init__(self):
         """The encoder and aggregator exist and fit each other (from the metadata registered with each)."""
-        from mediaeval_mem.encoders import ENCODERS
+        from mediaeval_mem.features.inputs import input_kind
         from mediaeval_mem.models import AGGREGATORS
         from mediaeval_mem.video import Sampling
 
         try:
-            info, agg = ENCODERS.info(self.encoder), AGGREGATORS[self.aggregator]
+            kind, agg = input_kind(self.encoder), AGGREGATORS[self.aggregator]  # what the encoder reads
             Sampling.parse(self.sampling)
         except MemError as e:  # an unknown name, a bad sampling
             raise ConfigError(str(e)) from None
-        if info.clip_level and agg.temporal:
+        if kind.per_video and agg.temporal:
             raise ConfigError(f"aggregator {self.aggregator!r} models frame order, but {self.encoder} gives one vector "
                               f"per video: use none, avg or linear-avg")
-        if self.aggregator == "none" and not info.clip_level:
-            unit = "caption" if info.input == "captions" else "frame"
-            raise ConfigError(f"aggregator 'none' is for clip-level encoders; {self.encoder} gives one vector per {unit}: use avg")
-        if info.clip_level and Sampling.parse(self.sampling).kind == "segments":  # drawn from per-frame vectors
+        if self.aggregator == "none" and not kind.per_video:
+            raise ConfigError(f"aggregator 'none' is for clip-level encoders; {self.encoder} gives one vector per "
+                              f"{kind.unit}: use avg")
+        if kind.per_video and Sampling.parse(self.sampling).kind == "segments":  # drawn from per-frame vectors
             raise ConfigError(f"sampling {self.sampling!r} draws frames from every frame's vector as batches are cut; "
                               f"{self.encoder} gives one vector per video: use all or uniform:N")
-        if not info.reads_video and self.sampling != "all":
-            raise ConfigError(f"sampling {self.sampling!r} picks video frames; {self.encoder} reads "
-                              f"{'captions' if info.input == 'captions' else 'stored features'}: leave sampling at all")
+        refused = kind.sampling_refusal(self.encoder, self.sampling)
+        if refused:
+            raise ConfigError(f"sampling {self.sampling!r} {refused}: leave sampling at all")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from mediaeval_mem.core.errors import DecodeError
 from mediaeval_mem.datasets import DatasetIndex, open_dataset
 from mediaeval_mem.datasets.synthetic import FPS, render_clip
 from mediaeval_mem.encoders import encoder_recipe
-from mediaeval_mem.features import extract
+from mediaeval_mem.features import engine
 from mediaeval_mem.features.extract import ExtractOptions, extract_features
 from mediaeval_mem.features.pixels import frames_for, iter_frames
 from mediaeval_mem.features.store import FeatureStore
@@ -111,7 +111,7 @@ def test_a_video_that_fails_midway_stores_none_of_its_rows(demo_root, runs_dir, 
                 raise DecodeError(f"{path}: pyav failed after 2 chunk(s): corrupt")
             yield chunk
 
-    monkeypatch.setattr(extract, "iter_frames", breaks_after_two_chunks)
+    monkeypatch.setattr(engine, "iter_frames", breaks_after_two_chunks)
     monkeypatch.setenv("MEM_RUNS_DIR", str(runs_dir.parent / "runs2"))
     report = extract_features("memento10k", "clip-demo", ("dev",), weights="random", data_root=demo_root,
                               opts=ExtractOptions(batch_size=48), device="cpu", progress=False)
@@ -133,12 +133,12 @@ def test_clip_level_windows_combine_to_the_whole_video_mean(n):
         sizes.append(len(window))
         return window.double().mean(dim=(0, 2, 3))[None]
 
-    windows = extract._Windows(mean_pixel, min_frames=9)
+    windows = engine._Windows(mean_pixel, min_frames=9)
     for chunk in frames.split(32):
         windows.add(chunk)
     vector = windows.finish()
-    assert sum(sizes) == n and all(9 <= s <= extract.CLIP_WINDOW for s in sizes)
-    assert len(sizes) == 1 if n <= extract.CLIP_WINDOW else len(sizes) > 1
+    assert sum(sizes) == n and all(9 <= s <= engine.CLIP_WINDOW for s in sizes)
+    assert len(sizes) == 1 if n <= engine.CLIP_WINDOW else len(sizes) > 1
     assert torch.allclose(vector, frames.double().mean(dim=(0, 2, 3))[None])
 
 
@@ -150,7 +150,7 @@ def test_i3d_runs_a_long_video_in_windows(demo_root, runs_dir, monkeypatch):
     index = DatasetIndex("one", demo_root, "files", "none", {"dev": [item]})
     opts = ExtractOptions(dtype="fp32")
     one = extract_features(index, recipe, ("dev",), sampling="uniform:30", opts=opts, device="cpu", progress=False)
-    monkeypatch.setattr(extract, "CLIP_WINDOW", 16)  # 30 frames: a window of 16, then one of 14
+    monkeypatch.setattr(engine, "CLIP_WINDOW", 16)  # 30 frames: a window of 16, then one of 14
     monkeypatch.setenv("MEM_RUNS_DIR", str(runs_dir.parent / "runs2"))
     windowed = extract_features(index, recipe, ("dev",), sampling="uniform:30", opts=opts, device="cpu", progress=False)
 
@@ -187,10 +187,10 @@ def test_the_clip_window_is_in_the_i3d_feature_key_only(demo_root, runs_dir, mon
                                 opts=ExtractOptions(dtype="bf16"))  # as "auto" picks on these machines
 
     i3d = key("i3d-kinetics", "uniform:16", "random")
-    assert i3d.key["clip_window"] == extract.CLIP_WINDOW == 256
+    assert i3d.key["clip_window"] == engine.CLIP_WINDOW == 256
     others = {(enc, s): key(enc, s) for enc, s in KEPT_KEYS}
     assert {k: _key_digest(r) for k, r in others.items()} == KEPT_KEYS
-    monkeypatch.setattr(extract, "CLIP_WINDOW", 128)
+    monkeypatch.setattr(engine, "CLIP_WINDOW", 128)
     narrower = key("i3d-kinetics", "uniform:16", "random")
     assert narrower.key["clip_window"] == 128 and narrower.cache_dir != i3d.cache_dir
     assert {k: key(*k).cache_dir for k in KEPT_KEYS} == {k: r.cache_dir for k, r in others.items()}

@@ -13,6 +13,7 @@ from mediaeval_mem.config import ModelCfg, StreamCfg, apply_overrides, load_conf
 from mediaeval_mem.core.errors import ConfigError
 from mediaeval_mem.core.schema import to_yaml
 from mediaeval_mem.encoders import ENCODERS, encoder_recipe
+from mediaeval_mem.features.inputs import input_kind
 from mediaeval_mem.models import AGGREGATORS, HEADS, build_model
 
 from conftest import REPO
@@ -49,7 +50,7 @@ def test_every_allowed_combination_runs(encoder, aggregator, head):
                              f"model.head={head}", "model.streams.0.aggregator_args={}" if aggregator != "bigru-attention"
                              else "model.streams.0.aggregator_args={layers: 2}"])
     model = build_model(cfg.model, [width]).eval()
-    t = 1 if info.clip_level else 7
+    t = 1 if input_kind(info).per_video else 7
     x, mask = torch.randn(3, t, width), torch.ones(3, t, dtype=torch.bool)
     mask[0, t // 2 + 1 :] = t == 1  # a shorter video in the batch, for frame-level features
     out = model([(x, mask)])
@@ -58,7 +59,7 @@ def test_every_allowed_combination_runs(encoder, aggregator, head):
     assert sum(a.out_dim for a in model.aggregators) == head_in
 
 
-VIDEO = sorted(n for n in set(ENCODERS) - FULL_SIZE if ENCODERS.info(n).reads_video)  # the others: test_text, test_precomputed
+VIDEO = sorted(n for n in set(ENCODERS) - FULL_SIZE if input_kind(n).reads_video)  # the others: test_text, test_precomputed
 
 
 @pytest.mark.parametrize("name", VIDEO)
@@ -72,7 +73,7 @@ def test_every_video_encoder_runs_on_a_tiny_input(name, tmp_path, runs_dir):
     frames = torch.randint(0, 255, (5, 40, 60, 3), dtype=torch.uint8)
     out = enc.encode_frames(frames)
     info = ENCODERS.info(name)
-    assert out.shape == ((1, info.width) if info.clip_level else (5, info.width)) and torch.isfinite(out).all()
+    assert out.shape == ((1, info.width) if input_kind(info).per_video else (5, info.width)) and torch.isfinite(out).all()
 
 
 SHIPPED = sorted(p for p in (REPO / "configs").rglob("*.yaml") if p.parent.name not in ("grids", "profiles", "sweeps"))

@@ -2,7 +2,8 @@
 
 A registered name maps to a builder(weights) -> EncoderRecipe: what the name fixes (weights identity,
 preprocessing), known without loading the model, so a fully cached feature set never loads weights.
-`recipe.load()` gives the encoder itself. What an encoder reads is in its EncoderInfo.input:
+`recipe.load()` gives the encoder itself. What an encoder reads is in its EncoderInfo.input, the name of
+a registered input kind (features/inputs/: how a dataset item becomes the encoder's input and rows):
 
     frames    one vector per video frame (CLIP): FrameEncoder over (N, 3, S, S)
     clip      one vector per video (I3D): FrameEncoder over one whole video (T, 3, S, S)
@@ -55,31 +56,10 @@ class EncoderInfo:
     """What a name says about its features before any weights are loaded; registered with its builder."""
 
     width: int  # feature width of the architecture the name stands for (0: known only from the data)
-    input: str = "frames"  # frames | clip | captions | features (see the module docstring)
+    input: str = "frames"  # the input kind it reads: frames | clip | captions | features | a plugin's (features/inputs/)
     # Encoders that must be trained before they extract (the fine-tuned I3D): make their weights when
     # a stream names none. Called by the run's feature stage; None for frozen extractors.
     prepare: Callable[[PrepareContext], Prepared] | None = None
-
-    def __post_init__(self):
-        if self.input not in INPUTS:
-            raise ValueError(f"EncoderInfo.input must be one of {', '.join(INPUTS)}, got {self.input!r}")
-
-    @property
-    def clip_level(self) -> bool:
-        """One vector per video rather than one per frame or caption."""
-        return self.input == "clip"
-
-    @property
-    def reads_video(self) -> bool:
-        return self.input in ("frames", "clip")
-
-    @property
-    def row_unit(self) -> str:
-        """What one row of its features stands for: frame, video (clip-level), caption, or row (read from files)."""
-        return {"frames": "frame", "clip": "video", "captions": "caption", "features": "row"}[self.input]
-
-
-INPUTS = ("frames", "clip", "captions", "features")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ def describe(cfg: RunConfig, in_dims: list[int] | None = None) -> list[str]:
     `in_dims` give the first streams' feature widths; the others are their encoders' architectures'.
     """
     from mediaeval_mem.encoders import ENCODERS
+    from mediaeval_mem.features.inputs import input_kind
     from mediaeval_mem.models import build_model, count_trainable
     from mediaeval_mem.training.losses import describe_loss
 
@@ -28,9 +29,10 @@ def describe(cfg: RunConfig, in_dims: list[int] | None = None) -> list[str]:
     lines = [f"config      {cfg.name}"]
     for i, (s, info, d, agg) in enumerate(zip(cfg.model.streams, infos, dims, model.aggregators)):
         made = ", trained for memorability first" if info.prepare is not None and not s.weights else ", frozen"
-        sampling = f" (sampling {s.sampling})" if info.reads_video else ""  # captions and files take none
-        lines.append(f"stream {i}    {s.encoder}: one {d}-d vector per {info.row_unit}{sampling}{made}")
-        lines.append(f"  aggregator  {s.aggregator}{_args(s.aggregator_args)}  (B, {1 if info.clip_level else 'T'}, {d}) -> (B, {agg.out_dim})  "
+        kind = input_kind(info)
+        sampling = f" (sampling {s.sampling})" if kind.reads_video else ""  # captions and files take none
+        lines.append(f"stream {i}    {s.encoder}: one {d}-d vector per {kind.unit}{sampling}{made}")
+        lines.append(f"  aggregator  {s.aggregator}{_args(s.aggregator_args)}  (B, {1 if kind.per_video else 'T'}, {d}) -> (B, {agg.out_dim})  "
                      f"{count_trainable(agg):,} parameters")
     width = sum(a.out_dim for a in model.aggregators)
     t = cfg.train

@@ -117,14 +117,14 @@ def load_profile(path: str | Path, data_root: str | Path | None) -> Profile:
 def apply_profile(cfg: RunConfig, profile: Profile) -> RunConfig:
     """Swap each stream's encoder, fill in weights where a stream gives none, set the video streams' sampling,
     apply the profile's overrides."""
-    from mediaeval_mem.encoders import ENCODERS
+    from mediaeval_mem.features.inputs import input_kind
 
     d = to_dict(cfg)
     for stream in d["model"]["streams"]:
         stream["encoder"] = profile.encoders.get(stream["encoder"], stream["encoder"])
         if stream.get("weights") is None and stream["encoder"] in profile.weights:
             stream["weights"] = profile.weights[stream["encoder"]]
-        if profile.sampling and ENCODERS.info(stream["encoder"]).reads_video:
+        if profile.sampling and input_kind(stream["encoder"]).reads_video:
             stream["sampling"] = profile.sampling
     return apply_overrides(config_from_dict(d, "profile"), profile.set, "profile")
 

@@ -104,9 +104,9 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
     updated by `extract` (e.g. {"batch_size": 16}).
     """
     from mediaeval_mem.core.runtime import resolve_device
-    from mediaeval_mem.encoders import ENCODERS
     from mediaeval_mem.experiments.run_log import read_trained
     from mediaeval_mem.experiments.runner import load_split
+    from mediaeval_mem.features.inputs import input_kind
     from mediaeval_mem.features.store import FeatureStore
     from mediaeval_mem.models import build_model
     from mediaeval_mem.tracking import resolve_run_id
@@ -115,10 +115,8 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
     run_id = resolve_run_id(run_id)
     run = read_trained(run_id)
     cfg, in_dims = run.config, run.in_dims
-    for i, s in enumerate(cfg.model.streams):
-        if ENCODERS.info(s.encoder).input == "features":
-            raise MemError(f"run {run_id}: stream {i} reads precomputed features ({s.weights}); only runs whose "
-                           f"streams read videos or captions can score new videos")
+    # what a bare video file means for each stream (an input kind that needs more refuses here, before any work)
+    notes = [input_kind(s.encoder).new_video_note(run_id, i, s) for i, s in enumerate(cfg.model.streams)]
     weights = stream_weights(cfg, run.features, run_id)
     items = collect_videos([Path(p) for p in inputs])
     root = Path(_common_folder([it.path for it in items]))
@@ -127,9 +125,8 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
     dev = resolve_device(device)
     stores, failed = [], {}
     for i, (stream, w) in enumerate(zip(cfg.model.streams, weights)):
-        if ENCODERS.info(stream.encoder).input == "captions":
-            echo(f"note: stream {i} ({stream.encoder}) reads captions; these videos have none, so each gets the "
-                 f"empty caption (as videos without captions did in training)")
+        if notes[i]:
+            echo(notes[i])
         report = extract_as_run(index, (SPLIT,), run, i, w, extract, device, progress)
         for s in report.splits:
             failed.update(s.failed)
@@ -161,11 +158,11 @@ SAME = ("format", "encoder", "weights", "preprocess", "decode", "compute_dtype")
 
 def _same_extraction(recorded: dict | None, key: dict, i: int, encoder: str, run_id: str) -> None:
     """Refuse features made otherwise than the run's: replaced weights, another dtype or preprocessing."""
-    from mediaeval_mem.encoders import ENCODERS
+    from mediaeval_mem.features.inputs import input_kind
 
     key = json.loads(json.dumps(key, default=str))  # as the run recorded it (tuples become lists)
     fields = SAME + (() if key["sampling"].startswith("captions:") else ("sampling",))
-    if ENCODERS.info(encoder).input == "features":  # its key's weights identify one dataset's files (the run's
+    if input_kind(encoder).files_per_dataset:  # its key's weights identify one dataset's files (the run's
         fields = tuple(f for f in fields if f != "weights")  # folder, read for another dataset: other files)
     diff = [f for f in fields if recorded is not None and recorded.get(f) != key.get(f)]
     if diff:

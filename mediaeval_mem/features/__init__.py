@@ -1,4 +1,5 @@
-"""Frame features: how they are extracted (options, pixels, extract), stored (store, key) and checked.
+"""Features: what an encoder reads (inputs/), how they are extracted (options, pixels, engine, extract, distributed),
+stored (store, key, rows) and checked.
 
 `pixels_for` is imported on first use, so that importing this package stays light (`mem --help`).
 """

@@ -4,9 +4,9 @@
              `flush_every`, keeps every actor INFLIGHT shards deep, and appends each shard as one segment
              as it comes back (ray.wait, features/rows.py `store_rows`): the one writer, as without Ray.
     actors:  `workers` of them, each holding the encoder once (on a GPU of its own with `gpus` > 0). A shard
-             runs through `extract_split` itself, the single-process path (same decoding, resizing, batching
-             and `_encode`), into memory instead of a store, and comes back as Rows: (video id, float16
-             rows) per video, the videos that failed and why.
+             runs through the single-process path's engine (features/engine.py `encode_videos`: same decoding,
+             resizing, batching and `_encode`) into memory instead of a store, and comes back as Rows:
+             (video id, float16 rows) per video, the videos that failed and why.
 
 A dead actor (its process killed, its node lost) loses only the shards it had not returned: each goes once
 to another live actor; a shard that loses a second actor, or finds none left, is reported as not extracted
@@ -26,43 +26,19 @@ import sys
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 from typing import Iterator
 
 from mediaeval_mem.core.cluster import RayOptions, gpus_each, ray_session, worker_env  # as grid, cv and sweep
 from mediaeval_mem.core.errors import MemError
 from mediaeval_mem.datasets import VideoItem
+from mediaeval_mem.features.engine import encode_videos
 from mediaeval_mem.features.options import ExtractOptions
+from mediaeval_mem.features.report import SplitReport
 from mediaeval_mem.features.rows import Rows, store_rows
 from mediaeval_mem.features.store import FeatureStore
 from mediaeval_mem.video import Sampling
 
 INFLIGHT = 2  # shards queued per actor: the next one waits on the actor while the driver stores the last
-
-
-class _Collected:
-    """`extract_split`'s store inside an actor: what it would append, kept for the driver to store."""
-
-    folder = Path("(Ray actor: stored by the driver)")
-
-    def __init__(self):
-        self.rows = Rows([])
-
-    @contextmanager
-    def writing(self):
-        yield {}
-
-    def done_ids(self) -> set[str]:
-        return set()
-
-    def append(self, videos, failed=None, padded=None, notes=None) -> None:
-        self.rows.videos.extend(videos)
-        self.rows.failed.update(failed or {})
-        if padded:
-            self.rows.notes.setdefault("padded", {}).update(padded)
-
-    def consolidate(self) -> bool:
-        return True
 
 
 class EncoderWorker:
@@ -78,13 +54,20 @@ class EncoderWorker:
         return os.getpid()
 
     def extract(self, split: str, items: list[VideoItem]) -> Rows:
-        from mediaeval_mem.features.extract import SplitReport, extract_split
+        """One shard through the engine, kept in memory for the driver to store: its videos' rows, those that
+        failed, the clip-level ones padded (as the single-process path would append them)."""
+        rows = Rows([])
 
-        out = _Collected()
-        report = extract_split(lambda: self.encoder, items, out, self.sampling, self.opts, self.device, self.dtype,
+        def keep(videos, failed, padded) -> None:
+            rows.videos.extend(videos)
+            rows.failed.update(failed)
+            if padded:
+                rows.notes.setdefault("padded", {}).update(padded)
+
+        report = encode_videos(self.encoder, items, keep, self.sampling, self.opts, self.device, self.dtype,
                                SplitReport(split, len(items)), progress=False)
-        out.rows.inputs = report.frames
-        return out.rows
+        rows.inputs = report.frames
+        return rows
 
 
 def _worker_dtype(dtype: str, device: str) -> str:
@@ -175,7 +158,7 @@ class EncoderPool:
 
     def extract_split(self, items: list[VideoItem], store: FeatureStore, opts: ExtractOptions, report,
                       progress: bool = True):
-        """Like extract.extract_split, on the actors: the driver holds the lock and stores the shards as they come."""
+        """Like engine.extract_split, on the actors: the driver holds the lock and stores the shards as they come."""
         return store_rows(self.start, items, store, lambda pool, todo: pool.shards(report.split, todo, opts.flush_every),
                           report, progress)
 
