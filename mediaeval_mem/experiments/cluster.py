@@ -157,7 +157,7 @@ class Prefixed:
 
 def _in_worker(cwd: str, plugins: tuple[str, ...], call: Callable):
     """(A Ray task) `call()` where the driver works, with its plugins; a MemError is the run's failure, in one line."""
-    from mediaeval_mem.core.plugins import load_plugins
+    from mediaeval_mem.plugins import load_plugins
 
     if Path(cwd).is_dir():
         os.chdir(cwd)

@@ -70,7 +70,7 @@ def stream_weights(cfg, features: dict, run_id: str) -> list[str | None]:
     out = []
     for i, s in enumerate(cfg.model.streams):
         weights = recorded[i]["weights"] if recorded else s.weights
-        if weights is None and ENCODERS.info(s.encoder).prepare is not None:
+        if weights is None and ENCODERS.info(s.encoder).trainer is not None:
             raise MemError(f"run {run_id}: stream {i} ({s.encoder}) made its own weights, and this run does not "
                            f"record where: rerun it with this version of mem")
         out.append(weights)
