@@ -32,7 +32,7 @@ _loaded: set[str] = set()  # plugins imported by this process (a second load is 
 def _register_builtins() -> None:
     """Import the packages whose parts a plugin's names must not clash with.
 
-    (Imported here, not at the top: they load torch, which every `mem` command imports this module without needing.)"""
+    (Imported here, not at the top: they load torch, and every `mem` command imports this module, most loading no plugin.)"""
     import mediaeval_mem.datasets.catalog  # noqa: F401  (the layouts)
     import mediaeval_mem.encoders  # noqa: F401
     import mediaeval_mem.models  # noqa: F401
