@@ -1,10 +1,10 @@
-# Two commands from a fresh clone: `make demo` and `make test`. Both create/update .venv.
+# Two commands from a fresh clone: `make demo` and `make test` (`make lint` first). Both create/update .venv.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: demo test venv venv-test clean
+.PHONY: demo lint test venv venv-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ venv-test: $(VENV)/.installed-test
 demo: venv
 	$(VENV)/bin/mem demo
 
-test: venv-test
+# ruff (pyproject's [tool.ruff]) and the import layers (pyproject's [tool.importlinter]).
+lint: venv-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest -q
 
 clean:

@@ -632,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     previous = sigterm_as_interrupt()
     try:
-        from mediaeval_mem.core.plugins import load_plugins
+        from mediaeval_mem.plugins import load_plugins
 
         load_plugins()  # installed plugins (entry points): their names work in every command
         with threads_requested(getattr(args, "threads", None)):

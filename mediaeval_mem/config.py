@@ -15,15 +15,17 @@ encoder raises ConfigError naming the file and the key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from mediaeval_mem.core.errors import ConfigError, MemError
-from mediaeval_mem.core.plugins import load_plugins, plugin_path
 from mediaeval_mem.core.schema import build, flatten, override, read_yaml_mapping, to_dict, to_yaml
+from mediaeval_mem.datasets.catalog import check_declared
 from mediaeval_mem.datasets.declared import DatasetDecl
 from mediaeval_mem.features.options import ExtractOptions
+from mediaeval_mem.plugins import load_plugins, plugin_path
+from mediaeval_mem.training.options import FinetuneCfg, TrainCfg, known_head
 
 __all__ = ["RunConfig", "StreamCfg", "ModelCfg", "TrainCfg", "FinetuneCfg", "DataCfg", "DatasetDecl", "ExtractOptions",
            "load_config", "config_from_dict", "apply_overrides", "to_dict", "to_yaml", "flatten"]
@@ -74,80 +76,11 @@ class ModelCfg:
     def __post_init__(self):
         if not self.streams:
             raise ConfigError("streams: needs at least one stream")
-        if _known_head(self.head, "head") is not None:  # a closed-form baseline (ridge, svr) on time-pooled features
+        if known_head(self.head, "head") is not None:  # a closed-form baseline (ridge, svr) on time-pooled features
             pooling = [s.aggregator for s in self.streams if s.aggregator not in ("avg", "none")]
             if pooling:
                 raise ConfigError(f"head {self.head!r} is fitted on time-pooled features: give its streams aggregator "
                                   f"avg (or none for clip-level encoders), not {pooling[0]}")
-
-
-@dataclass(frozen=True)
-class TrainCfg:
-    epochs: int = 100  # at most
-    batch_size: int = 8
-    lr: float = 1e-4  # Adam
-    lr_decay: float = 0.95  # multiplied in ...
-    lr_step_epochs: int = 5  # ... every this many epochs
-    patience: int = 5  # epochs without improvement before stopping
-    loss: str | Mapping[str, float] = "l1"  # a name (l1 | mse | spearman) or name -> weight (training/losses.py)
-    shuffle_frames: bool = True  # the paper's augmentation: frame order shuffled in training
-    select_on: str = "holdout"  # holdout: a seeded slice of the training split; dev: the paper's protocol
-    holdout_fraction: float = 0.1
-    monitor: str = "srocc"  # what early stopping watches on the selection split: srocc | loss
-    seed: int = 0
-    device: str = "auto"  # for extraction and training: auto (cuda if present) | cpu | cuda | cuda:N
-
-    def __post_init__(self):
-        checks = [
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.lr > 0, "lr must be > 0"),
-            (0 < self.lr_decay <= 1, "lr_decay must lie in (0, 1]"),
-            (self.lr_step_epochs >= 1, "lr_step_epochs must be >= 1"),
-            (self.patience >= 1, "patience must be >= 1"),
-            (self.select_on in ("holdout", "dev"), "select_on must be holdout or dev"),
-            (0 < self.holdout_fraction < 1, "holdout_fraction must lie in (0, 1)"),
-            (self.monitor in ("srocc", "loss"), "monitor must be srocc or loss"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-        from mediaeval_mem.training.losses import loss_terms
-
-        try:
-            loss_terms(self.loss)
-        except MemError as e:  # an unknown name, a weight <= 0
-            raise ConfigError(f"loss: {e}") from None
-
-
-@dataclass(frozen=True)
-class FinetuneCfg:
-    """Training an encoder end to end before it extracts (i3d-finetune); the rest of the recipe is train's."""
-
-    init: str | None = None  # checkpoint to start from; None: i3d-kinetics's default file; 'random'
-    frames: int = 32  # frames per clip, sampled uniformly
-    size: int = 224  # crop side; the features of the fine-tuned net are extracted at the same size
-    head: str = "linear"  # from the heads registry, over the network's clip feature
-    head_args: Mapping[str, Any] = field(default_factory=dict)
-    epochs: int = 10
-    batch_size: int = 4
-    lr: float = 1e-4
-    patience: int = 3
-    workers: int = 2  # DataLoader workers decoding clips on the fly
-
-    def __post_init__(self):
-        if _known_head(self.head, "head") is not None:
-            raise ConfigError(f"head: {self.head} is fitted in closed form; a fine-tuned network needs a trained head "
-                              f"(linear, mlp)")
-        for name in ("frames", "size", "epochs", "batch_size", "patience"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1")
-        if self.lr <= 0 or self.workers < 0:
-            raise ConfigError("lr must be > 0" if self.lr <= 0 else "workers must be >= 0")
-
-    def recipe(self, train: TrainCfg) -> TrainCfg:
-        """The training recipe of the fine-tuning: train's, with this section's epochs, batch, lr, patience."""
-        return replace(train, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience)
 
 
 @dataclass(frozen=True)
@@ -159,8 +92,6 @@ class DataCfg:
     datasets: Mapping[str, DatasetDecl] = field(default_factory=dict)
 
     def __post_init__(self):
-        from mediaeval_mem.datasets.catalog import check_declared
-
         if self.target not in TARGETS:
             raise ConfigError(f"target must be one of {', '.join(TARGETS)}")
         if not 0 < self.dev_fraction < 1:
@@ -171,20 +102,10 @@ class DataCfg:
 TARGETS = ("short-term", "short-term-raw", "long-term")  # what the layouts can read (datasets/layouts.py)
 
 
-def _known_head(name: str, where: str):
-    """The head's registered metadata (a ClosedForm for the baselines, else None); an unknown name raises."""
-    from mediaeval_mem.models import HEADS
-
-    try:
-        return HEADS.info(name)
-    except MemError as e:
-        raise ConfigError(f"{where}: {e}") from None
-
-
 @dataclass(frozen=True)
 class RunConfig:
     name: str = "paper-best"
-    plugins: tuple[str, ...] = ()  # modules or .py files that register parts of their own (core/plugins.py)
+    plugins: tuple[str, ...] = ()  # modules or .py files that register parts of their own (plugins.py)
     model: ModelCfg = field(default_factory=ModelCfg)
     extract: ExtractOptions = field(default_factory=ExtractOptions)
     train: TrainCfg = field(default_factory=TrainCfg)

@@ -134,7 +134,7 @@ def test_a_name_taken_by_a_built_in_part_is_refused(tmp_path, capsys):
 def test_an_installed_plugin_is_found_through_its_entry_point(tmp_path, monkeypatch):
     import importlib.metadata
 
-    from mediaeval_mem.core import plugins
+    from mediaeval_mem import plugins
     from mediaeval_mem.models import HEADS
 
     (tmp_path / "lab_pkg").mkdir()
@@ -162,7 +162,7 @@ def test_one_plugin_file_loaded_as_a_file_and_as_a_module_registers_once(tmp_pat
     both in one process, in either order: the second load is a no-op, not a clash with itself."""
     import sys
 
-    from mediaeval_mem.core import plugins
+    from mediaeval_mem import plugins
     from mediaeval_mem.models import HEADS
 
     monkeypatch.syspath_prepend(str(tmp_path))

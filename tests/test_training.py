@@ -37,7 +37,7 @@ def _toy_split(n=40, t=6, d=8, seed=0) -> LabelledSplit:
     lengths = rng.integers(3, t + 1, n)
     frames = rng.normal(0, 1, (int(lengths.sum()), d)).astype(np.float16)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    scores = np.array([1 / (1 + np.exp(-frames[s : s + l, 0].astype(float).mean() * 2)) for s, l in zip(starts, lengths)], np.float32)
+    scores = np.array([1 / (1 + np.exp(-frames[s : s + n_t, 0].astype(float).mean() * 2)) for s, n_t in zip(starts, lengths)], np.float32)
     return LabelledSplit([SplitFeatures([str(i) for i in range(n)], frames, starts, lengths)], scores)
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.paths import runs_dir
-from mediaeval_mem.core.plugins import load_plugins
 
 PATH_ENV = ("MEM_RUNS_DIR", "MEM_SUBMISSIONS_DIR", "MEM_DATA_ROOT", "MEM_I3D_DIR", "HF_HOME")  # made absolute
 PASSED_ENV = (*PATH_ENV, "MLFLOW_TRACKING_URI", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MEM_THREADS", "OMP_WAIT_POLICY")
@@ -173,12 +172,14 @@ class Prefixed:
         print(f"{self.label}: {line}", flush=True)
 
 
-def _in_worker(cwd: str, plugins: tuple[str, ...], call: Callable):
-    """(A Ray task) `call()` where the driver works, with its plugins; a MemError is the run's failure, in one line."""
+def _in_worker(cwd: str, setup: Callable[[], None] | None, call: Callable):
+    """(A Ray task) `call()` where the driver works, after `setup()` (the caller's: loading its plugins, which live
+    above this layer); a MemError is the run's failure, in one line."""
     if Path(cwd).is_dir():
         os.chdir(cwd)
     try:
-        load_plugins(plugins)
+        if setup is not None:
+            setup()
         return call()
     except MemError as e:
         return Failed(str(e))
@@ -191,9 +192,10 @@ def _why(e: BaseException) -> str:
     return next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
 
 
-def run_tasks(options: RayOptions, calls: list[Callable], plugins: tuple[str, ...] = ()) -> Iterator[tuple[int, object]]:
+def run_tasks(options: RayOptions, calls: list[Callable], setup: Callable[[], None] | None = None
+              ) -> Iterator[tuple[int, object]]:
     """Each of `calls` (picklable callables, e.g. functools.partial of a module-level function) as a Ray task with
-    `options`' CPUs and GPUs (`gpus_each`, "run"); yields (index in `calls`, result or Failed) as they finish.
+    `options`' CPUs and GPUs (`gpus_each`, "run"), each after the picklable `setup()`; yields (index in `calls`, result or Failed) as they finish.
     A failure of a call (a MemError: its message; another error: its type and message) or of its worker or node is
     its Failed, and the others go on. In a `ray_session`: a Ray started here is shut down at the end.
     """
@@ -211,7 +213,7 @@ def run_tasks(options: RayOptions, calls: list[Callable], plugins: tuple[str, ..
             task = ray.remote(_in_worker).options(num_cpus=options.cpus, num_gpus=gpus, max_retries=0,
                                                   runtime_env={"env_vars": worker_env()})
             cwd = os.getcwd()
-            index = {task.remote(cwd, tuple(plugins), call): i for i, call in enumerate(calls)}
+            index = {task.remote(cwd, setup, call): i for i, call in enumerate(calls)}
             pending = list(index)
             while pending:
                 [ref], pending = ray.wait(pending, num_returns=1)

@@ -16,7 +16,7 @@ from typing import Mapping
 from mediaeval_mem.core.errors import ConfigError, DataError
 from mediaeval_mem.core.paths import data_root as default_data_root
 from mediaeval_mem.core.registry import Registry
-from mediaeval_mem.datasets import generic  # noqa: F401  (registers the generic layout)
+import mediaeval_mem.datasets.generic  # noqa: F401  (registers the generic layout; the module, not the package, which imports this one)
 from mediaeval_mem.datasets.declared import DECLARATIONS_FILE, DatasetDecl, read_declarations
 from mediaeval_mem.datasets.layouts import DEFAULT_TARGET, LAYOUTS, read_csv
 from mediaeval_mem.datasets.records import DatasetIndex

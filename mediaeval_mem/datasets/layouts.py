@@ -262,7 +262,7 @@ def _memento_read(root: Path, column: str, dev_fraction: float, split_seed: int)
             caps = [caps] if isinstance(caps, str) else caps if isinstance(caps, list) else []
             parsed.append((vid, score, tuple(c.strip() for c in caps if isinstance(c, str) and c.strip()), path, i))
         files = {Path(r["filename"]).stem: r["filename"] for r in records if isinstance(r, dict) and r.get("filename")}
-        splits[split] = make_items(parsed, videos, lambda vid: str(root / "videos" / files.get(vid, vid)), problems)
+        splits[split] = make_items(parsed, videos, lambda vid, files=files: str(root / "videos" / files.get(vid, vid)), problems)
     return LayoutRead(splits, problems, {"source": "official splits"})
 
 

@@ -5,12 +5,9 @@ from mediaeval_mem.encoders.base import (
     EncoderInfo,
     EncoderRecipe,
     FrameEncoder,
-    Prepared,
-    PrepareContext,
     build_encoder,
     encoder_recipe,
 )
 from mediaeval_mem.encoders import clip, i3d, precomputed, text  # noqa: F401,E402  (register their names; transformers loads lazily)
 
-__all__ = ["ENCODERS", "EncoderInfo", "EncoderRecipe", "FrameEncoder", "PrepareContext", "Prepared", "build_encoder",
-           "encoder_recipe"]
+__all__ = ["ENCODERS", "EncoderInfo", "EncoderRecipe", "FrameEncoder", "build_encoder", "encoder_recipe"]

@@ -13,8 +13,8 @@ a registered input kind (features/inputs/: how a dataset item becomes the encode
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -26,40 +26,16 @@ from mediaeval_mem.encoders.preprocess import ImageTransform
 ENCODERS: Registry = Registry("encoder")
 
 
-if TYPE_CHECKING:
-    from mediaeval_mem.datasets import DatasetIndex, VideoItem
-
-
-@dataclass
-class PrepareContext:
-    """What an encoder that is trained before it extracts gets to train on (the run's training data)."""
-
-    dataset: "DatasetIndex"
-    fit: list["VideoItem"]  # training videos
-    select: list["VideoItem"]  # the videos model selection watches
-    cfg: Any  # the RunConfig
-    device: torch.device
-    echo: Callable[[str], None] = print
-
-
-@dataclass
-class Prepared:
-    """Weights an encoder made for itself, and what to record about their making."""
-
-    weights: str  # what the encoder's builder then takes as `weights`
-    tags: dict[str, Any] = field(default_factory=dict)
-    history: list[dict] = field(default_factory=list)  # per-epoch metrics of the making
-
-
 @dataclass(frozen=True)
 class EncoderInfo:
     """What a name says about its features before any weights are loaded; registered with its builder."""
 
     width: int  # feature width of the architecture the name stands for (0: known only from the data)
     input: str = "frames"  # the input kind it reads: frames | clip | captions | features | a plugin's (features/inputs/)
-    # Encoders that must be trained before they extract (the fine-tuned I3D): make their weights when
-    # a stream names none. Called by the run's feature stage; None for frozen extractors.
-    prepare: Callable[[PrepareContext], Prepared] | None = None
+    # Encoders that must be trained before they extract (the fine-tuned I3D) name their trainer
+    # (training/trainers.py), which the run's feature stage calls when a stream gives no weights;
+    # None for frozen extractors.
+    trainer: str | None = None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mediaeval_mem.core.errors import WeightsError
-from mediaeval_mem.encoders.base import ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder, PrepareContext, Prepared
+from mediaeval_mem.core.io import atomic_save, atomic_write_json
+from mediaeval_mem.core.paths import runs_dir
+from mediaeval_mem.encoders.base import ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder
 from mediaeval_mem.encoders.preprocess import ImageTransform
 from mediaeval_mem.encoders.weights import files_identity, give_weights
 
@@ -183,8 +185,6 @@ RANDOM_SEED = 0
 
 def i3d_dir() -> Path:
     """Where I3D checkpoints are looked for by default: $MEM_I3D_DIR, else runs/models/i3d/."""
-    from mediaeval_mem.core.paths import runs_dir
-
     return Path(os.environ.get("MEM_I3D_DIR") or runs_dir() / "models" / "i3d")
 
 
@@ -256,8 +256,6 @@ def create_i3d(name: str, weights: str | None = None) -> EncoderRecipe:
 
 def write_random_checkpoint(path: Path, classes: int, size: int, seed: int = RANDOM_SEED) -> Path:
     """A randomly initialised I3D saved in the pytorch-i3d layout, with a sidecar: for demos and tests only."""
-    from mediaeval_mem.core.io import atomic_save, atomic_write_json
-
     atomic_save(path, lambda tmp: torch.save(random_i3d(classes, seed).state_dict(), tmp))
     atomic_write_json(path.with_suffix(".json"), {"size": size, "note": f"random weights (seed {seed}), not a trained I3D"})
     return path
@@ -269,16 +267,7 @@ def i3d_kinetics(weights: str | None = None) -> EncoderRecipe:
     return create_i3d("i3d-kinetics", weights)
 
 
-def finetune_weights(ctx: PrepareContext) -> Prepared:
-    """Fine-tune an I3D for memorability on the run's training videos (or find it done): its best.pt."""
-    from mediaeval_mem.training.finetune import finetune_i3d
-
-    done = finetune_i3d(ctx.dataset, ctx.fit, ctx.select, ctx.cfg, ctx.device, ctx.echo)
-    tags = {"finetune_checkpoint": done.checkpoint, "finetune_best_epoch": done.best_epoch, "finetune_cached": done.cached}
-    return Prepared(str(done.checkpoint), tags, done.history)
-
-
-@ENCODERS.register("i3d-finetune", info=EncoderInfo(FEATURE_DIM, input="clip", prepare=finetune_weights))
+@ENCODERS.register("i3d-finetune", info=EncoderInfo(FEATURE_DIM, input="clip", trainer="i3d-finetune"))
 def i3d_finetune(weights: str | None = None) -> EncoderRecipe:
     """An I3D fine-tuned for memorability by the harness (`mem run` makes it; see the finetune config section)."""
     if not weights:

@@ -28,7 +28,7 @@ def describe(cfg: RunConfig, in_dims: list[int] | None = None) -> list[str]:
     model = build_model(cfg.model, dims)
     lines = [f"config      {cfg.name}"]
     for i, (s, info, d, agg) in enumerate(zip(cfg.model.streams, infos, dims, model.aggregators)):
-        made = ", trained for memorability first" if info.prepare is not None and not s.weights else ", frozen"
+        made = ", trained for memorability first" if info.trainer is not None and not s.weights else ", frozen"
         kind = input_kind(info)
         sampling = f" (sampling {s.sampling})" if kind.reads_video else ""  # captions and files take none
         lines.append(f"stream {i}    {s.encoder}: one {d}-d vector per {kind.unit}{sampling}{made}")

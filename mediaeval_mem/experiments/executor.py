@@ -31,6 +31,7 @@ from functools import partial
 
 from mediaeval_mem.core.cluster import Failed, Prefixed, RayOptions, import_ray, run_tasks
 from mediaeval_mem.core.errors import MemError
+from mediaeval_mem.plugins import load_plugins
 
 Echo = Callable[[str], None]
 
@@ -148,7 +149,7 @@ def _on_ray(tasks, outcomes, options: RayOptions, done, echo, prepare, finished)
         echo(f"{tasks[i].label}: submitted to Ray")
     calls = [partial(tasks[i].call, echo=Prefixed(tasks[i].label), progress=False) for i in todo]
     plugins = tuple(dict.fromkeys(p for i in todo for p in tasks[i].plugins))
-    for n, result in run_tasks(options, calls, plugins):
+    for n, result in run_tasks(options, calls, partial(load_plugins, tuple(plugins))):
         task, outcomes[todo[n]] = tasks[todo[n]], result
         if isinstance(result, Failed):
             echo(failed_line(task.label, result.why))

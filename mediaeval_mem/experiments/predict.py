@@ -70,7 +70,7 @@ def stream_weights(cfg, features: dict, run_id: str) -> list[str | None]:
     out = []
     for i, s in enumerate(cfg.model.streams):
         weights = recorded[i]["weights"] if recorded else s.weights
-        if weights is None and ENCODERS.info(s.encoder).prepare is not None:
+        if weights is None and ENCODERS.info(s.encoder).trainer is not None:
             raise MemError(f"run {run_id}: stream {i} ({s.encoder}) made its own weights, and this run does not "
                            f"record where: rerun it with this version of mem")
         out.append(weights)
@@ -124,7 +124,7 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
     index = DatasetIndex(f"{SPLIT}-{files_digest(items)}", root, "videos", cfg.data.target, {SPLIT: items})
     dev = resolve_device(device)
     stores, failed = [], {}
-    for i, (stream, w) in enumerate(zip(cfg.model.streams, weights)):
+    for i, w in enumerate(weights):
         if notes[i]:
             echo(notes[i])
         report = extract_as_run(index, (SPLIT,), run, i, w, extract, device, progress)

@@ -44,7 +44,7 @@ class StreamFeatures:
     weights: str | None
     folders: dict[str, Path] = field(default_factory=dict)  # dataset -> cache folder (one subfolder per split)
     keys: dict[str, dict] = field(default_factory=dict)  # dataset -> feature key
-    prepared: object | None = None  # encoders.Prepared, where the encoder made its own weights first
+    prepared: object | None = None  # training.trainers.Prepared, where the encoder made its own weights first
 
     def store(self, dataset: str, split: str) -> FeatureStore:
         return FeatureStore(self.folders[dataset] / split)
@@ -140,16 +140,17 @@ def select_videos(plan: TaskPlan, indexes: dict[str, DatasetIndex], cfg: RunConf
 def prepare_features(plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetIndex], selection: Selection,
                      device: torch.device, progress: bool = True, echo: Echo = print) -> list[StreamFeatures]:
     """Each stream's features in the cache for every split the run reads: encoders that train first
-    (their EncoderInfo.prepare) make their weights on the run's training videos, then everything not
+    (their EncoderInfo.trainer) make their weights on the run's training videos, then everything not
     cached yet is extracted."""
-    from mediaeval_mem.encoders import ENCODERS, PrepareContext
+    from mediaeval_mem.encoders import ENCODERS
+    from mediaeval_mem.training.trainers import TRAINERS, PrepareContext
 
     out = []
     for stream, label in zip(cfg.model.streams, stream_labels(cfg)):
         feats = StreamFeatures(stream, label, stream.weights)
         if trains_itself(stream):
             context = PrepareContext(indexes[plan.train_dataset], selection.fit, selection.select, cfg, device, echo)
-            feats.prepared = ENCODERS.info(stream.encoder).prepare(context)
+            feats.prepared = TRAINERS[ENCODERS.info(stream.encoder).trainer](context)
             feats.weights = feats.prepared.weights
         _extract_stream(feats, plan, cfg, indexes, progress, echo)
         out.append(feats)
@@ -166,7 +167,7 @@ def trains_itself(stream: StreamCfg) -> bool:
     """Whether a stream's encoder is made on the run's training videos before it extracts (no weights given)."""
     from mediaeval_mem.encoders import ENCODERS
 
-    return ENCODERS.info(stream.encoder).prepare is not None and not stream.weights
+    return ENCODERS.info(stream.encoder).trainer is not None and not stream.weights
 
 
 def _extract_stream(feats: StreamFeatures, plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetIndex],

@@ -249,7 +249,7 @@ def _trial(params: dict, *, search: Search, data_root: str | None, cwd: str, tag
 
     from ray import tune
 
-    from mediaeval_mem.core.plugins import load_plugins
+    from mediaeval_mem.plugins import load_plugins
     from mediaeval_mem.core.runtime import resolve_device
     from mediaeval_mem.experiments.run_log import RunLog, run_name
     from mediaeval_mem.experiments.runner import (evaluate_and_predict, fit, load_splits, open_datasets,

@@ -9,7 +9,7 @@ the selection videos) and its per-epoch checkpoints: an interrupted fine-tuning 
 finished epoch. BatchNorm statistics stay frozen: batches of a few clips would only add noise to them.
 
 The best epoch's network is saved as best.pt in the pytorch-i3d layout with a best.json sidecar, and
-is then the `i3d-finetune` feature extractor (encoders/i3d.py registers this as its preparation).
+is then the `i3d-finetune` feature extractor (training/trainers.py registers this as its trainer).
 """
 
 from __future__ import annotations
@@ -17,19 +17,35 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from mediaeval_mem.config import RunConfig
-from mediaeval_mem.core.errors import MemError
+from mediaeval_mem.core.errors import MemError, WeightsError
 from mediaeval_mem.core.io import atomic_save, atomic_write_json, file_lock
 from mediaeval_mem.core.paths import runs_dir
 from mediaeval_mem.core.schema import digest, to_dict
 from mediaeval_mem.datasets import DatasetIndex, VideoItem
+from mediaeval_mem.encoders.i3d import (
+    FEATURE_DIM,
+    I3D_CHECKPOINTS,
+    i3d_dir,
+    i3d_transform,
+    load_i3d_checkpoint,
+    pad_frames,
+    random_i3d,
+)
 from mediaeval_mem.encoders.preprocess import ImageTransform
+from mediaeval_mem.encoders.weights import files_identity
+from mediaeval_mem.features.pixels import frames_for
+from mediaeval_mem.models import HEADS
+from mediaeval_mem.training.loop import seed_everything, train_model
+from mediaeval_mem.training.losses import describe_loss
+
+if TYPE_CHECKING:
+    from mediaeval_mem.config import RunConfig
 
 
 class I3DRegressor(nn.Module):
@@ -52,8 +68,6 @@ class I3DRegressor(nn.Module):
 
 def clip_transform(size: int) -> ImageTransform:
     """The fine-tuning's preprocessing: short side to 8/7 of the crop, a size x size crop, [-1, 1]."""
-    from mediaeval_mem.encoders.i3d import i3d_transform
-
     return i3d_transform(size, round(size * 8 / 7))
 
 
@@ -68,9 +82,6 @@ class ClipDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int):
-        from mediaeval_mem.encoders.i3d import pad_frames
-        from mediaeval_mem.features.pixels import frames_for
-
         item = self.items[i]
         try:  # extraction's own pixel path: (T, 3, S, S) uint8
             x = frames_for(item.path, self.transform, f"uniform:{self.frames}", random_crop=self.train)
@@ -155,10 +166,6 @@ def finetune_key(index: DatasetIndex, fit: list[VideoItem], select: list[VideoIt
 def _init_source(cfg: RunConfig) -> tuple[Callable[[], nn.Module], str]:
     """(load the starting I3D, its identity). The identity alone keys the cache: a fine-tuning
     found already done never loads the network."""
-    from mediaeval_mem.core.errors import WeightsError
-    from mediaeval_mem.encoders.i3d import I3D_CHECKPOINTS, i3d_dir, load_i3d_checkpoint, random_i3d
-    from mediaeval_mem.encoders.weights import files_identity
-
     init, what = cfg.finetune.init, "i3d-finetune (finetune.init)"
     if init == "random":
         return (lambda: random_i3d(400)), "random:seed=0"
@@ -200,11 +207,6 @@ def finetune_i3d(
 def _finetune(folder: Path, load_init, init_id: str, fit: list[VideoItem], select: list[VideoItem], cfg: RunConfig,
               device: torch.device, echo: Callable[[str], None]) -> FinetuneResult:
     """The fine-tuning itself, on the one training loop, resumable from `folder`/last.safetensors."""
-    from mediaeval_mem.encoders.i3d import FEATURE_DIM
-    from mediaeval_mem.models import HEADS
-    from mediaeval_mem.training.losses import describe_loss
-    from mediaeval_mem.training.loop import seed_everything, train_model
-
     f, recipe = cfg.finetune, cfg.finetune.recipe(cfg.train)
     seed_everything(recipe.seed)  # the head's initial weights follow the seed
     model = I3DRegressor(load_init(), HEADS.build(f.head, in_dim=FEATURE_DIM, **dict(f.head_args)))

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from mediaeval_mem.config import TrainCfg
+from mediaeval_mem.core.errors import DamagedError, DataError
 from mediaeval_mem.core.threads import training_work, with_threads
 from mediaeval_mem.training.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from mediaeval_mem.training.losses import WeightedLoss
 from mediaeval_mem.training.metrics import evaluate
+from mediaeval_mem.training.options import TrainCfg
 
 
 class TrainData(Protocol):
@@ -109,8 +110,6 @@ def _resume(checkpoint: Path, model: nn.Module, opt, sched, rng: np.random.Gener
             stopper: EarlyStopping, result: TrainResult) -> dict:
     """Put the model, optimizer, scheduler, RNGs, early stopping and history back as `checkpoint` left them
     after its epoch; returns the best epoch's weights."""
-    from mediaeval_mem.core.errors import DamagedError
-
     state = load_checkpoint(checkpoint)
     try:
         model.load_state_dict(state["model"])
@@ -146,8 +145,6 @@ def train_model(
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     if select is not None and (len(select) == 0 or select.scores is None):
-        from mediaeval_mem.core.errors import DataError
-
         raise DataError("the selection split has no scored video: check train.holdout_fraction and the training split")
     model.to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mediaeval_mem.datasets import DatasetIndex, VideoItem
 from mediaeval_mem.features.captions import CAPTION_PATH, caption_rows, captions_digest
-from mediaeval_mem.features.inputs import Extraction, InputKind, register_kind
+from mediaeval_mem.features.inputs.base import Extraction, InputKind, register_kind
 from mediaeval_mem.features.key import feature_key
 from mediaeval_mem.features.report import SplitReport
 from mediaeval_mem.features.rows import fill_store

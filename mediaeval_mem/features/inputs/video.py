@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from mediaeval_mem.datasets import DatasetIndex, VideoItem
 from mediaeval_mem.features import engine
-from mediaeval_mem.features.inputs import Extraction, InputKind, register_kind
+from mediaeval_mem.features.inputs.base import Extraction, InputKind, register_kind
 from mediaeval_mem.features.key import feature_key
 from mediaeval_mem.features.pixels import PIXEL_PATH
 from mediaeval_mem.features.report import SplitReport

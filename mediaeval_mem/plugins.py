@@ -1,4 +1,4 @@
-"""Your own parts without forking: modules that register encoders, aggregators, heads and dataset layouts.
+"""Your own parts without forking: modules that register encoders, aggregators, heads, losses, trainers and dataset layouts.
 
 A plugin is a Python module that imports the harness's registries and registers into them, exactly as
 the built-in parts do (see the README's worked example). It is loaded
@@ -30,10 +30,14 @@ _loaded: set[str] = set()  # plugins imported by this process (a second load is 
 
 
 def _register_builtins() -> None:
-    """Import the packages whose parts a plugin's names must not clash with."""
+    """Import the packages whose parts a plugin's names must not clash with.
+
+    (Imported here, not at the top: they load torch, and every `mem` command imports this module, most loading no plugin.)"""
     import mediaeval_mem.datasets.catalog  # noqa: F401  (the layouts)
     import mediaeval_mem.encoders  # noqa: F401
     import mediaeval_mem.models  # noqa: F401
+    import mediaeval_mem.training.losses  # noqa: F401
+    import mediaeval_mem.training.trainers  # noqa: F401
 
 
 def plugin_path(spec: str, base: Path | None = None) -> Path:
