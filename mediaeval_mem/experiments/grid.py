@@ -20,6 +20,8 @@ from mediaeval_mem.config import RunConfig, apply_overrides, config_from_dict, l
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.schema import digest, load_yaml, to_dict
 from mediaeval_mem.experiments.tasks import infer_task
+from mediaeval_mem.tracking import record
+from mediaeval_mem.tracking.record import Tag
 
 
 @dataclass(frozen=True)
@@ -154,11 +156,8 @@ class GridRow:
 
 
 def finished_run(key: str):
-    """A finished MLflow run tagged with grid key `key`, or None."""
-    from mediaeval_mem.tracking import search_runs
-
-    runs = search_runs(filter_string=f"tags.grid_key = '{key}' and attributes.status = 'FINISHED'")
-    return runs[0] if runs else None
+    """The record (tracking/record.py RunRecord) of a finished run tagged with grid key `key`, or None."""
+    return record.find_finished({Tag.GRID_KEY: key})
 
 
 @dataclass
@@ -243,9 +242,9 @@ def run_grid(
 
 def _reused(p: _Planned, done, echo=None) -> None:
     if echo is not None:
-        echo(f"{p.label}: done before (run {done.info.run_id})")
-    p.row.metrics.append({k[4:]: v for k, v in done.data.metrics.items() if k.startswith("dev_")})
-    p.row.run_ids.append(done.info.run_id)
+        echo(f"{p.label}: done before (run {done.run_id})")
+    p.row.metrics.append(done.dev_metrics)
+    p.row.run_ids.append(done.run_id)
     p.row.seeds.append(p.seed)
     p.row.reused += 1
 
@@ -273,7 +272,7 @@ def _run_on_ray(grid: Grid, planned: list[_Planned], data_root, cluster, progres
     for i, p in enumerate(planned):
         done = None if rerun else finished_run(p.key)
         if done is not None:
-            echo(f"{p.label}: done before (run {done.info.run_id})")
+            echo(f"{p.label}: done before (run {done.run_id})")
             outcome[i] = done
     todo = [i for i in range(len(planned)) if i not in outcome]
     extracted: dict[int, str | None] = {}  # id(row) -> why its features could not be made (None: made)
@@ -307,7 +306,7 @@ def _run_on_ray(grid: Grid, planned: list[_Planned], data_root, cluster, progres
         result = outcome[i]
         if isinstance(result, Failed):
             p.row.failed.append(result.why)
-        elif hasattr(result, "info"):  # finished before
+        elif isinstance(result, record.RunRecord):  # finished before
             _reused(p, result)
         else:
             _finished(p, result)
