@@ -149,7 +149,7 @@ def members_feature_keys(members: list[Member]) -> dict[str, str]:
 
 def ensemble(run_ids: list[str], method: str = "mean", echo=print) -> EnsembleResult:
     """Combine finished runs of one pair into an MLflow run of its own; returns what it logged."""
-    from mediaeval_mem.tracking import client, git_commit, resolve_run_ids
+    from mediaeval_mem.tracking import git_commit, resolve_run_ids
     from mediaeval_mem.training.bootstrap import bootstrap_srocc_ci
     from mediaeval_mem.training.metrics import evaluate
 
@@ -168,7 +168,7 @@ def ensemble(run_ids: list[str], method: str = "mean", echo=print) -> EnsembleRe
     metrics = evaluate(y, dev)
     ci = bootstrap_srocc_ci(y, dev)
     first = members[0].run.tags
-    experiment = client().get_experiment(members[0].run.experiment_id).name
+    experiment = record.experiment_name(members[0].run)
     tags = {k: first[k] for k in (Tag.TASK, Tag.TRAIN, Tag.TEST, Tag.PAIR) if k in first}
     tags.update({Tag.KIND: Kind.ENSEMBLE, Tag.CONFIG: f"ensemble-{method}", Tag.MEMBERS: ",".join(run_ids),
                  Tag.ENCODER: "+".join(dict.fromkeys(m.run.tag(Tag.ENCODER, "?") for m in members)),

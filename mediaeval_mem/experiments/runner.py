@@ -299,7 +299,7 @@ def train_and_log(plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetInde
     callback given the one that logs (a sweep reports to Tune, a cv fold advances its bar); `finish(log, model,
     outputs)` logs more before the run closes (a cv fold's predictions of the reported split).
 
-    >>> r = train_and_log(plan, cfg, indexes, features, splits, selection, device, {"kind": "refit"})
+    >>> r = train_and_log(plan, cfg, indexes, features, splits, selection, device, {Tag.KIND: Kind.REFIT})
     >>> r.metrics["srocc"], r.run_id
     """
     with RunLog(plan, cfg, indexes, features, splits, selection, tags, honest_dev=honest_dev, name=name) as log:

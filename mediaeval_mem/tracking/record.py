@@ -28,7 +28,9 @@ from mediaeval_mem.core.errors import MemError
 from mediaeval_mem.core.schema import to_dict, to_yaml
 from mediaeval_mem.features.key import key_digest
 from mediaeval_mem.tracking.liveness import END_REASON
-from mediaeval_mem.tracking.runs import TrackedRun, download_artifact, get_run, git_commit, read_artifact_text, search_runs
+from mediaeval_mem.tracking.runs import (TrackedRun, download_artifact, get_run, git_commit, read_artifact_text,
+                                         search_runs)
+from mediaeval_mem.tracking.store import client
 
 # --------------------------------------------------------------------------- artifact files
 CONFIG = "config.yaml"  # the resolved config the run ran with
@@ -50,7 +52,8 @@ _PREDICTION_FILE = {DEV: "dev_predictions.csv", TEST: "test_predictions.csv", OO
 class Kind:
     """The `kind` tag: what made the run."""
 
-    RUN, REFIT, EVAL, CV, CV_FOLD, ENSEMBLE, SWEEP_TRIAL = "run", "refit", "eval", "cv", "cv-fold", "ensemble", "sweep-trial"
+    RUN, REFIT, EVAL, CV, CV_FOLD = "run", "refit", "eval", "cv", "cv-fold"
+    ENSEMBLE, SWEEP_TRIAL = "ensemble", "sweep-trial"
 
 
 class Tag:
@@ -169,6 +172,11 @@ class RunRecord:
     def dev_metrics(self) -> dict[str, float]:
         """The reported split's figures (`dev_plcc` ... without the prefix)."""
         return {k[4:]: v for k, v in self.metrics.items() if k.startswith("dev_")}
+
+
+def experiment_name(run: RunRecord) -> str:
+    """The name of the experiment a run belongs to."""
+    return client().get_experiment(run.experiment_id).name
 
 
 def read_record(run_id: str) -> RunRecord:
@@ -347,17 +355,20 @@ class RecordWriter:
     def write_selection_ids(self, ids: Iterable[str]) -> None:
         self.run.log_text("\n".join(ids) + "\n", SELECTION_IDS)
 
-    def write_predictions(self, which: str, ids: Iterable[str], pred: Iterable[float], truth: Iterable[float] | None = None) -> None:
-        """A predictions CSV, six decimals: video_id, [ground_truth,] prediction."""
+    def write_predictions(self, which: str, ids: Iterable[str], pred: Iterable[float],
+                          truth: Iterable[float] | None = None) -> None:
+        """The predictions of DEV, TEST, OOF or REPORT_DEV as a CSV, six decimals: video_id, [ground_truth,] prediction."""
         if truth is None:
-            self.run.log_csv(["video_id", "prediction"], ((v, f"{p:.6f}") for v, p in zip(ids, pred)), _PREDICTION_FILE[which])
+            header, rows = ["video_id", "prediction"], ((v, f"{p:.6f}") for v, p in zip(ids, pred))
         else:
-            self.run.log_csv(["video_id", "ground_truth", "prediction"],
-                             ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(ids, truth, pred)), _PREDICTION_FILE[which])
+            header = ["video_id", "ground_truth", "prediction"]
+            rows = ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(ids, truth, pred))
+        self.run.log_csv(header, rows, _PREDICTION_FILE[which])
 
     def write_weights(self, state: dict, cfg: RunConfig, in_dims: list[int]) -> None:
         """The model's weights (tensors on the CPU), with its config and each stream's feature width as metadata."""
-        self.run.log_state_dict(state, WEIGHTS, metadata={"config": json.dumps(to_dict(cfg)), "in_dims": json.dumps(in_dims)})
+        metadata = {"config": json.dumps(to_dict(cfg)), "in_dims": json.dumps(in_dims)}
+        self.run.log_state_dict(state, WEIGHTS, metadata=metadata)
 
     def write_fold_predictions(self, fold: FoldPredictions) -> None:
         self.run.log_text(json.dumps({"oof": fold.oof, "dev": fold.dev, "test": fold.test}), FOLD_PREDICTIONS)
@@ -384,8 +395,6 @@ def stopped_early(run: RunRecord) -> bool:
 
 def end_killed(run: RunRecord, reason: str) -> None:
     """Mark a run left RUNNING by a worker that exited KILLED, saying why unless a reason is recorded already."""
-    from mediaeval_mem.tracking.store import client
-
     c = client()
     if Tag.END_REASON not in run.tags:
         c.set_tag(run.run_id, Tag.END_REASON, reason)
@@ -395,8 +404,6 @@ def end_killed(run: RunRecord, reason: str) -> None:
 def adopt(run_id: str, parent_id: str) -> None:
     """Nest run `run_id` under `parent_id`, unless it belongs to a live or finished parent of its own (a concurrent
     cross-validation's: that parent lists it too)."""
-    from mediaeval_mem.tracking.store import client
-
     old = read_record(run_id).parent
     if old and old != parent_id and read_record(old).status in ("RUNNING", "FINISHED"):
         return
