@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.paths import submissions_dir
+from mediaeval_mem.tracking import record
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def package_submission(
     files of an earlier packaging of this team and subtask that the new manifest does not list, so the folder
     holds what the manifest says."""
     from mediaeval_mem.datasets import open_dataset
-    from mediaeval_mem.tracking import get_run, read_artifact_text, resolve_run_ids
+    from mediaeval_mem.tracking import resolve_run_ids
 
     if not run_ids:
         raise MemError("give at least one MLflow run id")
@@ -162,27 +163,24 @@ def package_submission(
     errors, entries = [], []
     expected_cache: dict[str, list[str]] = {}
     for n, run_id in enumerate(run_ids, start=1):
-        run = get_run(run_id)
-        tags = run.data.tags
-        if str(tags.get("task")) != str(subtask):
-            errors.append(f"run {n} ({run_id}): made for task {tags.get('task')}, not subtask {subtask}")
+        run = record.read_record(run_id)
+        if str(run.task) != str(subtask):
+            errors.append(f"run {n} ({run_id}): made for task {run.task}, not subtask {subtask}")
             continue
-        test_ds = tags["test_dataset"]
+        test_ds = run.test_dataset
         if test_ds not in expected_cache:
             expected_cache[test_ds] = [it.video_id for it in open_dataset(test_ds, data_root).split("test")]
-        preds = read_predictions(read_artifact_text(run_id, "test_predictions.csv"), f"run {run_id} test_predictions.csv")
+        table = record.read_predictions(run_id, record.TEST)
+        preds = read_predictions(table.text, table.source)
         for problem in validate_predictions(preds, expected_cache[test_ds]):
             errors.append(f"run {n} ({run_id}, {test_ds} test): {problem}")
         name = cfg.filename.format(team=team, subtask=subtask, run=n)
-        metrics = {k[4:]: v for k, v in run.data.metrics.items() if k.startswith("dev_")}
         entries.append((name, preds, {
-            "file": name, "run": n, "run_id": run_id, "experiment_id": run.info.experiment_id,
-            "train_dataset": tags.get("train_dataset"), "test_dataset": test_ds, "config": tags.get("config"),
-            "encoder": tags.get("encoder"), "aggregator": tags.get("aggregator"), "head": tags.get("head"),
-            "kind": tags.get("kind", "run"), "members": tags["members"].split(",") if "members" in tags else None,
-            "git_commit": tags.get("git_commit"), "selection": tags.get("selection"),
-            "feature_keys": {k: v for k, v in tags.items() if k.startswith("feature_key.")},
-            "dev_metrics": metrics,
+            "file": name, "run": n, "run_id": run_id, "experiment_id": run.experiment_id,
+            "train_dataset": run.train_dataset, "test_dataset": test_ds, "config": run.config_name,
+            "encoder": run.encoder, "aggregator": run.aggregator, "head": run.head,
+            "kind": run.kind, "members": run.members, "git_commit": run.git_commit, "selection": run.selection,
+            "feature_keys": run.feature_key_tags, "dev_metrics": run.dev_metrics,
         }))
     if errors:
         raise MemError("nothing written; fix these first:\n  " + "\n  ".join(errors))

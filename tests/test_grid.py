@@ -95,7 +95,7 @@ def test_shipped_grids_load():
 def test_bootstrap_ci_matches_a_plain_loop():
     from scipy.stats import spearmanr
 
-    from mediaeval_mem.experiments.results import bootstrap_srocc_ci
+    from mediaeval_mem.training.bootstrap import bootstrap_srocc_ci
 
     rng = np.random.default_rng(3)
     y = rng.uniform(0.4, 1, 60).round(2)  # ties included

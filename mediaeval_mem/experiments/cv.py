@@ -8,7 +8,7 @@ dev split and its test split. Each is an MLflow child run of one parent run, whi
 
 - per-fold SROCC, PLCC, MSE: mean and sd over every (seed, fold);
 - the pooled out-of-fold predictions (averaged over seeds): SROCC, PLCC, MSE with bootstrap intervals;
-- the fold models' mean prediction of the dev and test splits (`dev_*` metrics, `test_predictions.csv`:
+- the fold models' mean prediction of the dev and test splits (`dev_*` metrics, test predictions:
   the parent is an ensemble of its folds, and packages like a run), and `refit_epochs`, the median
   best epoch, for `mem run --refit PARENT`.
 
@@ -19,9 +19,6 @@ the other trains the folds nobody holds, then waits for the rest and reuses thei
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import statistics
 import time
 from dataclasses import dataclass, field, replace
@@ -34,10 +31,11 @@ from mediaeval_mem.config import RunConfig, apply_overrides
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.schema import digest, to_dict
 from mediaeval_mem.experiments.executor import Earlier, Task, check_cluster, execute, raise_failures
+from mediaeval_mem.tracking import record
+from mediaeval_mem.tracking.record import Kind, Tag
 
 Echo = Callable[[str], None]
 METRICS = ("srocc", "plcc", "mse")
-PREDICTIONS = "fold_predictions.json"  # a fold run's out-of-fold, report-dev and test predictions, full precision
 
 
 def stratified_folds(scores: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -53,14 +51,6 @@ def stratified_folds(scores: np.ndarray, k: int, seed: int) -> np.ndarray:
         block = order[start : start + k]
         folds[block] = rng.permutation(k)[: len(block)]
     return folds
-
-
-def bootstrap_interval(y: np.ndarray, p: np.ndarray, metric: Callable, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of `metric(y, p)` over resampled videos."""
-    idx = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
-    values = np.array([metric(y[i], p[i]) for i in idx])
-    lo, hi = np.nanpercentile(values, [2.5, 97.5])
-    return float(lo), float(hi)
 
 
 @dataclass
@@ -85,29 +75,15 @@ class CVResult:
     refit_epochs: int = 0
 
 
-def _table(text: str) -> list[dict]:
-    return list(csv.DictReader(io.StringIO(text)))
-
-
 def _finished_child(key: str, seed: int, fold: int, since_ms: int = 0) -> FoldRun | None:
     """A finished fold run of this cross-validation (started at `since_ms` or later), read back from MLflow
     (None if there is none)."""
-    from mediaeval_mem.tracking import read_artifact_text, search_runs
-
-    runs = search_runs(filter_string=f"tags.cv_key = '{key}' and tags.cv_fold = '{seed}:{fold}' "
-                                     f"and attributes.status = 'FINISHED' and attributes.start_time >= {since_ms}")
-    if not runs:
+    r = record.find_finished({Tag.CV_KEY: key, Tag.CV_FOLD: f"{seed}:{fold}"}, since_ms)
+    if r is None:
         return None
-    r = runs[0]
-    rid = r.info.run_id
-    try:  # the predictions as the fold's trainer summarised them (full precision): a reused fold adds the same figures
-        pred = json.loads(read_artifact_text(rid, PREDICTIONS))
-        oof, dev, test = pred["oof"], pred["dev"], pred["test"]
-    except MemError:  # a fold run of an older version: its CSVs (6 decimals)
-        read = lambda name: {row["video_id"]: float(row["prediction"]) for row in _table(read_artifact_text(rid, name))}  # noqa: E731
-        oof, dev, test = read("dev_predictions.csv"), read("report_dev_predictions.csv"), read("test_predictions.csv")
-    return FoldRun(seed, fold, rid, {m: r.data.metrics[f"dev_{m}"] for m in METRICS}, int(r.data.tags.get("best_epoch", 0)),
-                   oof, dev, test, True)
+    pred = record.read_fold_predictions(r.run_id)  # as the fold's trainer summarised them: a reused fold adds the same figures
+    return FoldRun(seed, fold, r.run_id, {m: r.metrics[f"dev_{m}"] for m in METRICS}, r.best_epoch,
+                   pred.oof, pred.dev, pred.test, True)
 
 
 @dataclass
@@ -133,9 +109,9 @@ def open_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5,
     """The datasets checked, the features extracted (what is not cached yet) and read: everything but the folds' runs."""
     from mediaeval_mem.core.paths import data_root as resolve_root
     from mediaeval_mem.core.runtime import resolve_device
-    from mediaeval_mem.experiments.runner import Selection, load_split, open_datasets, prepare_features, trains_itself
-    from mediaeval_mem.training.batches import LabelledSplit
+    from mediaeval_mem.experiments.runner import Selection, open_datasets, prepare_features, read_split, trains_itself
     from mediaeval_mem.experiments.tasks import plan_task
+    from mediaeval_mem.training.batches import LabelledSplit
 
     test = test or train
     for s in cfg.model.streams:
@@ -149,10 +125,7 @@ def open_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5,
     device = resolve_device(cfg.train.device)
     indexes = open_datasets(plan, cfg, data_root, echo)
     features = prepare_features(plan, cfg, indexes, Selection([], [], "cross-validation"), device, progress, echo)
-
-    def read(dataset: str, split: str, scored: bool, only=None):
-        return load_split(indexes[dataset], split, [f.store(dataset, split) for f in features], scored, echo, only,
-                          [f.stream.sampling for f in features])
+    read = lambda dataset, split, scored: read_split(indexes, features, dataset, split, scored, echo)  # noqa: E731
 
     pool = [read(train, s, True) for s in plan.train_splits]
     pool = LabelledSplit.concat(pool)
@@ -170,8 +143,7 @@ def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print
     """Fold k of seed `seed`: trained on the other folds (selected on a holdout of them), an MLflow child of `parent_id`.
     `progress`: a bar over its epochs on the terminal."""
     from mediaeval_mem.core.progress import progress_bar
-    from mediaeval_mem.experiments.run_log import RunLog
-    from mediaeval_mem.experiments.runner import Selection, Splits, evaluate_and_predict, fit
+    from mediaeval_mem.experiments.runner import Selection, Splits, train_and_log
     from mediaeval_mem.training.batches import predict
 
     cfg, pool, report, predicted, folds = data.cfg, data.pool, data.report, data.predicted, data.folds
@@ -185,23 +157,24 @@ def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print
     selection = Selection([], [], f"cv seed {seed} fold {k + 1}/{folds}: fit {len(fit_idx)}, select "
                                   f"{len(held)} (holdout of the other folds), out-of-fold {len(own)}")
     fold_plan = replace(data.plan, evaluate=(data.train, "train"))
-    child_tags = {"cv_key": data.key, "cv_fold": f"{seed}:{k}", "mlflow.parentRunId": parent_id, "kind": "cv-fold"}
+    child_tags = {Tag.CV_KEY: data.key, Tag.CV_FOLD: f"{seed}:{k}", Tag.PARENT: parent_id, Tag.KIND: Kind.CV_FOLD}
     name = f"{cfg.name} {data.plan.pair} cv seed{seed} fold{k + 1}/{folds}"
-    with RunLog(fold_plan, scfg, data.indexes, data.features, splits, selection, child_tags, name=name) as log, \
-            progress_bar(f"seed {seed} fold {k + 1}/{folds} epochs", scfg.train.epochs, progress, unit=None) as bar:
-        logged = log.epoch_callback(False, echo)
-        model, result = fit(scfg, splits, data.device, lambda epoch: (logged(epoch), bar.advance(1)))
-        outputs = evaluate_and_predict(model, splits, data.device)
-        log.outputs(model, result, outputs)
+    fold = {}
+
+    def report_dev(log, model, outputs) -> None:  # the fold model's predictions of the reported split, logged too
         dev_pred = predict(model, report, device=data.device)
-        log.run.log_csv(["video_id", "ground_truth", "prediction"],
-                        ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(report.ids, report.scores, dev_pred)),
-                        "report_dev_predictions.csv")
-        run = FoldRun(seed, k, log.run_id, outputs.metrics, result.best_epoch,
-                      dict(zip(splits.dev.ids, outputs.dev_pred.tolist())), dict(zip(report.ids, dev_pred.tolist())),
-                      dict(zip(predicted.ids, outputs.test_pred.tolist())))
-        log.run.log_text(json.dumps({"oof": run.oof, "dev": run.dev, "test": run.test}), PREDICTIONS)
-    return run
+        log.run.write_predictions(record.REPORT_DEV, report.ids, dev_pred, report.scores)
+        fold["pred"] = record.FoldPredictions(dict(zip(splits.dev.ids, outputs.dev_pred.tolist())),
+                                              dict(zip(report.ids, dev_pred.tolist())),
+                                              dict(zip(predicted.ids, outputs.test_pred.tolist())))
+        log.run.write_fold_predictions(fold["pred"])
+
+    with progress_bar(f"seed {seed} fold {k + 1}/{folds} epochs", scfg.train.epochs, progress, unit=None) as bar:
+        result = train_and_log(fold_plan, scfg, data.indexes, data.features, splits, selection, data.device, child_tags,
+                               name, progress=False, echo=echo, finish=report_dev,
+                               wrap_epoch=lambda logged, log: lambda epoch: (logged(epoch), bar.advance(1)))
+    pred = fold["pred"]
+    return FoldRun(seed, k, result.run_id, result.metrics, result.best_epoch, pred.oof, pred.dev, pred.test)
 
 
 def fold_lock(key: str, seed: int, fold: int):
@@ -232,12 +205,7 @@ def claim_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = pri
 def _adopt(done: FoldRun, parent_id: str) -> None:
     """Nest a reused fold run under this parent, unless it belongs to a live or finished cross-validation (a
     concurrent one's: its parent lists it too)."""
-    from mediaeval_mem.tracking import client, get_run
-
-    old = get_run(done.run_id).data.tags.get("mlflow.parentRunId")
-    if old and old != parent_id and get_run(old).info.status in ("RUNNING", "FINISHED"):
-        return
-    client().set_tag(done.run_id, "mlflow.parentRunId", parent_id)
+    record.adopt(done.run_id, parent_id)
 
 
 def fold_task(cfg: RunConfig, train: str, test: str, folds: int, data_root, with_dev: bool, seed: int, k: int,
@@ -257,8 +225,6 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
     made here, after the features were extracted here; the same folds, tags and figures as without. A failed fold is
     reported in one line, the others go on, then the cv stops with one error.
     """
-    from mediaeval_mem.experiments.run_log import feature_key_tags, feature_keys
-    from mediaeval_mem.tracking import TrackedRun, git_commit
     from mediaeval_mem.training.metrics import evaluate
 
     if ray is not None:
@@ -268,17 +234,15 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
     if progress:
         echo(f"{len(pool)} labelled {train} videos in {folds} folds x {len(seeds)} seed(s); starting the MLflow runs")
     experiment = plan.experiment_name
-    tags = {"kind": "cv", "task": plan.task, "train_dataset": train, "test_dataset": test, "pair": plan.pair,
-            "config": cfg.name, "encoder": "+".join(s.encoder for s in cfg.model.streams),
-            "aggregator": "+".join(s.aggregator for s in cfg.model.streams), "head": cfg.model.head, "cv_key": data.key,
-            "cv_folds": folds, "cv_seeds": ",".join(map(str, seeds)),
-            "selection": f"cross-validation: {folds} folds stratified on score over {len(pool)} labelled {train} videos "
-                         f"({'+'.join(plan.train_splits)}); each fold's model selected on a holdout of the other folds",
-            "git_commit": git_commit(), **feature_key_tags(feature_keys(data.features))}  # the folds' features
+    selection = (f"cross-validation: {folds} folds stratified on score over {len(pool)} labelled {train} videos "
+                 f"({'+'.join(plan.train_splits)}); each fold's model selected on a holdout of the other folds")
+    tags = {**record.identity_tags(Kind.CV, task=plan.task, train=train, test=test, pair=plan.pair, cfg=cfg,
+                                   selection=selection, keys=record.feature_keys(data.features)),  # the folds' features
+            Tag.CV_KEY: data.key, Tag.CV_FOLDS: folds, Tag.CV_SEEDS: ",".join(map(str, seeds))}
     since_ms = time.time_ns() // 1_000_000 if rerun else 0  # --rerun: only fold runs started from now on count
-    with TrackedRun(experiment, f"{cfg.name} cv{folds} {plan.pair}", tags) as parent:
-        parent.log_params({"cv.folds": folds, "cv.seeds": ",".join(map(str, seeds)), "cv.with_dev": with_dev,
-                           "derived.n_labelled": len(pool)})
+    with record.RecordWriter(experiment, f"{cfg.name} cv{folds} {plan.pair}", tags) as parent:
+        parent.params({"cv.folds": folds, "cv.seeds": ",".join(map(str, seeds)), "cv.with_dev": with_dev,
+                       "derived.n_labelled": len(pool)})
         tasks = _fold_tasks(data, seeds, data_root, with_dev, parent.run_id, since_ms, ray is not None)
         outcomes = execute(tasks, ray, done=partial(_done_fold, data.key, since_ms), echo=echo, progress=progress,
                            finished=lambda t, run: run.reused or _echo_fold(run, folds, echo))
@@ -323,6 +287,7 @@ def _echo_fold(run: FoldRun, folds: int, echo: Echo) -> FoldRun:
 
 def _summarise(runs: list[FoldRun], pool, report, predicted, parent, evaluate) -> tuple[dict[str, float], int]:
     """Per-fold mean and sd, pooled out-of-fold metrics with intervals, the fold models' mean predictions; logged."""
+    from mediaeval_mem.training.bootstrap import bootstrap_interval, per_row
     from mediaeval_mem.training.metrics import mse, plcc, srocc
 
     summary = {}
@@ -334,19 +299,16 @@ def _summarise(runs: list[FoldRun], pool, report, predicted, parent, evaluate) -
     oof = np.array([np.mean([r.oof[v] for r in runs if v in r.oof]) for v in pool.ids])  # averaged over seeds
     for m, fn in (("srocc", srocc), ("plcc", plcc), ("mse", mse)):
         summary[f"oof_{m}"] = fn(y, oof)
-        summary[f"oof_{m}_ci_low"], summary[f"oof_{m}_ci_high"] = bootstrap_interval(y, oof, fn)
+        summary[f"oof_{m}_ci_low"], summary[f"oof_{m}_ci_high"] = bootstrap_interval(y, oof, per_row(fn))
     dev = np.array([np.mean([r.dev[v] for r in runs]) for v in report.ids])
     test = np.array([np.mean([r.test[v] for r in runs]) for v in predicted.ids])
     summary.update({f"dev_{k}": v for k, v in evaluate(report.scores, dev).items()})
     refit = int(statistics.median(r.best_epoch for r in runs))
-    parent.log_metrics(summary)
-    parent.set_tags({"refit_epochs": refit, "best_epoch": refit, "children": ",".join(r.run_id for r in runs)})
-    parent.log_csv(["video_id", "ground_truth", "prediction"], ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(pool.ids, y, oof)),
-                   "oof_predictions.csv")
-    parent.log_csv(["video_id", "ground_truth", "prediction"],
-                   ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(report.ids, report.scores, dev)), "dev_predictions.csv")
-    parent.log_csv(["video_id", "prediction"], ((v, f"{p:.6f}") for v, p in zip(predicted.ids, test)), "test_predictions.csv")
-    parent.log_text(json.dumps([{"seed": r.seed, "fold": r.fold, "run_id": r.run_id, "best_epoch": r.best_epoch, **r.metrics}
-                                for r in runs], indent=1), "folds.json")
+    parent.metrics(summary)
+    parent.tags({Tag.REFIT_EPOCHS: refit, Tag.BEST_EPOCH: refit, Tag.CHILDREN: ",".join(r.run_id for r in runs)})
+    parent.write_predictions(record.OOF, pool.ids, oof, y)
+    parent.write_predictions(record.DEV, report.ids, dev, report.scores)
+    parent.write_predictions(record.TEST, predicted.ids, test)
+    parent.write_folds([{"seed": r.seed, "fold": r.fold, "run_id": r.run_id, "best_epoch": r.best_epoch, **r.metrics}
+                        for r in runs])
     return summary, refit
-

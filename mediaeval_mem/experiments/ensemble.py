@@ -18,14 +18,14 @@ its SROCC, its members and weights; `mem package-submission` accepts it like any
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from mediaeval_mem.core.errors import MemError
+from mediaeval_mem.tracking import record
+from mediaeval_mem.tracking.record import Kind, Tag
 
 METHODS = ("mean", "rank-mean", "weighted")
 CROSS_FIT_FOLDS = 5
@@ -34,7 +34,7 @@ CROSS_FIT_FOLDS = 5
 @dataclass
 class Member:
     run_id: str
-    tags: dict
+    run: record.RunRecord
     dev: dict[str, tuple[float, float]]  # video id -> (ground truth, prediction)
     test: dict[str, float]  # video id -> prediction
     oof: dict[str, tuple[float, float]] | None = None  # a cv parent's out-of-fold predictions
@@ -53,28 +53,18 @@ class EnsembleResult:
     ci: tuple[float, float] = (float("nan"), float("nan"))
 
 
-def _table(text: str) -> list[dict]:
-    return list(csv.DictReader(io.StringIO(text)))
-
-
 def load_member(run_id: str) -> Member:
     """A finished run's dev and test predictions (and out-of-fold ones where it is a cv parent)."""
-    from mediaeval_mem.tracking import get_run, read_artifact_text
-
-    run = get_run(run_id)
-    if run.info.status != "FINISHED":
-        raise MemError(f"run {run_id} is {run.info.status}: only finished runs can be ensembled")
-    if "dev_srocc" not in run.data.metrics:  # a same-dataset refit (refit_dev_*), a cv fold, ...: no honest dev figures
+    run = record.read_record(run_id)
+    if run.status != "FINISHED":
+        raise MemError(f"run {run_id} is {run.status}: only finished runs can be ensembled")
+    if "dev_srocc" not in run.metrics:  # a same-dataset refit (refit_dev_*), a cv fold, ...: no honest dev figures
         raise MemError(f"run {run_id} has no dev figures that are an estimate (a refit trained on the dev split?): "
                        f"ensemble runs, cv parents or cross-dataset refits, and package a same-dataset refit on its own")
-    dev = {r["video_id"]: (float(r["ground_truth"]), float(r["prediction"]))
-           for r in _table(read_artifact_text(run_id, "dev_predictions.csv"))}
-    test = {r["video_id"]: float(r["prediction"]) for r in _table(read_artifact_text(run_id, "test_predictions.csv"))}
-    oof = None
-    if run.data.tags.get("kind") == "cv":
-        oof = {r["video_id"]: (float(r["ground_truth"]), float(r["prediction"]))
-               for r in _table(read_artifact_text(run_id, "oof_predictions.csv"))}
-    return Member(run_id, dict(run.data.tags), dev, test, oof, run.data.metrics.get("dev_srocc", float("nan")))
+    dev = record.read_predictions(run_id, record.DEV).truth_and_prediction()
+    test = record.read_predictions(run_id, record.TEST).by_id()
+    oof = record.read_predictions(run_id, record.OOF).truth_and_prediction() if run.kind == Kind.CV else None
+    return Member(run_id, run, dev, test, oof, run.metrics.get("dev_srocc", float("nan")))
 
 
 def rank01(x: np.ndarray) -> np.ndarray:
@@ -151,17 +141,16 @@ def members_feature_keys(members: list[Member]) -> dict[str, str]:
     """The members' `feature_key.*` tags: per name, the distinct digests the members read, comma-separated."""
     seen: dict[str, list[str]] = {}
     for m in members:
-        for k, v in m.tags.items():
-            if k.startswith("feature_key."):
-                digests = seen.setdefault(k, [])
-                digests += [d for d in v.split(",") if d not in digests]  # a member that is an ensemble lists several
+        for k, v in m.run.feature_key_tags.items():
+            digests = seen.setdefault(k, [])
+            digests += [d for d in v.split(",") if d not in digests]  # a member that is an ensemble lists several
     return {k: ",".join(v) for k, v in sorted(seen.items())}
 
 
 def ensemble(run_ids: list[str], method: str = "mean", echo=print) -> EnsembleResult:
     """Combine finished runs of one pair into an MLflow run of its own; returns what it logged."""
-    from mediaeval_mem.experiments.results import bootstrap_srocc_ci
-    from mediaeval_mem.tracking import TrackedRun, client, git_commit, resolve_run_ids
+    from mediaeval_mem.tracking import git_commit, resolve_run_ids
+    from mediaeval_mem.training.bootstrap import bootstrap_srocc_ci
     from mediaeval_mem.training.metrics import evaluate
 
     if method not in METHODS:
@@ -172,29 +161,28 @@ def ensemble(run_ids: list[str], method: str = "mean", echo=print) -> EnsembleRe
     if len(set(run_ids)) < len(run_ids):  # a prefix and the whole id of one run
         raise MemError("give at least two different run ids")
     members = [load_member(r) for r in run_ids]
-    pairs = {m.tags.get("pair") for m in members}
+    pairs = {m.run.pair for m in members}
     if len(pairs) > 1:
         raise MemError(f"the runs are of different pairs ({', '.join(sorted(map(str, pairs)))}): ensemble runs of one pair")
     dev_ids, y, dev, test_ids, test, w, fit_on = combine(members, method)
     metrics = evaluate(y, dev)
     ci = bootstrap_srocc_ci(y, dev)
-    first = members[0].tags
-    experiment = client().get_experiment(client().get_run(run_ids[0]).info.experiment_id).name
-    tags = {k: first[k] for k in ("task", "train_dataset", "test_dataset", "pair") if k in first}
-    tags.update({"kind": "ensemble", "config": f"ensemble-{method}", "members": ",".join(run_ids),
-                 "encoder": "+".join(dict.fromkeys(m.tags.get("encoder", "?") for m in members)),
-                 "aggregator": "ensemble", "head": method, "weights_fit_on": fit_on, "git_commit": git_commit(),
+    first = members[0].run.tags
+    experiment = record.experiment_name(members[0].run)
+    tags = {k: first[k] for k in (Tag.TASK, Tag.TRAIN, Tag.TEST, Tag.PAIR) if k in first}
+    tags.update({Tag.KIND: Kind.ENSEMBLE, Tag.CONFIG: f"ensemble-{method}", Tag.MEMBERS: ",".join(run_ids),
+                 Tag.ENCODER: "+".join(dict.fromkeys(m.run.tag(Tag.ENCODER, "?") for m in members)),
+                 Tag.AGGREGATOR: "ensemble", Tag.HEAD: method, Tag.WEIGHTS_FIT_ON: fit_on, Tag.GIT_COMMIT: git_commit(),
                  **members_feature_keys(members)})
-    with TrackedRun(experiment, f"ensemble {method} of {len(members)}", tags) as run:
-        run.log_params({"method": method, "members": ",".join(run_ids),
-                        "weights": json.dumps([round(float(x), 6) for x in w])})
-        run.log_metrics({f"dev_{k}": v for k, v in metrics.items()} | {"dev_srocc_ci_low": ci[0], "dev_srocc_ci_high": ci[1],
-                        "members_mean_srocc": float(np.nanmean([m.srocc for m in members]))})
-        run.log_csv(["video_id", "ground_truth", "prediction"],
-                    ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(dev_ids, y, dev)), "dev_predictions.csv")
-        run.log_csv(["video_id", "prediction"], ((v, f"{p:.6f}") for v, p in zip(test_ids, test)), "test_predictions.csv")
-        run.log_text(json.dumps({"method": method, "weights_fit_on": fit_on, "members": [
-            {"run_id": m.run_id, "weight": float(x), "dev_srocc": m.srocc, "config": m.tags.get("config")}
-            for m, x in zip(members, w)]}, indent=1), "ensemble.json")
+    with record.RecordWriter(experiment, f"ensemble {method} of {len(members)}", tags) as run:
+        run.params({"method": method, "members": ",".join(run_ids),
+                    "weights": json.dumps([round(float(x), 6) for x in w])})
+        run.metrics({f"dev_{k}": v for k, v in metrics.items()} | {"dev_srocc_ci_low": ci[0], "dev_srocc_ci_high": ci[1],
+                    "members_mean_srocc": float(np.nanmean([m.srocc for m in members]))})
+        run.write_predictions(record.DEV, dev_ids, dev, y)
+        run.write_predictions(record.TEST, test_ids, test)
+        run.write_ensemble({"method": method, "weights_fit_on": fit_on, "members": [
+            {"run_id": m.run_id, "weight": float(x), "dev_srocc": m.srocc, "config": m.run.config_name}
+            for m, x in zip(members, w)]})
     return EnsembleResult(run.run_id, method, run_ids, [float(x) for x in w], fit_on, metrics,
                           [m.srocc for m in members], ci)

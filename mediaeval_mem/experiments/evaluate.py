@@ -1,11 +1,11 @@
 """`mem eval RUN_ID --test DATASET`: a trained run's model scored on another dataset, without training it again.
 
-The run's record (run_log.read_trained) gives its resolved config, the weights each stream extracted
+The run's record (tracking/record.py read_trained) gives its resolved config, the weights each stream extracted
 with and the trained model. DATASET's dev and test splits are extracted as the run extracted its own
 (same encoders, weights, sampling and compute dtype, through the feature cache: what is cached is read
 back), the model scores them, and the result is logged as a run of its own by the runner's log stage,
-tagged `kind: eval` and `eval_of` (the source run), with what every run leaves (config.yaml,
-features.json, dev and test predictions, the weights, figures): `mem results` lists it and
+tagged `kind: eval` and `eval_of` (the source run), with what every run leaves (its config,
+feature identities, dev and test predictions, the weights, figures): `mem results` lists it and
 `mem package-submission` takes it. Its pair is the source's training dataset -> DATASET, hence its task
 (Memento10k -> VideoMem is subtask 2). A `mem cv` parent is evaluated as it reports itself: its fold
 models' mean prediction (that run logs the first fold's config and no weights of its own).
@@ -21,16 +21,25 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from mediaeval_mem.core.errors import MemError
-from mediaeval_mem.experiments.runner import Echo, RunResult, Splits, StreamFeatures
+from mediaeval_mem.core.runtime import resolve_device
+from mediaeval_mem.datasets.catalog import find_declared
+from mediaeval_mem.experiments.run_log import RunLog
+from mediaeval_mem.experiments.runner import (Echo, Outputs, RunResult, Selection, Splits, StreamFeatures,
+                                              evaluate_and_predict, open_datasets, read_split, stream_labels)
+from mediaeval_mem.experiments.tasks import plan_task
+from mediaeval_mem.models import build_model
+from mediaeval_mem.tracking import record, resolve_run_id
+from mediaeval_mem.tracking.record import Kind, Tag
+from mediaeval_mem.training.loop import TrainResult
+from mediaeval_mem.training.metrics import evaluate
 
 
 @dataclass
 class Source:
     """The run evaluated: its tags, and its trained model, or a cv parent's fold models (their predictions averaged)."""
 
-    run_id: str
-    tags: dict[str, str]
-    models: list  # of run_log.TrainedRun, the same config but for train.seed, the same features
+    run: record.RunRecord
+    models: list  # of record.TrainedRun, the same config but for train.seed, the same features
     trained_on_dev: bool  # the models trained on its training dataset's dev split (a refit; a cv --with-dev)
 
     @property
@@ -40,36 +49,24 @@ class Source:
 
 def read_source(run_id: str) -> Source:
     """The trained model(s) of run `run_id`; MemError in one line where it has none."""
-    from mediaeval_mem.experiments.run_log import read_trained
-    from mediaeval_mem.tracking import get_run
-
-    run = get_run(run_id)
-    tags, kind = dict(run.data.tags), run.data.tags.get("kind")
-    if kind == "eval":
-        raise MemError(f"run {run_id} is itself an evaluation of run {tags.get('eval_of')}: evaluate that run")
-    if kind == "cv":
-        if run.info.status != "FINISHED" or not tags.get("children"):  # its folds are listed when they all finished
-            raise MemError(f"cross-validation {run_id} is {run.info.status} without all its folds: finish it (run the "
+    run = record.read_record(run_id)
+    if run.kind == Kind.EVAL:
+        raise MemError(f"run {run_id} is itself an evaluation of run {run.tag(Tag.EVAL_OF)}: evaluate that run")
+    if run.kind == Kind.CV:
+        if run.status != "FINISHED" or not run.children:  # its folds are listed when they all finished
+            raise MemError(f"cross-validation {run_id} is {run.status} without all its folds: finish it (run the "
                            f"same `mem cv` again) before evaluating it")
-        models = [read_trained(child) for child in tags["children"].split(",")]
-        return Source(run_id, tags, models, run.data.params.get("cv.with_dev") == "True")
-    return Source(run_id, tags, [read_trained(run_id)], kind == "refit")
+        models = [record.read_trained(child) for child in run.children]
+        return Source(run, models, run.params.get("cv.with_dev") == "True")
+    return Source(run, [record.read_trained(run_id)], run.kind == Kind.REFIT)
 
 
 def evaluate_run(run_id: str, test: str, data_root=None, progress: bool = True, echo: Echo = print) -> RunResult:
     """Evaluate run `run_id`'s model on `test`'s dev split and predict its test split; log it as an eval run."""
-    from mediaeval_mem.core.runtime import resolve_device
-    from mediaeval_mem.datasets.catalog import find_declared
-    from mediaeval_mem.experiments.run_log import RunLog
-    from mediaeval_mem.experiments.runner import Selection, open_datasets
-    from mediaeval_mem.experiments.tasks import plan_task
-    from mediaeval_mem.training.loop import TrainResult
-
-    from mediaeval_mem.tracking import resolve_run_id
 
     run_id = resolve_run_id(run_id)  # any unique prefix, as every command takes
     source = read_source(run_id)
-    cfg, train = source.first.config, source.tags.get("train_dataset")
+    cfg, train = source.first.config, source.run.train_dataset
     if not train:
         raise MemError(f"run {run_id} records no training dataset (its train_dataset tag): evaluate a run made by "
                        f"`mem run`")
@@ -81,13 +78,13 @@ def evaluate_run(run_id: str, test: str, data_root=None, progress: bool = True, 
     splits = eval_splits(plan, indexes, features, echo)
     model, outputs = score(source, splits, device)
     honest = not (test == train and source.trained_on_dev)
-    best = int(source.tags.get("best_epoch") or 0)  # a cv parent's: its folds' median, which a refit would train
-    epochs = int(source.tags.get("epochs_run") or best)
+    best = source.run.best_epoch  # a cv parent's: its folds' median, which a refit would train
+    epochs = int(source.run.tag(Tag.EPOCHS_RUN) or best)
     made = f"the mean of the {len(source.models)} fold models of cross-validation {run_id}" \
-        if source.tags.get("kind") == "cv" else f"the model of run {run_id}"
-    selection = Selection([], [], f"eval: {made} (trained on {train}: {source.tags.get('selection', '?')}); "
+        if source.run.kind == Kind.CV else f"the model of run {run_id}"
+    selection = Selection([], [], f"eval: {made} (trained on {train}: {source.run.tag(Tag.SELECTION, '?')}); "
                                   f"not trained again")
-    with RunLog(plan, cfg, indexes, features, splits, selection, {"kind": "eval", "eval_of": run_id},
+    with RunLog(plan, cfg, indexes, features, splits, selection, {Tag.KIND: Kind.EVAL, Tag.EVAL_OF: run_id},
                 honest_dev=honest, name=f"{cfg.name} {plan.pair} eval of {run_id[:8]}") as log:
         log.outputs(model, TrainResult(best_epoch=best), outputs)  # no history: 0 epochs run here
     if not honest:
@@ -99,9 +96,6 @@ def evaluate_run(run_id: str, test: str, data_root=None, progress: bool = True, 
 def score(source: Source, splits: Splits, device):
     """(model, Outputs): the source's model on the dev and test splits; a cv parent's fold models averaged
     (model None: there is no one model)."""
-    from mediaeval_mem.experiments.runner import Outputs, evaluate_and_predict
-    from mediaeval_mem.models import build_model
-    from mediaeval_mem.training.metrics import evaluate
 
     runs = []
     for trained in source.models:
@@ -122,7 +116,6 @@ def extract_like(run, plan, indexes, progress: bool, echo: Echo) -> list[StreamF
     """Each stream's features of the splits `plan` reads, extracted as run `run` extracted its own (cached ones are
     read back; another weights, preprocessing or dtype is refused)."""
     from mediaeval_mem.experiments.predict import extract_as_run, stream_weights
-    from mediaeval_mem.experiments.runner import stream_labels
 
     cfg = run.config
     out = []
@@ -140,11 +133,5 @@ def extract_like(run, plan, indexes, progress: bool, echo: Echo) -> list[StreamF
 
 def eval_splits(plan, indexes, features: list[StreamFeatures], echo: Echo) -> Splits:
     """The dev and test splits of the evaluated dataset; nothing is fit (an empty fit split) or selected."""
-    from mediaeval_mem.experiments.runner import load_split
-
-    def read(dataset: str, split: str, scored: bool):
-        return load_split(indexes[dataset], split, [f.store(dataset, split) for f in features], scored, echo, None,
-                          [f.stream.sampling for f in features])
-
-    dev = read(*plan.evaluate, True)
-    return Splits(dev.subset(np.arange(0)), None, dev, read(*plan.predict, False))
+    dev = read_split(indexes, features, *plan.evaluate, True, echo)
+    return Splits(dev.subset(np.arange(0)), None, dev, read_split(indexes, features, *plan.predict, False, echo))

@@ -23,6 +23,8 @@ from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.schema import digest, load_yaml, to_dict
 from mediaeval_mem.experiments.executor import Earlier, Task, check_cluster, execute
 from mediaeval_mem.experiments.tasks import infer_task
+from mediaeval_mem.tracking import record
+from mediaeval_mem.tracking.record import Tag
 
 
 @dataclass(frozen=True)
@@ -157,11 +159,8 @@ class GridRow:
 
 
 def finished_run(key: str):
-    """A finished MLflow run tagged with grid key `key`, or None."""
-    from mediaeval_mem.tracking import search_runs
-
-    runs = search_runs(filter_string=f"tags.grid_key = '{key}' and attributes.status = 'FINISHED'")
-    return runs[0] if runs else None
+    """The record (tracking/record.py RunRecord) of a finished run tagged with grid key `key`, or None."""
+    return record.find_finished({Tag.GRID_KEY: key})
 
 
 @dataclass
@@ -242,7 +241,7 @@ def _tasks(grid: Grid, planned: list[_Planned], data_root, on_ray: bool) -> list
 
     root = str(resolve_root(data_root).resolve()) if on_ray else data_root
     return [Task(p.label, partial(run_experiment, p.row.task, p.row.train, p.row.test, p.cfg, root,
-                                  extra_tags={"grid_key": p.key, "grid": grid.title}, name=p.name), i, tuple(p.cfg.plugins))
+                                  extra_tags={Tag.GRID_KEY: p.key, Tag.GRID: grid.title}, name=p.name), i, tuple(p.cfg.plugins))
             for i, p in enumerate(planned)]
 
 
@@ -251,7 +250,7 @@ def _done(planned: list[_Planned]):
 
     def done(task: Task) -> Earlier | None:
         run = finished_run(planned[task.key].key)
-        return None if run is None else Earlier(run, run.info.run_id)
+        return None if run is None else Earlier(run, run.run_id)
 
     return done
 
@@ -283,8 +282,8 @@ def _said(echo):
 
 
 def _reused(p: _Planned, done) -> None:
-    p.row.metrics.append({k[4:]: v for k, v in done.data.metrics.items() if k.startswith("dev_")})
-    p.row.run_ids.append(done.info.run_id)
+    p.row.metrics.append(done.dev_metrics)
+    p.row.run_ids.append(done.run_id)
     p.row.seeds.append(p.seed)
     p.row.reused += 1
 

@@ -1,7 +1,7 @@
 """`mem predict RUN_ID VIDEO_OR_FOLDER ...`: a trained run scores any videos, no dataset layout needed.
 
-The run's MLflow record gives everything: its resolved config (config.yaml), the weights each stream
-extracted with (features.json: a fine-tuned I3D's own), and the trained model (model.safetensors).
+The run's record (tracking/record.py) gives everything: its resolved config, the weights each stream
+extracted with (a fine-tuned I3D's own), and the trained model.
 The videos go through the same extraction as training (same encoders, preprocessing, sampling,
 chunked decoding, per-video errors); their features are cached under the dataset name `predict`,
 keyed on the folder, so scoring the same folder again is immediate.
@@ -62,11 +62,12 @@ def files_digest(items: list[VideoItem]) -> str:
     return digest([(it.video_id, it.path.stat().st_size, it.path.stat().st_mtime_ns) for it in items], 12)
 
 
-def stream_weights(cfg, features: dict, run_id: str) -> list[str | None]:
-    """The weights each stream extracted with in the run (recorded since features.json has 'streams')."""
+def stream_weights(cfg, features, run_id: str) -> list[str | None]:
+    """The weights each stream extracted with in the run (`features`: its record.FeatureRecord, which lists its
+    streams since this was recorded)."""
     from mediaeval_mem.encoders import ENCODERS
 
-    recorded = features.get("streams")
+    recorded = features.streams
     out = []
     for i, s in enumerate(cfg.model.streams):
         weights = recorded[i]["weights"] if recorded else s.weights
@@ -104,12 +105,12 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
     updated by `extract` (e.g. {"batch_size": 16}).
     """
     from mediaeval_mem.core.runtime import resolve_device
-    from mediaeval_mem.experiments.run_log import read_trained
     from mediaeval_mem.experiments.runner import load_split
     from mediaeval_mem.features.inputs import input_kind
     from mediaeval_mem.features.store import FeatureStore
     from mediaeval_mem.models import build_model
     from mediaeval_mem.tracking import resolve_run_id
+    from mediaeval_mem.tracking.record import read_trained
     from mediaeval_mem.training.batches import predict
 
     run_id = resolve_run_id(run_id)
@@ -146,10 +147,9 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
     return PredictResult(run_id, cfg.name, [(vid, paths[vid], float(s)) for vid, s in zip(split.ids, scores)], failed)
 
 
-def _recorded_key(features: dict, i: int, encoder: str) -> dict | None:
+def _recorded_key(features, i: int, encoder: str) -> dict | None:
     """The feature key stream `i` had in the run (of its training dataset; None for runs that did not record it)."""
-    label = features["streams"][i]["label"] if features.get("streams") else encoder
-    return next((k for name, k in features.get("keys", {}).items() if name.endswith(f".{label}")), None)
+    return features.key_of(features.streams[i]["label"] if features.streams else encoder)
 
 
 # What must match between the run's features and these videos' (the dataset and its captions may differ)

@@ -15,31 +15,29 @@ from dataclasses import replace
 
 from mediaeval_mem.config import RunConfig, apply_overrides
 from mediaeval_mem.core.errors import ConfigError, MemError
+from mediaeval_mem.tracking import record
+from mediaeval_mem.tracking.record import Kind, Tag
 
 
 def check_source(run_id: str, cfg: RunConfig, train: str) -> None:
     """Refuse, in one line naming what differs, a source run that trained another model or on another dataset:
     the epochs it chose are not this refit's to use."""
-    from mediaeval_mem.tracking import get_run
-
-    tags = get_run(run_id).data.tags
-    trained_on = tags.get("train_dataset")
+    run = record.read_record(run_id)
+    trained_on = run.train_dataset
     if trained_on and trained_on != train:
         raise ConfigError(f"run {run_id} trained on {trained_on}, this refit on {train}: refit with --train {trained_on}, "
                           f"or give a run (or cv) of {train}")
-    diff = model_differences(source_config(run_id, tags), cfg)
+    diff = model_differences(source_config(run), cfg)
     if diff:
         raise ConfigError(f"run {run_id} trained another model than this refit's ({'; '.join(diff)}): refit with the "
                           f"source's --config and --set, or give a run of this model")
 
 
-def source_config(run_id: str, tags: dict[str, str]) -> RunConfig:
+def source_config(run: record.RunRecord) -> RunConfig:
     """The config a run ran with; a cv parent's is its first fold's (the folds differ in train.seed only)."""
-    from mediaeval_mem.experiments.run_log import read_config
-
-    if tags.get("kind") == "cv" and tags.get("children"):
-        return read_config(tags["children"].split(",")[0])
-    return read_config(run_id)
+    if run.kind == Kind.CV and run.children:
+        return record.read_config(run.children[0])
+    return record.read_config(run.run_id)
 
 
 def model_differences(source: RunConfig, cfg: RunConfig) -> list[str]:
@@ -56,16 +54,13 @@ def model_differences(source: RunConfig, cfg: RunConfig) -> list[str]:
 
 def epochs_from(run_id: str) -> tuple[int, str]:
     """(epochs, how they were chosen) from a finished run: a cv parent's refit_epochs, or a run's best epoch."""
-    from mediaeval_mem.tracking import get_run
-
-    run = get_run(run_id)
-    tags = run.data.tags
-    if run.info.status != "FINISHED":
-        raise MemError(f"run {run_id} is {run.info.status}: refit from a finished run")
-    if tags.get("kind") == "cv" and int(tags.get("refit_epochs") or 0) > 0:
-        return int(tags["refit_epochs"]), f"the median best epoch of cross-validation {run_id}"
-    if int(tags.get("best_epoch") or 0) > 0:
-        return int(tags["best_epoch"]), f"the best epoch of run {run_id}"
+    run = record.read_record(run_id)
+    if run.status != "FINISHED":
+        raise MemError(f"run {run_id} is {run.status}: refit from a finished run")
+    if run.kind == Kind.CV and int(run.tag(Tag.REFIT_EPOCHS) or 0) > 0:
+        return int(run.tag(Tag.REFIT_EPOCHS)), f"the median best epoch of cross-validation {run_id}"
+    if run.best_epoch > 0:
+        return run.best_epoch, f"the best epoch of run {run_id}"
     raise MemError(f"run {run_id} records no best epoch (a closed-form baseline's?): refit a trained head from a "
                    f"`mem run` or `mem cv` run of it")
 
@@ -74,9 +69,8 @@ def run_refit(task: int | None, train: str, test: str, cfg: RunConfig, source: s
               progress: bool = True, echo=print, name: str | None = None):
     """Train `cfg` on all of `train`'s labelled videos for the epochs `source` chose; log it as a refit run."""
     from mediaeval_mem.core.runtime import resolve_device
-    from mediaeval_mem.experiments.run_log import RunLog
-    from mediaeval_mem.experiments.runner import (RunResult, Selection, Splits, evaluate_and_predict, fit, load_split,
-                                                  open_datasets, prepare_features, trains_itself)
+    from mediaeval_mem.experiments.runner import (Selection, Splits, open_datasets, prepare_features, read_split,
+                                                  train_and_log, trains_itself)
     from mediaeval_mem.experiments.tasks import plan_task
     from mediaeval_mem.models import HEADS
     from mediaeval_mem.tracking import resolve_run_id
@@ -101,21 +95,14 @@ def run_refit(task: int | None, train: str, test: str, cfg: RunConfig, source: s
                                         f"{f'{epochs} epochs' if epochs else 'fitted'} ({chosen}); no model selection")
     features = prepare_features(plan, cfg, indexes, selection, device, progress, echo)
 
-    def read(dataset: str, split: str, scored: bool):
-        return load_split(indexes[dataset], split, [f.store(dataset, split) for f in features], scored, echo, None,
-                          [f.stream.sampling for f in features])
-
+    read = lambda dataset, split, scored: read_split(indexes, features, dataset, split, scored, echo)  # noqa: E731
     splits = Splits(LabelledSplit.concat([read(train, s, True) for s in plan.train_splits]), None, read(test, "dev", True),
                     read(test, "test", False))
     honest = test != train  # else the reported dev split is among the videos it trains on
-    tags = {"kind": "refit", "refit_of": source, "refit_epochs": epochs}
+    tags = {Tag.KIND: Kind.REFIT, Tag.REFIT_OF: source, Tag.REFIT_EPOCHS: epochs}
     name = name or f"{cfg.name} {plan.pair} refit of {source[:8]}"
-    with RunLog(plan, cfg, indexes, features, splits, selection, tags, honest_dev=honest, name=name) as log:
-        model, result = fit(cfg, splits, device, log.epoch_callback(progress, echo))
-        outputs = evaluate_and_predict(model, splits, device)
-        log.outputs(model, result, outputs)
+    result = train_and_log(plan, cfg, indexes, features, splits, selection, device, tags, name, honest, progress, echo)
     if not honest:
         echo(f"note: {test}'s dev split is among the videos this refit trained on: its dev figures are no estimate "
              f"(logged as refit_dev_*); the test predictions are what it is for")
-    return RunResult(log.run_id, plan.experiment_name, plan, cfg, outputs.metrics, result.best_epoch,
-                     len(result.history), splits.sizes)
+    return result

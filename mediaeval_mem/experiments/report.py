@@ -6,13 +6,14 @@ Written by `mem report RUN_ID ...` and logged as artifacts of every run (figures
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mediaeval_mem.core.errors import MemError
+from mediaeval_mem.tracking import record
+from mediaeval_mem.tracking.record import Tag
 
 
 @dataclass
@@ -63,7 +64,6 @@ def scatter_figure(runs: list[Predictions], out: Path) -> Path:
 
 def _frame(path: Path | None) -> np.ndarray | None:
     """The middle frame of a video, or None if it cannot be read."""
-    from mediaeval_mem.core.errors import MemError
     from mediaeval_mem.video import decode
 
     if path is None:
@@ -104,18 +104,15 @@ def worst_figure(run: Predictions, out: Path, k: int = 8) -> Path:
 
 def run_predictions(run_id: str, data_root=None) -> Predictions:
     """A run's dev predictions from MLflow, with the video files found through its logged feature keys."""
-    from mediaeval_mem.core.errors import MemError
     from mediaeval_mem.datasets import open_dataset
-    from mediaeval_mem.tracking import get_run, read_artifact_text
 
-    run = get_run(run_id)
-    tags = run.data.tags
-    rows = list(csv.DictReader(io.StringIO(read_artifact_text(run_id, "dev_predictions.csv"))))
-    test = tags.get("test_dataset", "")
+    run = record.read_record(run_id)
+    rows = record.read_predictions(run_id, record.DEV).rows
+    test = run.tag(Tag.TEST, "")
     paths: dict[str, Path | None] = {}
     roots = [data_root] if data_root else []
     try:  # where the features came from: the dataset folder is recorded in the feature key
-        keys = json.loads(read_artifact_text(run_id, "features.json"))["keys"]
+        keys = record.read_features(run_id).keys
         roots += [str(Path(k["data"]).parent) for k in keys.values() if k.get("dataset") == test]
     except (MemError, KeyError, ValueError):
         pass
@@ -125,7 +122,7 @@ def run_predictions(run_id: str, data_root=None) -> Predictions:
             break
         except MemError:
             continue
-    label = f"{tags.get('config', '?')}\n{tags.get('train_dataset', '?')} -> {test}"
+    label = f"{run.tag(Tag.CONFIG, '?')}\n{run.tag(Tag.TRAIN, '?')} -> {test}"
     return Predictions(label, [r["video_id"] for r in rows], np.array([float(r["ground_truth"]) for r in rows]),
                        np.array([float(r["prediction"]) for r in rows]), paths)
 

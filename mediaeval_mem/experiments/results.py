@@ -16,20 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def bootstrap_srocc_ci(y_true, y_pred, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of Spearman's correlation over resampled videos."""
-    from scipy.stats import rankdata
-
-    y, p = np.asarray(y_true, float), np.asarray(y_pred, float)
-    idx = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
-    ry, rp = rankdata(y[idx], axis=1), rankdata(p[idx], axis=1)  # (B, n), ties share their average rank
-    ry -= ry.mean(1, keepdims=True)
-    rp -= rp.mean(1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = (ry * rp).sum(1) / np.sqrt((ry**2).sum(1) * (rp**2).sum(1))
-    lo, hi = np.nanpercentile(rho, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
-    return float(lo), float(hi)
+from mediaeval_mem.core.errors import MemError
+from mediaeval_mem.tracking import record
+from mediaeval_mem.tracking.record import Kind, Tag
+from mediaeval_mem.training.bootstrap import bootstrap_srocc_ci
 
 
 @dataclass
@@ -63,8 +53,7 @@ SORT_KEYS = {"srocc": lambda r: -r.srocc, "plcc": lambda r: -r.plcc, "mse": lamb
 
 def collect_results(experiments: list[str] | None = None, ci: bool = True, sort: str = "srocc") -> list[ResultRow]:
     """Every finished run (of the named experiments, default all) that has dev metrics."""
-    from mediaeval_mem.core.errors import MemError
-    from mediaeval_mem.tracking import client, id_prefixes, read_artifact_text, search_runs
+    from mediaeval_mem.tracking import client, id_prefixes, search_runs
 
     if sort not in SORT_KEYS:
         raise MemError(f"cannot sort by {sort!r}: use one of {', '.join(SORT_KEYS)}")
@@ -76,23 +65,23 @@ def collect_results(experiments: list[str] | None = None, ci: bool = True, sort:
     rows = []
     every = search_runs()  # the ids a prefix must not be confused with: every run of the store
     prefixes = id_prefixes([r.info.run_id for r in every], [r.info.run_id for r in every])
-    for run in search_runs(experiments, filter_string="attributes.status = 'FINISHED'"):
-        m, tags, params = run.data.metrics, run.data.tags, run.data.params
-        if "dev_srocc" not in m or tags.get("kind") == "cv-fold":  # a fold's figures are out-of-fold, not dev
+    for run in record.finished_records(experiments):
+        m = run.metrics
+        if "dev_srocc" not in m or run.kind == Kind.CV_FOLD:  # a fold's figures are out-of-fold, not dev
             continue
         lo = hi = float("nan")
         if ci:
             try:
-                table = list(csv.DictReader(io.StringIO(read_artifact_text(run.info.run_id, "dev_predictions.csv"))))
+                table = record.read_predictions(run.run_id, record.DEV).rows
                 lo, hi = bootstrap_srocc_ci([float(r["ground_truth"]) for r in table], [float(r["prediction"]) for r in table])
             except MemError:
                 pass
-        seed = params.get("train.seed") or tags.get("cv_seeds") or "-"  # a cv parent: its seeds; an ensemble: none
-        rows.append(ResultRow(run.info.run_id, names.get(run.info.experiment_id, "?"), tags.get("config", "?"),
-                              tags.get("pair", "?"), seed, m.get("dev_plcc", float("nan")),
-                              m["dev_srocc"], m.get("dev_mse", float("nan")), lo, hi, tags.get("kind", "run"),
-                              run.info.run_name or "", tags.get("head", "?"), tags.get("encoder", "?"),
-                              prefixes.get(run.info.run_id, run.info.run_id)))
+        seed = run.params.get("train.seed") or run.tag(Tag.CV_SEEDS) or "-"  # a cv parent: its seeds; an ensemble: none
+        rows.append(ResultRow(run.run_id, names.get(run.experiment_id, "?"), run.tag(Tag.CONFIG, "?"),
+                              run.tag(Tag.PAIR, "?"), seed, m.get("dev_plcc", float("nan")),
+                              m["dev_srocc"], m.get("dev_mse", float("nan")), lo, hi, run.kind,
+                              run.name, run.tag(Tag.HEAD, "?"), run.tag(Tag.ENCODER, "?"),
+                              prefixes.get(run.run_id, run.run_id)))
     return sorted(rows, key=SORT_KEYS[sort])
 
 

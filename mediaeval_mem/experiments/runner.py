@@ -18,6 +18,7 @@ from mediaeval_mem.core.errors import DataError
 from mediaeval_mem.core.threads import with_threads
 from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
 from mediaeval_mem.datasets.catalog import find_declared
+from mediaeval_mem.experiments.run_log import RunLog
 from mediaeval_mem.experiments.tasks import TaskPlan, plan_task
 from mediaeval_mem.features.store import FeatureStore
 from mediaeval_mem.training.batches import LabelledSplit
@@ -158,7 +159,7 @@ def prepare_features(plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetI
 
 
 def stream_labels(cfg: RunConfig) -> list[str]:
-    """Each stream's name in feature keys and features.json: its encoder's, numbered where two streams share it."""
+    """Each stream's name in feature keys and the run's record: its encoder's, numbered where two streams share it."""
     names = [s.encoder for s in cfg.model.streams]
     return [n if names.count(n) == 1 else f"{n}.{i}" for i, n in enumerate(names)]
 
@@ -212,18 +213,23 @@ def load_split(index: DatasetIndex, split: str, stores: list[FeatureStore], scor
     return LabelledSplit([store.load(ids) for store in stores], scores, tuple(sampling or ()))
 
 
+def read_split(indexes: dict[str, DatasetIndex], features: list[StreamFeatures], dataset: str, split: str,
+               scored: bool, echo: Echo = print, only: set[str] | None = None) -> LabelledSplit:
+    """One split of `dataset` in every stream of `features` (of the videos in `only`, if given): `load_split` over
+    the streams' stores, each cutting batches with its own sampling."""
+    stores = [f.store(dataset, split) for f in features]
+    return load_split(indexes[dataset], split, stores, scored, echo, only, [f.stream.sampling for f in features])
+
+
 def load_splits(plan: TaskPlan, indexes: dict[str, DatasetIndex], features: list[StreamFeatures],
                 selection: Selection, echo: Echo = print) -> Splits:
     """The fit, select, dev and test splits, read from the feature cache (memory-mapped)."""
-    def read(dataset: str, split: str, scored: bool, only: set[str] | None = None) -> LabelledSplit:
-        stores = [f.store(dataset, split) for f in features]
-        return load_split(indexes[dataset], split, stores, scored, echo, only, [f.stream.sampling for f in features])
-
     train, (test_ds, dev_split), test_split = plan.train_dataset, plan.evaluate, plan.predict[1]
-    fit = read(train, "train", True, {it.video_id for it in selection.fit})
-    dev = read(test_ds, dev_split, True)
-    select = dev if plan.select == "dev" else read(train, "train", True, {it.video_id for it in selection.select})
-    return Splits(fit, select, dev, read(test_ds, test_split, False))
+    fit = read_split(indexes, features, train, "train", True, echo, {it.video_id for it in selection.fit})
+    dev = read_split(indexes, features, test_ds, dev_split, True, echo)
+    select = dev if plan.select == "dev" else read_split(indexes, features, train, "train", True, echo,
+                                                         {it.video_id for it in selection.select})
+    return Splits(fit, select, dev, read_split(indexes, features, test_ds, test_split, False, echo))
 
 
 MIN_VIDEOS = 20  # fewer, and a Spearman's 95% interval is several tenths wide (±0.45 near zero at 20 videos)
@@ -282,6 +288,34 @@ def evaluate_and_predict(model, splits: Splits, device: torch.device) -> Outputs
 
 
 # --------------------------------------------------------------------------- the whole run
+def train_and_log(plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetIndex], features: list[StreamFeatures],
+                  splits: Splits, selection: Selection, device: torch.device, tags: dict[str, str] | None = None,
+                  name: str | None = None, honest_dev: bool = True, progress: bool = True, echo: Echo = print,
+                  announce: bool = False, wrap_epoch=None, finish=None) -> RunResult:
+    """The fit, evaluate and log stages of one run: an MLflow run opened (tags, config, feature identities), the model
+    fitted (each epoch logged, and printed when `progress`), the dev and test splits predicted, all of it logged.
+    Every run that trains goes through here: `mem run`, refit, a cv fold, a sweep trial.
+
+    `announce`: say what fitting is about to do first. Hooks: `wrap_epoch(logged, log)` returns the epoch
+    callback given the one that logs (a sweep reports to Tune, a cv fold advances its bar); `finish(log, model,
+    outputs)` logs more before the run closes (a cv fold's predictions of the reported split).
+
+    >>> r = train_and_log(plan, cfg, indexes, features, splits, selection, device, {Tag.KIND: Kind.REFIT})
+    >>> r.metrics["srocc"], r.run_id
+    """
+    with RunLog(plan, cfg, indexes, features, splits, selection, tags, honest_dev=honest_dev, name=name) as log:
+        if announce:
+            echo(_training_line(cfg, splits, log.run_id))
+        on_epoch = log.epoch_callback(progress, echo)
+        model, result = fit(cfg, splits, device, on_epoch if wrap_epoch is None else wrap_epoch(on_epoch, log))
+        outputs = evaluate_and_predict(model, splits, device)
+        log.outputs(model, result, outputs)
+        if finish is not None:
+            finish(log, model, outputs)
+    return RunResult(log.run_id, plan.experiment_name, plan, cfg, outputs.metrics, result.best_epoch,
+                     len(result.history), splits.sizes)
+
+
 def run_experiment(
     task: int | None,
     train: str,
@@ -301,7 +335,6 @@ def run_experiment(
     >>> r.metrics["srocc"], r.run_id
     """
     from mediaeval_mem.core.runtime import resolve_device
-    from mediaeval_mem.experiments.run_log import RunLog
 
     for dataset in (train, test):  # an unknown name fails here, in one line, before the task is judged
         find_declared(dataset, data_root, cfg.data.datasets)
@@ -314,11 +347,5 @@ def run_experiment(
         echo(f"reading the cached features, then starting the MLflow run and building the model ({cfg.name})")
     splits = load_splits(plan, indexes, features, selection, echo)
     warn_small_splits(splits, plan, cfg, echo)
-    with RunLog(plan, cfg, indexes, features, splits, selection, extra_tags, name=name) as log:
-        if progress:
-            echo(_training_line(cfg, splits, log.run_id))
-        model, result = fit(cfg, splits, device, log.epoch_callback(progress, echo))
-        outputs = evaluate_and_predict(model, splits, device)
-        log.outputs(model, result, outputs)
-    return RunResult(log.run_id, plan.experiment_name, plan, cfg, outputs.metrics, result.best_epoch,
-                     len(result.history), splits.sizes)
+    return train_and_log(plan, cfg, indexes, features, splits, selection, device, extra_tags, name, progress=progress,
+                         echo=echo, announce=progress)

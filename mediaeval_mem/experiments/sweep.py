@@ -38,6 +38,8 @@ from mediaeval_mem.core.cluster import RayOptions, gpus_each, ray_session, worke
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.schema import digest, load_yaml, to_dict, to_yaml
 from mediaeval_mem.experiments.executor import check_cluster, failed_line
+from mediaeval_mem.tracking import record
+from mediaeval_mem.tracking.record import Kind, Tag
 
 Echo = Callable[[str], None]
 METRICS = {"select_srocc": "max", "select_loss": "min"}  # what the trials report per epoch, on the selection split
@@ -251,9 +253,8 @@ def _trial(params: dict, *, search: Search, data_root: str | None, cwd: str, tag
 
     from mediaeval_mem.plugins import load_plugins
     from mediaeval_mem.core.runtime import resolve_device
-    from mediaeval_mem.experiments.run_log import RunLog, run_name
-    from mediaeval_mem.experiments.runner import (evaluate_and_predict, fit, load_splits, open_datasets,
-                                                  prepare_features, select_videos)
+    from mediaeval_mem.experiments.run_log import run_name
+    from mediaeval_mem.experiments.runner import load_splits, open_datasets, prepare_features, select_videos, train_and_log
     from mediaeval_mem.experiments.tasks import plan_task
 
     # When Tune stops a trial, its worker exits right after this thread leaves tune.report: the exit waits
@@ -273,25 +274,25 @@ def _trial(params: dict, *, search: Search, data_root: str | None, cwd: str, tag
     features = prepare_features(plan, cfg, indexes, selection, device, progress=False, echo=echo)  # the driver extracted
     splits = load_splits(plan, indexes, features, selection, echo)
     trial_id = tune.get_context().get_trial_id()
+
+    def reporting(logged, log):  # each epoch logged, then reported to Tune, whose scheduler may stop the trial there
+        def on_epoch(e) -> None:
+            logged(e)
+            if e.epoch >= cfg.train.epochs:  # the trial's last epoch is no rung: nothing left to save
+                return
+            try:
+                tune.report({"select_srocc": e.select_srocc, "select_loss": e.select_loss, "epoch": e.epoch})
+            except SystemExit:  # Tune's way of stopping a function trainable
+                log.run.stopped(f"stopped by ASHA after epoch {e.epoch} ({search.metric} "
+                                f"{getattr(e, search.metric):.4f} below its rung's cutoff)")
+                raise StoppedByScheduler() from None
+
+        return on_epoch
+
     try:
         name = run_name(cfg, plan.pair, [f"{search.name} trial", *overrides({k: params[k] for k in search.space})])
-        with RunLog(plan, cfg, indexes, features, splits, selection, {**tags, "sweep_trial": trial_id}, name=name) as log:
-            logged = log.epoch_callback(progress=False)
-
-            def on_epoch(e) -> None:
-                logged(e)
-                if e.epoch >= cfg.train.epochs:  # the trial's last epoch is no rung: nothing left to save
-                    return
-                try:
-                    tune.report({"select_srocc": e.select_srocc, "select_loss": e.select_loss, "epoch": e.epoch})
-                except SystemExit:  # Tune's way of stopping a function trainable
-                    log.run.set_tags({"sweep_stopped_early": "true", "mem_end_reason":
-                                      f"stopped by ASHA after epoch {e.epoch} ({search.metric} "
-                                      f"{getattr(e, search.metric):.4f} below its rung's cutoff)"})
-                    raise StoppedByScheduler() from None
-
-            model, result = fit(cfg, splits, device, on_epoch)
-            log.outputs(model, result, evaluate_and_predict(model, splits, device))
+        train_and_log(plan, cfg, indexes, features, splits, selection, device, {**tags, Tag.SWEEP_TRIAL: trial_id}, name,
+                      progress=False, wrap_epoch=reporting)
     except StoppedByScheduler:
         raise SystemExit(0) from None  # what Tune expects of a stopped trial
 
@@ -341,7 +342,7 @@ def run_sweep(search: Search, data_root=None, cluster: RayOptions | None = None,
 
     client()  # the store set up once here, not raced by the first trials (and a server that is down fails now)
     sweep_id = uuid.uuid4().hex[:12]
-    tags = {"kind": "sweep-trial", "sweep": search.name, "sweep_id": sweep_id}
+    tags = {Tag.KIND: Kind.SWEEP_TRIAL, Tag.SWEEP: search.name, Tag.SWEEP_ID: sweep_id}
     storage = (runs_dir() / "sweeps" / search.name).resolve()
     with ray_session(cluster, runtime_env={"env_vars": trial_env()}, include_dashboard=False,
                      logging_level=logging.WARNING, log_to_driver=False) as ray:
@@ -413,9 +414,9 @@ def fmt_value(value) -> str:
 
 def _collect(search: Search, grid, sweep_id: str) -> list[TrialRow]:
     """One row per trial, from its MLflow run (the record) and Tune's result (its point, its error)."""
-    from mediaeval_mem.tracking import client, search_runs
+    from mediaeval_mem.tracking import client
 
-    runs = {r.data.tags.get("sweep_trial"): r for r in search_runs(filter_string=f"tags.sweep_id = '{sweep_id}'")}
+    runs = {r.tag(Tag.SWEEP_TRIAL): r for r in record.find_runs({Tag.SWEEP_ID: sweep_id})}
     c, rows = client(), []
     for result in grid:
         trial_id = next((t for t in runs if t and t in (result.path or "")), "")  # trial folders are named by id
@@ -425,30 +426,28 @@ def _collect(search: Search, grid, sweep_id: str) -> list[TrialRow]:
         if run is None:
             rows.append(TrialRow(trial_id, point, None, "FAILED", math.nan, None, 0, False, error))
             continue
-        run = _closed(c, run)
-        run_id, status = run.info.run_id, run.info.status
+        run = _closed(run)
+        run_id, status = run.run_id, run.status
         if status == "RUNNING":  # its worker exited before the run was closed (the atexit wait ran out)
-            if "mem_end_reason" not in run.data.tags:
-                c.set_tag(run_id, "mem_end_reason", "the trial's Ray worker exited before closing this run; marked "
-                                                    "KILLED by the sweep's driver")
-            c.set_terminated(run_id, "KILLED")
+            record.end_killed(run, "the trial's Ray worker exited before closing this run; marked KILLED by the "
+                                   "sweep's driver")
             status = "KILLED"
         history = [m.value for m in c.get_metric_history(run_id, search.metric) if not math.isnan(m.value)]
         select = (max if search.mode == "max" else min)(history) if history else math.nan
-        dev = run.data.metrics.get("dev_srocc")
-        stopped = run.data.tags.get("sweep_stopped_early") == "true" or (status == "KILLED" and dev is None)
+        dev = run.metrics.get("dev_srocc")
+        stopped = record.stopped_early(run) or (status == "KILLED" and dev is None)
         rows.append(TrialRow(trial_id, point, run_id, status, select, dev, len(c.get_metric_history(run_id, "train_loss")),
                              stopped, error))
     return rows
 
 
-def _closed(c, run, wait_s: float = 15.0):
-    """`run` as its trial left it: a stopped trial's thread may still be closing it when Tune reports the trial
-    done (a reused worker gives it 2 s), so a RUNNING run is looked at again for up to `wait_s`."""
+def _closed(run, wait_s: float = 15.0):
+    """`run` (a record.RunRecord) as its trial left it: a stopped trial's thread may still be closing it when Tune
+    reports the trial done (a reused worker gives it 2 s), so a RUNNING run is looked at again for up to `wait_s`."""
     import time
 
     deadline = time.monotonic() + wait_s
-    while run.info.status == "RUNNING" and time.monotonic() < deadline:
+    while run.status == "RUNNING" and time.monotonic() < deadline:
         time.sleep(0.5)
-        run = c.get_run(run.info.run_id)
+        run = record.read_record(run.run_id)
     return run

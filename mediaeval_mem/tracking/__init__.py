@@ -3,6 +3,7 @@
 store.py     opening the store safely (schema set up once under a lock, busy retries, full disk)
 liveness.py  runs whose process died are marked KILLED, never left RUNNING
 runs.py      writing a run (TrackedRun), finding runs (ids from unique prefixes), reading their artifacts
+record.py    the record of a run: every artifact and tag a run leaves, written and read there only
 """
 
 from mediaeval_mem.tracking.runs import (

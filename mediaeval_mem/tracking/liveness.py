@@ -15,6 +15,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+END_REASON = "mem_end_reason"  # the tag saying why a run ended KILLED (record.Tag.END_REASON)
+
 # run id -> status, for runs of this process whose final status could not be written (a full disk)
 unterminated: dict[str, str] = {}
 
@@ -98,7 +100,7 @@ def reap_dead_runs(client) -> list[str]:
         if not is_dead(tags):
             continue
         when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-        client.set_tag(run.info.run_id, "mem_end_reason",
+        client.set_tag(run.info.run_id, END_REASON,
                        f"process {tags['mem_pid']} on {tags['mem_host']} ended without finishing this run "
                        f"(killed, crashed or power lost); marked KILLED at {when} by mem (pid {os.getpid()})")
         client.set_terminated(run.info.run_id, "KILLED", end_time=int(time.time() * 1000))

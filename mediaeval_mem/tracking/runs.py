@@ -1,4 +1,5 @@
-"""MLflow runs: writing one (TrackedRun), finding them, reading their artifacts."""
+"""MLflow runs: writing one (TrackedRun), finding them, reading their artifacts; the mechanics under record.py,
+which alone knows what a run's artifacts and tags are named."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class TrackedRun:
     """One MLflow run, written through the client API (no global active-run state).
 
     with TrackedRun("Task 1: ...", "paper-best", tags) as run:
-        run.log_params({...}); run.log_metrics({...}, step=3); run.log_text("...", "config.yaml")
+        run.log_params({...}); run.log_metrics({...}, step=3); run.log_text("...", "notes.txt")
     A run left by an exception is marked FAILED (KILLED for Ctrl-C or SIGTERM, or the exception's own
     `run_status`); otherwise FINISHED.
     A run whose process dies outright is marked KILLED by the next process that opens the store
@@ -124,7 +125,7 @@ class TrackedRun:
         writer.writerows(rows)
         self.log_text(buf.getvalue(), artifact_file)
 
-    def log_state_dict(self, state: dict, artifact_file: str = "model.safetensors", metadata: dict | None = None) -> None:
+    def log_state_dict(self, state: dict, artifact_file: str, metadata: dict | None = None) -> None:
         from safetensors.torch import save_file
 
         from mediaeval_mem.core.paths import runs_dir
