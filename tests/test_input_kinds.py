@@ -78,7 +78,7 @@ def lab_histogram(weights=None):
 @pytest.fixture
 def lab(tmp_path, monkeypatch):
     """The plugin file and a run config naming it; its kind and encoder are unregistered afterwards."""
-    from mediaeval_mem.core import plugins
+    from mediaeval_mem import plugins
 
     (tmp_path / "lab_kind.py").write_text(PLUGIN)
     cfg = tmp_path / "lab.yaml"
