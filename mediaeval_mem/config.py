@@ -23,9 +23,12 @@ from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.schema import build, flatten, override, read_yaml_mapping, to_dict, to_yaml
 from mediaeval_mem.datasets.catalog import check_declared
 from mediaeval_mem.datasets.declared import DatasetDecl
+from mediaeval_mem.features.inputs import input_kind
 from mediaeval_mem.features.options import ExtractOptions
+from mediaeval_mem.models import AGGREGATORS
 from mediaeval_mem.plugins import load_plugins, plugin_path
 from mediaeval_mem.training.options import FinetuneCfg, TrainCfg, known_head
+from mediaeval_mem.video import Sampling
 
 __all__ = ["RunConfig", "StreamCfg", "ModelCfg", "TrainCfg", "FinetuneCfg", "DataCfg", "DatasetDecl", "ExtractOptions",
            "load_config", "config_from_dict", "apply_overrides", "to_dict", "to_yaml", "flatten"]
@@ -44,9 +47,6 @@ class StreamCfg:
 
     def __post_init__(self):
         """The encoder and aggregator exist and fit each other (from the metadata registered with each)."""
-        from mediaeval_mem.features.inputs import input_kind
-        from mediaeval_mem.models import AGGREGATORS
-        from mediaeval_mem.video import Sampling
 
         try:
             kind, agg = input_kind(self.encoder), AGGREGATORS[self.aggregator]  # what the encoder reads

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.paths import submissions_dir
-from mediaeval_mem.tracking import record
+from mediaeval_mem.core.schema import load_yaml
+from mediaeval_mem.datasets import open_dataset
+from mediaeval_mem.tracking import record, resolve_run_ids
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,6 @@ class SubmissionCfg:
 
 def load_submission_config(path: str | Path | None) -> SubmissionCfg:
     """The packager's settings from a YAML file (None: the defaults)."""
-    from mediaeval_mem.core.schema import load_yaml
 
     return SubmissionCfg() if path is None else load_yaml(SubmissionCfg, path, what="submission config")
 
@@ -146,8 +147,6 @@ def package_submission(
     """Validate then write one CSV per run (run 1..N in the order given) and a manifest; then remove the run
     files of an earlier packaging of this team and subtask that the new manifest does not list, so the folder
     holds what the manifest says."""
-    from mediaeval_mem.datasets import open_dataset
-    from mediaeval_mem.tracking import resolve_run_ids
 
     if not run_ids:
         raise MemError("give at least one MLflow run id")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mediaeval_mem.core.errors import DecodeError, WeightsError
+from mediaeval_mem.datasets.layouts import canonical_id
 from mediaeval_mem.encoders.base import ENCODERS, EncoderInfo, EncoderRecipe
 
 ARRAY, IDS = "features.npy", "ids.txt"
@@ -51,7 +52,6 @@ def dataset_folder(folder: Path, dataset: str) -> Path:
 
 
 def _canonical(stem: str) -> str:
-    from mediaeval_mem.datasets.layouts import canonical_id
 
     return canonical_id(stem)
 

@@ -29,10 +29,28 @@ import numpy as np
 
 from mediaeval_mem.config import RunConfig, apply_overrides
 from mediaeval_mem.core.errors import ConfigError, MemError
+from mediaeval_mem.core.io import file_lock
+from mediaeval_mem.core.paths import data_root as resolve_root
+from mediaeval_mem.core.paths import runs_dir
+from mediaeval_mem.core.progress import progress_bar
+from mediaeval_mem.core.runtime import resolve_device
 from mediaeval_mem.core.schema import digest, to_dict
 from mediaeval_mem.experiments.executor import Earlier, Task, check_cluster, execute, raise_failures
+from mediaeval_mem.experiments.runner import (
+    Selection,
+    Splits,
+    open_datasets,
+    prepare_features,
+    read_split,
+    train_and_log,
+    trains_itself,
+)
+from mediaeval_mem.experiments.tasks import plan_task
 from mediaeval_mem.tracking import record
 from mediaeval_mem.tracking.record import Kind, Tag
+from mediaeval_mem.training.batches import LabelledSplit, predict
+from mediaeval_mem.training.bootstrap import bootstrap_interval, per_row
+from mediaeval_mem.training.metrics import evaluate, mse, plcc, srocc
 
 Echo = Callable[[str], None]
 METRICS = ("srocc", "plcc", "mse")
@@ -107,11 +125,6 @@ class CVData:
 def open_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, data_root=None, with_dev: bool = False,
             progress: bool = True, echo: Echo = print) -> CVData:
     """The datasets checked, the features extracted (what is not cached yet) and read: everything but the folds' runs."""
-    from mediaeval_mem.core.paths import data_root as resolve_root
-    from mediaeval_mem.core.runtime import resolve_device
-    from mediaeval_mem.experiments.runner import Selection, open_datasets, prepare_features, read_split, trains_itself
-    from mediaeval_mem.experiments.tasks import plan_task
-    from mediaeval_mem.training.batches import LabelledSplit
 
     test = test or train
     for s in cfg.model.streams:
@@ -142,9 +155,6 @@ def open_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5,
 def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print, progress: bool = False) -> FoldRun:
     """Fold k of seed `seed`: trained on the other folds (selected on a holdout of them), an MLflow child of `parent_id`.
     `progress`: a bar over its epochs on the terminal."""
-    from mediaeval_mem.core.progress import progress_bar
-    from mediaeval_mem.experiments.runner import Selection, Splits, train_and_log
-    from mediaeval_mem.training.batches import predict
 
     cfg, pool, report, predicted, folds = data.cfg, data.pool, data.report, data.predicted, data.folds
     fold_of = stratified_folds(pool.scores, folds, seed)
@@ -180,7 +190,6 @@ def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print
 def fold_lock(key: str, seed: int, fold: int):
     """runs/locks/cv/<key>-<seed>-<fold>.lock: held by the process training that fold (the OS frees it when that
     process ends, however it ends: a dead trainer's lock blocks nobody)."""
-    from mediaeval_mem.core.paths import runs_dir
 
     return runs_dir() / "locks" / "cv" / f"{key}-{seed}-{fold}.lock"
 
@@ -189,7 +198,6 @@ def claim_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = pri
                since_ms: int = 0, progress: bool = False) -> FoldRun | None:
     """Fold (seed, k) under its lock: the run another process finished meanwhile (another `mem cv` of the same
     key), else trained here. With `wait` False, None when another process holds the fold."""
-    from mediaeval_mem.core.io import file_lock
 
     waiting = lambda: echo(f"seed {seed} fold {k + 1}/{data.folds}: waiting for another process training it")  # noqa: E731
     with file_lock(fold_lock(data.key, seed, k), on_wait=waiting, wait=wait) as held:
@@ -225,7 +233,6 @@ def run_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5, 
     made here, after the features were extracted here; the same folds, tags and figures as without. A failed fold is
     reported in one line, the others go on, then the cv stops with one error.
     """
-    from mediaeval_mem.training.metrics import evaluate
 
     if ray is not None:
         check_cluster(ray)
@@ -260,7 +267,6 @@ def _fold_tasks(data: CVData, seeds: tuple[int, ...], data_root, with_dev: bool,
     """One task per (seed, fold), its key. Here a fold is claimed under its lock, shared with another `mem cv` of the
     same key (first each fold no other process is training, then, waiting for them, the others: reused once finished,
     trained if not); on Ray (`fold_task`) each worker reads the data from the shared cache and waits for its lock."""
-    from mediaeval_mem.core.paths import data_root as resolve_root
 
     root = str(resolve_root(data_root).resolve())
     tasks = []
@@ -287,8 +293,6 @@ def _echo_fold(run: FoldRun, folds: int, echo: Echo) -> FoldRun:
 
 def _summarise(runs: list[FoldRun], pool, report, predicted, parent, evaluate) -> tuple[dict[str, float], int]:
     """Per-fold mean and sd, pooled out-of-fold metrics with intervals, the fold models' mean predictions; logged."""
-    from mediaeval_mem.training.bootstrap import bootstrap_interval, per_row
-    from mediaeval_mem.training.metrics import mse, plcc, srocc
 
     summary = {}
     for m in METRICS:

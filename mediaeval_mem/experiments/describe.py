@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from mediaeval_mem.config import RunConfig
 from mediaeval_mem.core.errors import ConfigError
+from mediaeval_mem.encoders import ENCODERS
+from mediaeval_mem.features.inputs import input_kind
+from mediaeval_mem.models import build_model, count_trainable
+from mediaeval_mem.training.losses import describe_loss
 
 
 def _args(d) -> str:
@@ -15,10 +19,6 @@ def describe(cfg: RunConfig, in_dims: list[int] | None = None) -> list[str]:
 
     `in_dims` give the first streams' feature widths; the others are their encoders' architectures'.
     """
-    from mediaeval_mem.encoders import ENCODERS
-    from mediaeval_mem.features.inputs import input_kind
-    from mediaeval_mem.models import build_model, count_trainable
-    from mediaeval_mem.training.losses import describe_loss
 
     infos = [ENCODERS.info(s.encoder) for s in cfg.model.streams]
     given = list(in_dims or [])

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mediaeval_mem.core.errors import MemError
-from mediaeval_mem.tracking import record
+from mediaeval_mem.tracking import git_commit, record, resolve_run_ids
 from mediaeval_mem.tracking.record import Kind, Tag
+from mediaeval_mem.training.bootstrap import bootstrap_srocc_ci
+from mediaeval_mem.training.metrics import evaluate
 
 METHODS = ("mean", "rank-mean", "weighted")
 CROSS_FIT_FOLDS = 5
@@ -149,9 +151,6 @@ def members_feature_keys(members: list[Member]) -> dict[str, str]:
 
 def ensemble(run_ids: list[str], method: str = "mean", echo=print) -> EnsembleResult:
     """Combine finished runs of one pair into an MLflow run of its own; returns what it logged."""
-    from mediaeval_mem.tracking import git_commit, resolve_run_ids
-    from mediaeval_mem.training.bootstrap import bootstrap_srocc_ci
-    from mediaeval_mem.training.metrics import evaluate
 
     if method not in METHODS:
         raise MemError(f"unknown ensemble method {method!r}; use one of {', '.join(METHODS)}")

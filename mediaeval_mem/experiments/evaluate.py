@@ -23,9 +23,20 @@ import numpy as np
 from mediaeval_mem.core.errors import MemError
 from mediaeval_mem.core.runtime import resolve_device
 from mediaeval_mem.datasets.catalog import find_declared
+from mediaeval_mem.experiments.predict import extract_as_run, stream_weights
 from mediaeval_mem.experiments.run_log import RunLog
-from mediaeval_mem.experiments.runner import (Echo, Outputs, RunResult, Selection, Splits, StreamFeatures,
-                                              evaluate_and_predict, open_datasets, read_split, stream_labels)
+from mediaeval_mem.experiments.runner import (
+    Echo,
+    Outputs,
+    RunResult,
+    Selection,
+    Splits,
+    StreamFeatures,
+    evaluate_and_predict,
+    open_datasets,
+    read_split,
+    stream_labels,
+)
 from mediaeval_mem.experiments.tasks import plan_task
 from mediaeval_mem.models import build_model
 from mediaeval_mem.tracking import record, resolve_run_id
@@ -115,7 +126,6 @@ def score(source: Source, splits: Splits, device):
 def extract_like(run, plan, indexes, progress: bool, echo: Echo) -> list[StreamFeatures]:
     """Each stream's features of the splits `plan` reads, extracted as run `run` extracted its own (cached ones are
     read back; another weights, preprocessing or dtype is refused)."""
-    from mediaeval_mem.experiments.predict import extract_as_run, stream_weights
 
     cfg = run.config
     out = []

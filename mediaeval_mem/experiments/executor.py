@@ -32,6 +32,7 @@ from functools import partial
 from mediaeval_mem.core.cluster import Failed, Prefixed, RayOptions, import_ray, run_tasks
 from mediaeval_mem.core.errors import MemError
 from mediaeval_mem.plugins import load_plugins
+from mediaeval_mem.tracking.store import sqlite_path, tracking_uri
 
 Echo = Callable[[str], None]
 
@@ -63,7 +64,6 @@ def failed_line(label: str, why: str) -> str:
 
 def check_cluster(options: RayOptions) -> None:
     """Before anything runs: Ray is installed, and a cluster's runs have a store that several machines can write."""
-    from mediaeval_mem.tracking.store import sqlite_path, tracking_uri
 
     import_ray()
     if not options.local and sqlite_path(tracking_uri()) is not None:

@@ -20,9 +20,13 @@ from typing import Callable, Mapping
 from mediaeval_mem.config import RunConfig, apply_overrides, config_from_dict, load_config
 from mediaeval_mem.core.cluster import Failed, RayOptions
 from mediaeval_mem.core.errors import ConfigError, MemError
+from mediaeval_mem.core.paths import data_root as resolve_root
 from mediaeval_mem.core.schema import digest, load_yaml, to_dict
 from mediaeval_mem.experiments.executor import Earlier, Task, check_cluster, execute
+from mediaeval_mem.experiments.run_log import run_name
+from mediaeval_mem.experiments.runner import extract_first, run_experiment
 from mediaeval_mem.experiments.tasks import infer_task
+from mediaeval_mem.features.inputs import input_kind
 from mediaeval_mem.tracking import record
 from mediaeval_mem.tracking.record import Tag
 
@@ -119,7 +123,6 @@ def load_profile(path: str | Path, data_root: str | Path | None) -> Profile:
 def apply_profile(cfg: RunConfig, profile: Profile) -> RunConfig:
     """Swap each stream's encoder, fill in weights where a stream gives none, set the video streams' sampling,
     apply the profile's overrides."""
-    from mediaeval_mem.features.inputs import input_kind
 
     d = to_dict(cfg)
     for stream in d["model"]["streams"]:
@@ -133,7 +136,6 @@ def apply_profile(cfg: RunConfig, profile: Profile) -> RunConfig:
 
 def run_key(cfg: RunConfig, task: int, train: str, test: str, data_root) -> str:
     """What makes two grid runs the same run: the resolved config, the pair and the data folder."""
-    from mediaeval_mem.core.paths import data_root as resolve_root
 
     return digest({"config": to_dict(cfg), "pair": [task, train, test], "data": str(resolve_root(data_root).resolve())})
 
@@ -179,7 +181,6 @@ def grid_run_name(cfg: RunConfig, written: RunConfig, pair: str, overrides: tupl
                   profile: Profile | None) -> str:
     """run_log.run_name with the grid's overrides and, under a profile, the encoders it swapped into the config
     as `written` (a profile-swapped paper-best is not the paper's model)."""
-    from mediaeval_mem.experiments.run_log import run_name
 
     used = dict.fromkeys(s.encoder for s in written.model.streams)
     swaps = [f"{a}->{profile.encoders[a]}" for a in used if profile and profile.encoders.get(a, a) != a]
@@ -236,8 +237,6 @@ def run_grid(
 
 def _tasks(grid: Grid, planned: list[_Planned], data_root, on_ray: bool) -> list[Task]:
     """One task per planned run (key: its index in `planned`); on Ray with the data root made absolute, for every node."""
-    from mediaeval_mem.core.paths import data_root as resolve_root
-    from mediaeval_mem.experiments.runner import run_experiment
 
     root = str(resolve_root(data_root).resolve()) if on_ray else data_root
     return [Task(p.label, partial(run_experiment, p.row.task, p.row.train, p.row.test, p.cfg, root,
@@ -260,7 +259,6 @@ def _extract_first(planned: list[_Planned], data_root, progress: bool, echo):
     extracted: dict[int, str | None] = {}  # id(row) -> why its features could not be made (None: made)
 
     def prepare(task: Task) -> str | None:
-        from mediaeval_mem.experiments.runner import extract_first
 
         p = planned[task.key]
         if id(p.row) not in extracted:

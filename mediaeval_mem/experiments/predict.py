@@ -19,7 +19,19 @@ from pathlib import Path
 from typing import Callable
 
 from mediaeval_mem.core.errors import DataError, MemError
+from mediaeval_mem.core.runtime import resolve_device
+from mediaeval_mem.core.schema import digest
 from mediaeval_mem.datasets import DatasetIndex, VideoItem
+from mediaeval_mem.datasets.layouts import VIDEO_EXTS
+from mediaeval_mem.encoders import ENCODERS
+from mediaeval_mem.experiments.runner import load_split
+from mediaeval_mem.features.extract import extract_features
+from mediaeval_mem.features.inputs import input_kind
+from mediaeval_mem.features.store import FeatureStore
+from mediaeval_mem.models import build_model
+from mediaeval_mem.tracking import resolve_run_id
+from mediaeval_mem.tracking.record import read_trained
+from mediaeval_mem.training.batches import predict
 
 SPLIT = "predict"
 
@@ -35,7 +47,6 @@ class PredictResult:
 def collect_videos(inputs: list[Path]) -> list[VideoItem]:
     """Video files given directly or found in the given folders (recursively); a video's id is its path
     relative to the files' common folder, without its extension (with it where two files differ only there)."""
-    from mediaeval_mem.datasets.layouts import VIDEO_EXTS
 
     files: list[Path] = []
     for p in inputs:
@@ -57,7 +68,6 @@ def collect_videos(inputs: list[Path]) -> list[VideoItem]:
 
 def files_digest(items: list[VideoItem]) -> str:
     """The identity of the files scored: ids, sizes, modification times (a changed file is extracted again)."""
-    from mediaeval_mem.core.schema import digest
 
     return digest([(it.video_id, it.path.stat().st_size, it.path.stat().st_mtime_ns) for it in items], 12)
 
@@ -65,7 +75,6 @@ def files_digest(items: list[VideoItem]) -> str:
 def stream_weights(cfg, features, run_id: str) -> list[str | None]:
     """The weights each stream extracted with in the run (`features`: its record.FeatureRecord, which lists its
     streams since this was recorded)."""
-    from mediaeval_mem.encoders import ENCODERS
 
     recorded = features.streams
     out = []
@@ -84,7 +93,6 @@ def extract_as_run(index: DatasetIndex, splits: tuple[str, ...], run, i: int, we
     run's extract options (its compute dtype, whatever 'auto' gives on this machine) updated by `extract`;
     refused where the result would differ from the run's (replaced weights, another preprocessing).
     Returns the ExtractReport."""
-    from mediaeval_mem.features.extract import extract_features
 
     stream = run.config.model.streams[i]
     recorded = _recorded_key(run.features, i, stream.encoder)
@@ -104,14 +112,6 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
     Extraction runs with the run's own `extract` options (its compute dtype, hence the same features),
     updated by `extract` (e.g. {"batch_size": 16}).
     """
-    from mediaeval_mem.core.runtime import resolve_device
-    from mediaeval_mem.experiments.runner import load_split
-    from mediaeval_mem.features.inputs import input_kind
-    from mediaeval_mem.features.store import FeatureStore
-    from mediaeval_mem.models import build_model
-    from mediaeval_mem.tracking import resolve_run_id
-    from mediaeval_mem.tracking.record import read_trained
-    from mediaeval_mem.training.batches import predict
 
     run_id = resolve_run_id(run_id)
     run = read_trained(run_id)
@@ -158,7 +158,6 @@ SAME = ("format", "encoder", "weights", "preprocess", "decode", "compute_dtype")
 
 def _same_extraction(recorded: dict | None, key: dict, i: int, encoder: str, run_id: str) -> None:
     """Refuse features made otherwise than the run's: replaced weights, another dtype or preprocessing."""
-    from mediaeval_mem.features.inputs import input_kind
 
     key = json.loads(json.dumps(key, default=str))  # as the run recorded it (tuples become lists)
     fields = SAME + (() if key["sampling"].startswith("captions:") else ("sampling",))

@@ -15,8 +15,22 @@ from dataclasses import replace
 
 from mediaeval_mem.config import RunConfig, apply_overrides
 from mediaeval_mem.core.errors import ConfigError, MemError
-from mediaeval_mem.tracking import record
+from mediaeval_mem.core.runtime import resolve_device
+from mediaeval_mem.core.schema import flatten
+from mediaeval_mem.experiments.runner import (
+    Selection,
+    Splits,
+    open_datasets,
+    prepare_features,
+    read_split,
+    train_and_log,
+    trains_itself,
+)
+from mediaeval_mem.experiments.tasks import plan_task
+from mediaeval_mem.models import HEADS
+from mediaeval_mem.tracking import record, resolve_run_id
 from mediaeval_mem.tracking.record import Kind, Tag
+from mediaeval_mem.training.batches import LabelledSplit
 
 
 def check_source(run_id: str, cfg: RunConfig, train: str) -> None:
@@ -43,8 +57,6 @@ def source_config(run: record.RunRecord) -> RunConfig:
 def model_differences(source: RunConfig, cfg: RunConfig) -> list[str]:
     """'field: run X, refit Y' for each model field that differs; the weights of a stream whose encoder made its
     own in the source run (the fine-tuned I3D) are not compared: the refit is given them."""
-    from mediaeval_mem.core.schema import flatten
-    from mediaeval_mem.experiments.runner import trains_itself
 
     theirs, ours = flatten(source.model), flatten(cfg.model)
     made = {f"streams.{i}.weights" for i, s in enumerate(source.model.streams) if trains_itself(s)}
@@ -68,13 +80,6 @@ def epochs_from(run_id: str) -> tuple[int, str]:
 def run_refit(task: int | None, train: str, test: str, cfg: RunConfig, source: str, data_root=None,
               progress: bool = True, echo=print, name: str | None = None):
     """Train `cfg` on all of `train`'s labelled videos for the epochs `source` chose; log it as a refit run."""
-    from mediaeval_mem.core.runtime import resolve_device
-    from mediaeval_mem.experiments.runner import (Selection, Splits, open_datasets, prepare_features, read_split,
-                                                  train_and_log, trains_itself)
-    from mediaeval_mem.experiments.tasks import plan_task
-    from mediaeval_mem.models import HEADS
-    from mediaeval_mem.tracking import resolve_run_id
-    from mediaeval_mem.training.batches import LabelledSplit
 
     source = resolve_run_id(source)  # a whole id or a unique prefix: the refit records the whole one
     for s in cfg.model.streams:

@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from mediaeval_mem.core.errors import MemError
-from mediaeval_mem.tracking import record
+from mediaeval_mem.datasets import open_dataset
+from mediaeval_mem.tracking import record, resolve_run_ids
 from mediaeval_mem.tracking.record import Tag
+from mediaeval_mem.training.metrics import evaluate
+from mediaeval_mem.video import decode
 
 
 @dataclass
@@ -36,7 +39,6 @@ def _plt():
 
 def scatter_figure(runs: list[Predictions], out: Path) -> Path:
     """One panel per run: predicted (y) against ground truth (x), the diagonal, PLCC and SROCC in the title."""
-    from mediaeval_mem.training.metrics import evaluate
 
     plt = _plt()
     n = len(runs)
@@ -64,7 +66,6 @@ def scatter_figure(runs: list[Predictions], out: Path) -> Path:
 
 def _frame(path: Path | None) -> np.ndarray | None:
     """The middle frame of a video, or None if it cannot be read."""
-    from mediaeval_mem.video import decode
 
     if path is None:
         return None
@@ -104,7 +105,6 @@ def worst_figure(run: Predictions, out: Path, k: int = 8) -> Path:
 
 def run_predictions(run_id: str, data_root=None) -> Predictions:
     """A run's dev predictions from MLflow, with the video files found through its logged feature keys."""
-    from mediaeval_mem.datasets import open_dataset
 
     run = record.read_record(run_id)
     rows = record.read_predictions(run_id, record.DEV).rows
@@ -141,7 +141,6 @@ def scatter_name(run_ids: list[str]) -> str:
 def make_report(run_ids: list[str], out_dir: Path, data_root=None, k: int = 8) -> list[Path]:
     """scatter-<runs>.png (all runs in one figure) and worst-<run>.png (one per run) under out_dir; a run is given
     by its id or a unique prefix of it."""
-    from mediaeval_mem.tracking import resolve_run_ids
 
     run_ids = resolve_run_ids(run_ids)
     runs = [run_predictions(r, data_root) for r in run_ids]

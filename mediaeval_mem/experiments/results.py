@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mediaeval_mem.core.errors import MemError
-from mediaeval_mem.tracking import record
+from mediaeval_mem.tracking import client, id_prefixes, record, search_runs
 from mediaeval_mem.tracking.record import Kind, Tag
 from mediaeval_mem.training.bootstrap import bootstrap_srocc_ci
 
@@ -53,7 +53,6 @@ SORT_KEYS = {"srocc": lambda r: -r.srocc, "plcc": lambda r: -r.plcc, "mse": lamb
 
 def collect_results(experiments: list[str] | None = None, ci: bool = True, sort: str = "srocc") -> list[ResultRow]:
     """Every finished run (of the named experiments, default all) that has dev metrics."""
-    from mediaeval_mem.tracking import client, id_prefixes, search_runs
 
     if sort not in SORT_KEYS:
         raise MemError(f"cannot sort by {sort!r}: use one of {', '.join(SORT_KEYS)}")

@@ -18,9 +18,12 @@ from mediaeval_mem.config import RunConfig
 from mediaeval_mem.core import threads
 from mediaeval_mem.core.schema import flatten
 from mediaeval_mem.datasets import DatasetIndex
+from mediaeval_mem.experiments.report import Predictions, scatter_figure, worst_figure
 from mediaeval_mem.experiments.tasks import TaskPlan
+from mediaeval_mem.models import count_trainable
 from mediaeval_mem.tracking import record
 from mediaeval_mem.tracking.record import Kind, Tag
+from mediaeval_mem.training.losses import describe_loss
 
 
 def run_name(cfg: RunConfig, pair: str, overrides: tuple[str, ...] | list[str] = ()) -> str:
@@ -87,7 +90,6 @@ class RunLog:
     def epoch_callback(self, progress: bool = True, echo=print):
         """Log each epoch's metrics (and print a line when `progress`); a run without a selection split (a refit)
         has no selection figures to log or print."""
-        from mediaeval_mem.training.losses import describe_loss
 
         loss = describe_loss(self.cfg.train.loss)
         selects = self.splits.select is not None
@@ -105,7 +107,6 @@ class RunLog:
     def outputs(self, model, result, outputs) -> None:
         """Dev metrics, dev and test predictions, figures, the weights (`model` None: the outputs are several models'
         mean, `mem eval` of a cv parent, and there are no weights of one model to log)."""
-        from mediaeval_mem.models import count_trainable
 
         run, dev, test = self.run, self.splits.dev, self.splits.test
         run.params({**({} if model is None else {"derived.trainable_params": count_trainable(model)}), **result.params})
@@ -119,7 +120,6 @@ class RunLog:
 
     def _figures(self, pred) -> None:
         """Figure 2 (truth vs prediction) and Figure 3 (worst predictions) of this run, as artifacts."""
-        from mediaeval_mem.experiments.report import Predictions, scatter_figure, worst_figure
 
         dev, plan = self.splits.dev, self.plan
         evaluated = self.indexes[plan.evaluate[0]]  # a dev split, or (cross-validation) the training videos

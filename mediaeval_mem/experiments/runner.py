@@ -15,13 +15,20 @@ import torch
 
 from mediaeval_mem.config import RunConfig, StreamCfg
 from mediaeval_mem.core.errors import DataError
+from mediaeval_mem.core.runtime import resolve_device
 from mediaeval_mem.core.threads import with_threads
 from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
 from mediaeval_mem.datasets.catalog import find_declared
+from mediaeval_mem.encoders import ENCODERS
 from mediaeval_mem.experiments.run_log import RunLog
 from mediaeval_mem.experiments.tasks import TaskPlan, plan_task
+from mediaeval_mem.features.extract import extract_features
 from mediaeval_mem.features.store import FeatureStore
-from mediaeval_mem.training.batches import LabelledSplit
+from mediaeval_mem.models import HEADS, build_model
+from mediaeval_mem.training.batches import LabelledSplit, predict
+from mediaeval_mem.training.loop import seed_everything, train_model
+from mediaeval_mem.training.metrics import evaluate
+from mediaeval_mem.training.trainers import TRAINERS, PrepareContext
 
 Echo = Callable[[str], None]
 
@@ -143,8 +150,6 @@ def prepare_features(plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetI
     """Each stream's features in the cache for every split the run reads: encoders that train first
     (their EncoderInfo.trainer) make their weights on the run's training videos, then everything not
     cached yet is extracted."""
-    from mediaeval_mem.encoders import ENCODERS
-    from mediaeval_mem.training.trainers import TRAINERS, PrepareContext
 
     out = []
     for stream, label in zip(cfg.model.streams, stream_labels(cfg)):
@@ -166,7 +171,6 @@ def stream_labels(cfg: RunConfig) -> list[str]:
 
 def trains_itself(stream: StreamCfg) -> bool:
     """Whether a stream's encoder is made on the run's training videos before it extracts (no weights given)."""
-    from mediaeval_mem.encoders import ENCODERS
 
     return ENCODERS.info(stream.encoder).trainer is not None and not stream.weights
 
@@ -174,7 +178,6 @@ def trains_itself(stream: StreamCfg) -> bool:
 def _extract_stream(feats: StreamFeatures, plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetIndex],
                     progress: bool, echo: Echo) -> None:
     """Whatever of one stream's features is not cached yet, for every split the run reads."""
-    from mediaeval_mem.features.extract import extract_features
 
     for name, splits in plan.needed_splits().items():
         report = extract_features(indexes[name], feats.stream.encoder, splits, feats.weights,
@@ -250,7 +253,6 @@ def warn_small_splits(splits: Splits, plan: TaskPlan, cfg: RunConfig, echo: Echo
 
 def _training_line(cfg: RunConfig, splits: Splits, run_id: str) -> str:
     """What the fit stage is about to do, said before it starts (its first epoch can take minutes)."""
-    from mediaeval_mem.models import HEADS
 
     if HEADS.info(cfg.model.head) is not None:  # ridge, svr: no epochs
         return f"fitting {cfg.model.head} on {len(splits.fit)} videos (inner cross-validation); MLflow run {run_id}"
@@ -261,10 +263,7 @@ def _training_line(cfg: RunConfig, splits: Splits, run_id: str) -> str:
 
 def fit(cfg: RunConfig, splits: Splits, device: torch.device, on_epoch=None):
     """Build the model from the features' widths (initial weights follow the seed) and train it: (model, TrainResult)."""
-    from mediaeval_mem.models import build_model
-    from mediaeval_mem.training.loop import seed_everything, train_model
 
-    from mediaeval_mem.models import HEADS
 
     seed_everything(cfg.train.seed)
     model = build_model(cfg.model, splits.fit.dims)
@@ -280,8 +279,6 @@ def fit(cfg: RunConfig, splits: Splits, device: torch.device, on_epoch=None):
 @with_threads("train")  # the small model's forward passes: latency-bound like its training
 def evaluate_and_predict(model, splits: Splits, device: torch.device) -> Outputs:
     """Metrics on the dev split, predictions for the dev and test splits."""
-    from mediaeval_mem.training.batches import predict
-    from mediaeval_mem.training.metrics import evaluate
 
     dev_pred = predict(model, splits.dev, device=device)
     return Outputs(evaluate(splits.dev.scores, dev_pred), dev_pred, predict(model, splits.test, device=device))
@@ -334,7 +331,6 @@ def run_experiment(
     >>> r = run_experiment(1, "memento10k", "memento10k", load_config("configs/demo.yaml"), "data/demo")
     >>> r.metrics["srocc"], r.run_id
     """
-    from mediaeval_mem.core.runtime import resolve_device
 
     for dataset in (train, test):  # an unknown name fails here, in one line, before the task is judged
         find_declared(dataset, data_root, cfg.data.datasets)

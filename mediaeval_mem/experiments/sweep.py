@@ -36,9 +36,26 @@ import numpy as np
 from mediaeval_mem.config import RunConfig, apply_overrides, load_config
 from mediaeval_mem.core.cluster import RayOptions, gpus_each, ray_session, worker_env
 from mediaeval_mem.core.errors import ConfigError, MemError
+from mediaeval_mem.core.io import atomic_write_text
+from mediaeval_mem.core.paths import runs_dir
+from mediaeval_mem.core.runtime import resolve_device
 from mediaeval_mem.core.schema import digest, load_yaml, to_dict, to_yaml
+from mediaeval_mem.encoders import ENCODERS
 from mediaeval_mem.experiments.executor import check_cluster, failed_line
-from mediaeval_mem.tracking import record
+from mediaeval_mem.experiments.grid import resolve_config_path
+from mediaeval_mem.experiments.run_log import run_name
+from mediaeval_mem.experiments.runner import (
+    extract_first,
+    load_splits,
+    open_datasets,
+    prepare_features,
+    select_videos,
+    train_and_log,
+)
+from mediaeval_mem.experiments.tasks import plan_task
+from mediaeval_mem.models import build_model
+from mediaeval_mem.plugins import load_plugins
+from mediaeval_mem.tracking import client, record
 from mediaeval_mem.tracking.record import Kind, Tag
 
 Echo = Callable[[str], None]
@@ -158,7 +175,6 @@ def load_search(path: str | Path, extra: tuple[str, ...] = ()) -> Search:
     >>> load_search("configs/sweeps/demo.yaml").space["train.lr"].loguniform
     (0.0001, 0.01)
     """
-    from mediaeval_mem.experiments.grid import resolve_config_path
 
     path = Path(path)
     f = load_yaml(SearchFile, path, what="search file")
@@ -179,8 +195,6 @@ def load_search(path: str | Path, extra: tuple[str, ...] = ()) -> Search:
 
 def _check_model(cfg: RunConfig) -> None:
     """The model builds from `cfg` at its encoders' widths (free-form aggregator and head args are checked here)."""
-    from mediaeval_mem.encoders import ENCODERS
-    from mediaeval_mem.models import build_model
 
     widths = [ENCODERS.info(s.encoder).width for s in cfg.model.streams]
     if any(not w for w in widths):  # a precomputed stream: its width is known once its files are read
@@ -251,11 +265,6 @@ def _trial(params: dict, *, search: Search, data_root: str | None, cwd: str, tag
 
     from ray import tune
 
-    from mediaeval_mem.plugins import load_plugins
-    from mediaeval_mem.core.runtime import resolve_device
-    from mediaeval_mem.experiments.run_log import run_name
-    from mediaeval_mem.experiments.runner import load_splits, open_datasets, prepare_features, select_videos, train_and_log
-    from mediaeval_mem.experiments.tasks import plan_task
 
     # When Tune stops a trial, its worker exits right after this thread leaves tune.report: the exit waits
     # (a little) for the run to be closed first.
@@ -327,9 +336,6 @@ def run_sweep(search: Search, data_root=None, cluster: RayOptions | None = None,
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from mediaeval_mem.core.paths import runs_dir
-    from mediaeval_mem.experiments.runner import extract_first
-    from mediaeval_mem.tracking.store import client
 
     data_root = str(Path(data_root).resolve()) if data_root else None
     points = sample_points(search)
@@ -375,7 +381,6 @@ def run_sweep(search: Search, data_root=None, cluster: RayOptions | None = None,
     best_cfg = apply_overrides(search.base, overrides({**best.point, **name}), "sweep")
     best_path = Path(out) if out else storage / "best.yaml"
     best_path.parent.mkdir(parents=True, exist_ok=True)
-    from mediaeval_mem.core.io import atomic_write_text
 
     header = (f"# the best trial of sweep {search.name} ({search.path}): {search.metric} {best.select:.4f}, "
               f"MLflow run {best.run_id}\n")
@@ -414,7 +419,6 @@ def fmt_value(value) -> str:
 
 def _collect(search: Search, grid, sweep_id: str) -> list[TrialRow]:
     """One row per trial, from its MLflow run (the record) and Tune's result (its point, its error)."""
-    from mediaeval_mem.tracking import client
 
     runs = {r.tag(Tag.SWEEP_TRIAL): r for r in record.find_runs({Tag.SWEEP_ID: sweep_id})}
     c, rows = client(), []

@@ -30,6 +30,7 @@ from typing import Iterator
 
 from mediaeval_mem.core.cluster import RayOptions, gpus_each, ray_session, worker_env  # as grid, cv and sweep
 from mediaeval_mem.core.errors import MemError
+from mediaeval_mem.core.runtime import resolve_device, resolve_dtype
 from mediaeval_mem.datasets import VideoItem
 from mediaeval_mem.features.engine import encode_videos
 from mediaeval_mem.features.options import ExtractOptions
@@ -45,7 +46,6 @@ class EncoderWorker:
     """A Ray actor: the encoder loaded once, then shards of videos through the single-process pipeline."""
 
     def __init__(self, recipe, device: str, dtype: str, sampling: Sampling, opts: ExtractOptions):
-        from mediaeval_mem.core.runtime import resolve_device
 
         self.device, self.dtype, self.sampling, self.opts = resolve_device(device), dtype, sampling, opts
         self.encoder = recipe.load().to(self.device)
@@ -72,7 +72,6 @@ class EncoderWorker:
 
 def _worker_dtype(dtype: str, device: str) -> str:
     """(A Ray task) the compute dtype `dtype` means on a worker: 'auto' depends on its hardware."""
-    from mediaeval_mem.core.runtime import resolve_device, resolve_dtype
 
     return resolve_dtype(dtype, resolve_device(device))
 

@@ -16,6 +16,7 @@ from typing import Iterator
 
 import torch
 
+from mediaeval_mem.encoders import encoder_recipe
 from mediaeval_mem.encoders.preprocess import ImageTransform
 from mediaeval_mem.video import Sampling
 from mediaeval_mem.video.decode import iter_chunks
@@ -58,7 +59,6 @@ def pixels_for(encoder_name: str, video_path: str | Path, sampling: str = "all",
     `weights` picks the preprocessing where a weights folder carries its own (preprocessor_config.json);
     the default, 'random', gives the architecture's standard one without needing any weights.
     """
-    from mediaeval_mem.encoders import encoder_recipe
 
     transform = encoder_recipe(encoder_name, weights).transform
     return transform.normalize(frames_for(video_path, transform, sampling, backend)).float()

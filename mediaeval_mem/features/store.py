@@ -47,6 +47,7 @@ from mediaeval_mem.core.io import (
     npy_bytes,
     write_error,
 )
+from mediaeval_mem.features.key import repair_command
 
 STORE_DTYPE = np.float16
 MANIFEST = "manifest.json"
@@ -181,7 +182,6 @@ class FeatureStore:
         return dict(self.manifest().get("failed", {}))
 
     def repair_hint(self) -> str:
-        from mediaeval_mem.features.key import repair_command
 
         return f"`{repair_command(self.folder)}` (or the same `mem run` again) extracts the affected videos again"
 

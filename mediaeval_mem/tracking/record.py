@@ -23,13 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from mediaeval_mem.config import RunConfig
+from mediaeval_mem.config import RunConfig, config_from_dict
 from mediaeval_mem.core.errors import MemError
 from mediaeval_mem.core.schema import to_dict, to_yaml
 from mediaeval_mem.features.key import key_digest
 from mediaeval_mem.tracking.liveness import END_REASON
-from mediaeval_mem.tracking.runs import (TrackedRun, download_artifact, get_run, git_commit, read_artifact_text,
-                                         search_runs)
+from mediaeval_mem.tracking.runs import TrackedRun, download_artifact, get_run, git_commit, read_artifact_text, search_runs
 from mediaeval_mem.tracking.store import client
 
 # --------------------------------------------------------------------------- artifact files
@@ -209,7 +208,6 @@ def read_config(run_id: str) -> RunConfig:
     """The resolved config a run ran with (its config.yaml)."""
     import yaml
 
-    from mediaeval_mem.config import config_from_dict
 
     return config_from_dict(yaml.safe_load(read_artifact_text(run_id, CONFIG)), f"run {run_id} {CONFIG}")
 

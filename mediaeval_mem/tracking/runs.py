@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 from mediaeval_mem.core.errors import DiskFullError, MemError
 from mediaeval_mem.core.io import os_error_chain, write_error
+from mediaeval_mem.core.paths import runs_dir
 from mediaeval_mem.tracking.liveness import process_tags, unterminated
 from mediaeval_mem.tracking.store import artifact_root, client, embedded, tracking_uri
 
@@ -128,7 +129,6 @@ class TrackedRun:
     def log_state_dict(self, state: dict, artifact_file: str, metadata: dict | None = None) -> None:
         from safetensors.torch import save_file
 
-        from mediaeval_mem.core.paths import runs_dir
 
         tensors = {k: v.contiguous() for k, v in state.items()}
         needed = sum(t.numel() * t.element_size() for t in tensors.values())

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from mediaeval_mem.core.errors import DamagedError
+from mediaeval_mem.core.io import atomic_save
 
 FORMAT = "mem-resume-1"  # the metadata entry that holds the JSON state
 TAGS = {"__tensor__", "__dict__"}  # the two JSON objects that stand for something else
@@ -81,7 +82,6 @@ def save_checkpoint(path: Path, state: dict) -> None:
     """Write `state` (nested dicts and lists of tensors and JSON values) to `path` atomically."""
     from safetensors.torch import save_file
 
-    from mediaeval_mem.core.io import atomic_save
 
     tensors: dict[str, torch.Tensor] = {}
     meta = json.dumps(_split(state, "", tensors))
