@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mediaeval_mem.core.errors import DataError
+
 SPLITS = ("train", "dev", "test")
 
 
@@ -52,8 +54,6 @@ class DatasetIndex:
 
     def split(self, name: str) -> list[VideoItem]:
         if name not in self.splits:
-            from mediaeval_mem.core.errors import DataError
-
             raise DataError(
                 f"{self.name} ({self.layout} layout at {self.root}) has no {name!r} split; "
                 f"it has: {', '.join(self.splits)}"

@@ -259,7 +259,6 @@ def _extract_first(planned: list[_Planned], data_root, progress: bool, echo):
     extracted: dict[int, str | None] = {}  # id(row) -> why its features could not be made (None: made)
 
     def prepare(task: Task) -> str | None:
-
         p = planned[task.key]
         if id(p.row) not in extracted:
             echo(f"{p.cfg.name} task {p.row.task} {p.row.train}->{p.row.test}: features for the Ray tasks")

@@ -26,6 +26,7 @@ from mediaeval_mem.features.extract import extract_features
 from mediaeval_mem.features.store import FeatureStore
 from mediaeval_mem.models import HEADS, build_model
 from mediaeval_mem.training.batches import LabelledSplit, predict
+from mediaeval_mem.training.closed_form import fit_closed_form
 from mediaeval_mem.training.loop import seed_everything, train_model
 from mediaeval_mem.training.metrics import evaluate
 from mediaeval_mem.training.trainers import TRAINERS, PrepareContext
@@ -264,13 +265,10 @@ def _training_line(cfg: RunConfig, splits: Splits, run_id: str) -> str:
 def fit(cfg: RunConfig, splits: Splits, device: torch.device, on_epoch=None):
     """Build the model from the features' widths (initial weights follow the seed) and train it: (model, TrainResult)."""
 
-
     seed_everything(cfg.train.seed)
     model = build_model(cfg.model, splits.fit.dims)
     closed = HEADS.info(cfg.model.head)
     if closed is not None:  # ridge, svr: fitted by scikit-learn, hyperparameters by inner CV (models/baselines.py)
-        from mediaeval_mem.training.closed_form import fit_closed_form
-
         # the fit videos only: the inner CV selects, and the selection split may be the reported one (select_on dev)
         return model, fit_closed_form(model, splits.fit, cfg.train, closed.fit, device)
     return model, train_model(model, splits.fit, splits.select, cfg.train, device, on_epoch)

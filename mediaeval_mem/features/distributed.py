@@ -46,7 +46,6 @@ class EncoderWorker:
     """A Ray actor: the encoder loaded once, then shards of videos through the single-process pipeline."""
 
     def __init__(self, recipe, device: str, dtype: str, sampling: Sampling, opts: ExtractOptions):
-
         self.device, self.dtype, self.sampling, self.opts = resolve_device(device), dtype, sampling, opts
         self.encoder = recipe.load().to(self.device)
 

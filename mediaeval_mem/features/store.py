@@ -182,7 +182,6 @@ class FeatureStore:
         return dict(self.manifest().get("failed", {}))
 
     def repair_hint(self) -> str:
-
         return f"`{repair_command(self.folder)}` (or the same `mem run` again) extracts the affected videos again"
 
     def load(self, ids: list[str] | None = None) -> SplitFeatures:
