@@ -406,7 +406,7 @@ def _ray_options(args):
         return None
     from mediaeval_mem.core.cluster import RayOptions
 
-    return RayOptions(args.ray, args.ray_cpus, args.ray_gpus, getattr(args, "ray_workers", 2))
+    return RayOptions(args.ray, cpus=args.ray_cpus, gpus=args.ray_gpus, workers=getattr(args, "ray_workers", 2))
 
 
 def _shared() -> dict[str, argparse.ArgumentParser]:

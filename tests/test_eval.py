@@ -47,6 +47,7 @@ def test_eval_scores_without_training_as_the_run_did_and_packages(source, demo_r
         raise AssertionError("mem eval trained a model")
 
     monkeypatch.setattr(runner, "fit", no_training)
+    monkeypatch.setattr(runner, "train_model", no_training)  # runner binds it at import; loop's own name too
     monkeypatch.setattr(loop, "train_model", no_training)
     assert main(["eval", source, "--test", "videomem", "--data-root", str(demo_root), "--quiet"]) == 0
     out = capsys.readouterr().out

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mediaeval_mem.core.errors import ConfigError, MemError
@@ -33,9 +33,10 @@ class RayOptions:
     """Where the work goes and what each piece takes: `--ray [ADDRESS] --ray-cpus N --ray-gpus F [--ray-workers W]`."""
 
     address: str = "local"  # "local": a Ray of this process's own on this machine; else ray.init(address=...): "auto", "head:6379"
-    cpus: float = 1  # per task (a run, a trial) or per encoder actor (on a CPU, the model's threads)
-    gpus: float | None = None  # per task or actor, a fraction shares a card; None: `gpus_each` decides
-    workers: int = 2  # `mem extract`'s encoder actors, each holding the model once (grid, cv and sweep: one task a run)
+    # the rest by keyword only: extract's old options class ordered them (address, workers, gpus, cpus)
+    cpus: float = field(default=1, kw_only=True)  # per task (a run, a trial) or per encoder actor (on a CPU, the model's threads)
+    gpus: float | None = field(default=None, kw_only=True)  # per task or actor, a fraction shares a card; None: `gpus_each` decides
+    workers: int = field(default=2, kw_only=True)  # `mem extract`'s encoder actors, each holding the model once (grid, cv and sweep: one task a run)
 
     def __post_init__(self):
         if self.workers < 1:
