@@ -1,0 +1,105 @@
+"""Audio decoding: a video's first audio track, down-mixed to mono and resampled, as float32 samples.
+
+PyAV decodes the track and its AudioResampler (FFmpeg's swresample) converts each decoded frame to
+mono float32 at the rate an encoder expects (CLAP 48 kHz, AST and Whisper 16 kHz). `iter_windows`
+hands the samples out in windows of W seconds while the track is read, so a long video's audio never
+sits whole in memory: at most one window plus one decoded frame are held (a 10 s window at 48 kHz is
+1.9 MB). `read_audio` returns a short clip's whole track.
+
+The last window is SHORTER, not padded: the encoders' own feature extractors pad a short input in
+their own way (CLAP repeats it, `padding="repeatpad"`; AST pads its filterbank frames with zeros), so a
+clip shorter than a window gets exactly the input those extractors give on the clip itself.
+
+A video without an audio track is not an error: `has_audio` is False and `iter_windows` yields
+nothing (`read_audio` returns None). A track that FFmpeg cannot decode (a truncated file, a codec it
+does not know) raises DecodeError, one line naming the file.
+
+    >>> next(iter_windows("ad.mp4", rate=48_000, window_s=10.0)).shape
+    (480000,)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+from mediaeval_mem.core.errors import DecodeError
+
+
+def _open(path: Path):
+    if not path.is_file():
+        raise DecodeError(f"{path}: video file not found")
+    try:
+        return av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise DecodeError(f"{path}: cannot open ({_reason(e)}); check the file (ffprobe) or re-encode it") from None
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[-1]}" if text else type(e).__name__
+
+
+def has_audio(path: str | Path) -> bool:
+    """Whether the file holds an audio stream (from the container header; nothing is decoded)."""
+    path = Path(path)
+    with _open(path) as c:
+        return bool(c.streams.audio)
+
+
+def iter_windows(path: str | Path, rate: int, window_s: float) -> Iterator[np.ndarray]:
+    """The first audio track as mono float32 windows (n,) of `window_s` seconds at `rate` Hz, read as it goes.
+
+    Every window has round(rate * window_s) samples except the last, which holds what is left (shorter,
+    never empty; see the module docstring for why it is not padded). Nothing is yielded for a file
+    without an audio track or with an empty one. Raises DecodeError naming the file if the track cannot
+    be decoded; windows already yielded stay valid.
+    """
+    path = Path(path)
+    size = int(round(rate * window_s))
+    if size < 1:
+        raise DecodeError(f"{path}: an audio window of {window_s} s at {rate} Hz holds no sample; use a longer window")
+    with _open(path) as c:
+        if not c.streams.audio:
+            return
+        stream = c.streams.audio[0]
+        buf = np.empty(size, np.float32)  # (size,): the window being filled
+        filled = 0
+        try:
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            frames = c.decode(stream)
+            while True:
+                frame = next(frames, None)
+                # (1, n) float32 per resampled frame; None flushes what swresample still holds
+                for out in resampler.resample(frame):
+                    x = out.to_ndarray().reshape(-1)
+                    while len(x):
+                        take = min(size - filled, len(x))
+                        buf[filled:filled + take] = x[:take]
+                        filled, x = filled + take, x[take:]
+                        if filled == size:
+                            yield buf.copy()
+                            filled = 0
+                if frame is None:
+                    break
+        except (av.FFmpegError, ValueError) as e:
+            raise DecodeError(f"{path}: audio track cannot be decoded ({_reason(e)}); "
+                              "re-encode it (e.g. to AAC) or remove the file") from None
+        if filled:
+            yield buf[:filled].copy()
+
+
+def read_audio(path: str | Path, rate: int) -> np.ndarray | None:
+    """A short clip's whole first audio track as mono float32 (n,) at `rate` Hz; None if it has no audio track.
+
+    For long videos use iter_windows: this holds the whole track (4 bytes a sample: 10 minutes at 48 kHz
+    is 115 MB).
+    """
+    path = Path(path)
+    if not has_audio(path):
+        return None
+    parts = list(iter_windows(path, rate, 60.0))
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
