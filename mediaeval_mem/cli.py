@@ -71,6 +71,9 @@ def _render_extract(report, con) -> None:
         if s.uncaptioned:
             con.print(f"  {s.split}: {len(s.uncaptioned)} video(s) without captions were given the empty caption "
                       f"(listed in the manifest under 'uncaptioned')", soft_wrap=True)
+        if s.no_speech:
+            con.print(f"  {s.split}: {len(s.no_speech)} video(s) without speech (no audio track, or none heard) were "
+                      f"given the empty transcript (listed in the manifest under 'no_speech')", soft_wrap=True)
     for s in report.splits:
         for vid, reason in s.failed.items():
             con.print(f"  [red]failed[/] {s.split}/{vid}: {reason}", soft_wrap=True)
@@ -81,7 +84,8 @@ def cmd_extract(args) -> int:
 
     splits = tuple(x.strip() for x in args.splits.split(",") if x.strip())
     report = extract_features(args.dataset, args.encoder, splits, args.weights, args.data_root, args.sampling,
-                              _extract_options(args), args.device, progress=not args.quiet, ray=_ray_options(args))
+                              _extract_options(args), args.device, progress=not args.quiet, ray=_ray_options(args),
+                              source=_text_source(args))
     _render_extract(report, _console())
     return 1 if report.failed else 0
 
@@ -399,6 +403,18 @@ def _extract_options(args):
         raise ConfigError(f"--{name.replace('_', '-')} {rest}") from None
 
 
+def _text_source(args):
+    """The --source flags as a text source (None: the dataset's captions, the default)."""
+    from mediaeval_mem.core.errors import ConfigError
+    from mediaeval_mem.features.captions import stream_source
+
+    given = {k: getattr(args, a) for k, a in (("transcriber", "transcriber"), ("weights", "transcriber_weights"),
+                                               ("language", "language")) if getattr(args, a) is not None}
+    if given and args.source == "captions":
+        raise ConfigError(f"--{next(iter(given)).replace('weights', 'transcriber-weights')} is for --source speech")
+    return stream_source(argparse.Namespace(source=args.source, source_args=given))
+
+
 def _ray_options(args):
     """The --ray flags as the Ray module's options (None without --ray): the one place they become an object.
     `--ray-gpus` left out (None) is the cluster's default, decided in core/cluster.py `gpus_each`."""
@@ -475,6 +491,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(extracts every frame: the same cache entry as all; a run picks N of them per video as it cuts batches)")
     p.add_argument("--splits", default="train,dev,test", help="comma-separated (default train,dev,test)")
     p.add_argument("--ray-workers", type=int, default=2, help="with --ray: encoder actors, each holding the model (default 2)")
+    p.add_argument("--source", default="captions", help="caption encoders: where the texts come from: captions (the "
+                   "dataset's, default) or speech (each video's transcript, made once and cached)")
+    p.add_argument("--transcriber", help="with --source speech: whisper-large-v3-turbo (default), whisper-small, "
+                   "whisper-demo (tiny, seeded)")
+    p.add_argument("--transcriber-weights", help="with --source speech: the transcriber's save_pretrained folder or hub id")
+    p.add_argument("--language", help="with --source speech: a Whisper language code (en, de, ...); default: detected")
     p.set_defaults(func=cmd_extract)
 
     cache = sub.add_parser("cache", help="feature cache tools").add_subparsers(dest="cache_command", required=True, metavar="ACTION")

@@ -23,6 +23,7 @@ from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.schema import build, flatten, override, read_yaml_mapping, to_dict, to_yaml
 from mediaeval_mem.datasets.catalog import check_declared
 from mediaeval_mem.datasets.declared import DatasetDecl
+from mediaeval_mem.features.captions import stream_source
 from mediaeval_mem.features.inputs import input_kind
 from mediaeval_mem.features.options import ExtractOptions
 from mediaeval_mem.models import AGGREGATORS
@@ -44,6 +45,10 @@ class StreamCfg:
     sampling: str = "all"  # the paper encodes every frame; or uniform:N, segments:N (video encoders only)
     aggregator: str = "bigru-attention"
     aggregator_args: Mapping[str, Any] = field(default_factory=dict)
+    # caption encoders: where their texts come from (features/captions.py TEXT_SOURCES): captions (the dataset's) |
+    # speech (each video's transcript: source_args transcriber, weights, language, batch_size; features/transcripts.py)
+    source: str = "captions"
+    source_args: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         """The encoder and aggregator exist and fit each other (from the metadata registered with each)."""
@@ -51,8 +56,12 @@ class StreamCfg:
         try:
             kind, agg = input_kind(self.encoder), AGGREGATORS[self.aggregator]  # what the encoder reads
             Sampling.parse(self.sampling)
+            stream_source(self)  # an unknown source or source_args key
         except MemError as e:  # an unknown name, a bad sampling
             raise ConfigError(str(e)) from None
+        if (self.source != "captions" or self.source_args) and not kind.takes_source:
+            raise ConfigError(f"source {self.source!r} gives texts to caption encoders; {self.encoder} reads "
+                              f"{kind.reads}: leave source out")
         if kind.per_video and agg.temporal:
             raise ConfigError(f"aggregator {self.aggregator!r} models frame order, but {self.encoder} gives one vector "
                               f"per video: use none, avg or linear-avg")

@@ -17,6 +17,7 @@ from mediaeval_mem.datasets import DatasetIndex, open_dataset
 from mediaeval_mem.datasets.synthetic import generate_demo_data
 from mediaeval_mem.encoders.i3d import write_random_checkpoint
 from mediaeval_mem.experiments.runner import Echo, RunResult, run_experiment
+from mediaeval_mem.features.captions import stream_source
 from mediaeval_mem.features.extract import ExtractReport, extract_features
 
 DEMO_DATASETS = ("memento10k", "videomem")  # the demo's, in the order it checks and extracts them
@@ -66,7 +67,7 @@ def extract_demo_features(cfg: RunConfig, root: str | Path, progress: bool = Tru
     stream = cfg.model.streams[0]
     for name in DEMO_DATASETS:
         yield extract_features(name, stream.encoder, weights=stream.weights, data_root=root, sampling=stream.sampling,
-                               opts=cfg.extract, progress=progress)
+                               opts=cfg.extract, progress=progress, source=stream_source(stream))
 
 
 def train_demo_pairs(cfg: RunConfig, root: str | Path, progress: bool = True, echo: Echo = print,

@@ -25,6 +25,7 @@ from mediaeval_mem.datasets import DatasetIndex, VideoItem
 from mediaeval_mem.datasets.layouts import VIDEO_EXTS
 from mediaeval_mem.encoders import ENCODERS
 from mediaeval_mem.experiments.runner import load_split
+from mediaeval_mem.features.captions import stream_source
 from mediaeval_mem.features.extract import extract_features
 from mediaeval_mem.features.inputs import input_kind
 from mediaeval_mem.features.store import FeatureStore
@@ -100,7 +101,7 @@ def extract_as_run(index: DatasetIndex, splits: tuple[str, ...], run, i: int, we
     if recorded and "dtype" not in (extract or {}) and recorded.get("compute_dtype") in ("bf16", "fp32"):
         opts = replace(opts, dtype=recorded["compute_dtype"])
     report = extract_features(index, stream.encoder, splits, weights, sampling=stream.sampling, opts=opts,
-                              device=device, progress=progress)
+                              device=device, progress=progress, source=stream_source(stream))
     _same_extraction(recorded, report.key, i, stream.encoder, run.run_id)
     return report
 
@@ -152,15 +153,16 @@ def _recorded_key(features, i: int, encoder: str) -> dict | None:
     return features.key_of(features.streams[i]["label"] if features.streams else encoder)
 
 
-# What must match between the run's features and these videos' (the dataset and its captions may differ)
-SAME = ("format", "encoder", "weights", "preprocess", "decode", "compute_dtype")
+# What must match between the run's features and these videos' (the dataset and its captions may differ; a speech
+# stream's transcriber and language may not)
+SAME = ("format", "encoder", "weights", "preprocess", "decode", "compute_dtype", "source")
 
 
 def _same_extraction(recorded: dict | None, key: dict, i: int, encoder: str, run_id: str) -> None:
     """Refuse features made otherwise than the run's: replaced weights, another dtype or preprocessing."""
 
     key = json.loads(json.dumps(key, default=str))  # as the run recorded it (tuples become lists)
-    fields = SAME + (() if key["sampling"].startswith("captions:") else ("sampling",))
+    fields = SAME + (() if key["sampling"].startswith(("captions:", "speech:")) else ("sampling",))
     if input_kind(encoder).files_per_dataset:  # its key's weights identify one dataset's files (the run's
         fields = tuple(f for f in fields if f != "weights")  # folder, read for another dataset: other files)
     diff = [f for f in fields if recorded is not None and recorded.get(f) != key.get(f)]

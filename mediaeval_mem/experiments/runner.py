@@ -22,6 +22,7 @@ from mediaeval_mem.datasets.catalog import find_declared
 from mediaeval_mem.encoders import ENCODERS
 from mediaeval_mem.experiments.run_log import RunLog
 from mediaeval_mem.experiments.tasks import TaskPlan, plan_task
+from mediaeval_mem.features.captions import stream_source
 from mediaeval_mem.features.extract import extract_features
 from mediaeval_mem.features.store import FeatureStore
 from mediaeval_mem.models import HEADS, build_model
@@ -183,7 +184,7 @@ def _extract_stream(feats: StreamFeatures, plan: TaskPlan, cfg: RunConfig, index
     for name, splits in plan.needed_splits().items():
         report = extract_features(indexes[name], feats.stream.encoder, splits, feats.weights,
                                   sampling=feats.stream.sampling, opts=cfg.extract, device=cfg.train.device,
-                                  progress=progress)
+                                  progress=progress, source=stream_source(feats.stream))
         feats.folders[name], feats.keys[name] = report.cache_dir, report.key
         for line in report.repairs():
             echo(line)

@@ -5,22 +5,36 @@ or more), so the stream's aggregator pools captions as it pools frames. A video 
 is encoded as the empty caption "" (the tokenizer's start and end tokens alone: a fixed output of the
 model, not a zero vector) and listed in the split's manifest under `uncaptioned`; `mem extract`
 reports how many, and runs record it (tag `uncaptioned_videos`).
+
+Where a caption stream's texts come from is its text source (TEXT_SOURCES, a stream's `source`):
+
+    captions  the dataset's captions (the default; its feature keys are what they were before sources existed)
+    speech    each video's transcript (features/transcripts.py: Whisper, cached), one row per video; a video
+              without speech gets the empty transcript and is listed under `no_speech`; one whose audio
+              cannot be decoded fails alone
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Mapping
+
 import numpy as np
 import torch
 
+from mediaeval_mem.core.errors import ConfigError, MemError
+from mediaeval_mem.core.registry import Registry
 from mediaeval_mem.core.runtime import autocast
-from mediaeval_mem.core.schema import digest
+from mediaeval_mem.core.schema import build, digest
 from mediaeval_mem.datasets import DatasetIndex, VideoItem
 from mediaeval_mem.features.rows import Rows
+from mediaeval_mem.features.transcripts import SpeechOptions, audio_id, transcribe_videos
 
 EMPTY_CAPTION = ""
 NO_CAPTION = "no caption: the empty caption was encoded"
 # What the feature key records about how captions become rows.
 CAPTION_PATH = "every caption of a video one row, in file order; a video without captions: the empty caption"
+SPEECH_PATH = "a video's transcript one row; a video without speech: the empty transcript"
 
 
 def captions_digest(index: DatasetIndex) -> str:
@@ -28,20 +42,116 @@ def captions_digest(index: DatasetIndex) -> str:
     return digest({split: [(it.video_id, list(it.captions)) for it in items] for split, items in index.splits.items()}, 12)
 
 
-def caption_rows(encoder, items: list[VideoItem], device: torch.device, dtype: str, batch_size: int) -> Rows:
-    """Encode the captions of `items`, `batch_size` captions per forward pass: one (n_captions, D) block per video."""
-    texts, counts, notes = [], [], {}
+@dataclass
+class Texts:
+    """What a text source gives for a list of videos."""
+
+    per_video: dict[str, list[str]]  # video id -> its texts, one row each ([] -> the empty caption, noted)
+    failed: dict[str, str] = field(default_factory=dict)  # video id -> why it has no texts (no rows are stored)
+    notes: dict[str, dict[str, str]] = field(default_factory=dict)  # manifest notes: {"no_speech": {id: why}}
+
+
+# name -> a TextSource class, built from a stream's `source_args` (its fields are the valid keys)
+TEXT_SOURCES: Registry = Registry("text source")
+
+
+class TextSource:
+    """Where a caption stream's texts come from. Subclass as a frozen dataclass (its fields: the settings a stream
+    gives as `source_args`) and register it in TEXT_SOURCES."""
+
+    name: str
+
+    def key(self, index: DatasetIndex) -> tuple[str, dict]:
+        """(the feature key's `sampling`, extra key fields): what fixes the texts of `index`'s videos."""
+        raise NotImplementedError
+
+    def texts(self, items: list[VideoItem], device: torch.device, progress: bool) -> Texts:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class DatasetCaptions(TextSource):
+    """The dataset's own captions (captions.txt, a MediaEval description file)."""
+
+    name = "captions"
+
+    def key(self, index: DatasetIndex) -> tuple[str, dict]:
+        return f"captions:{captions_digest(index)}", {}  # the key captions streams always had
+
+    def texts(self, items: list[VideoItem], device: torch.device, progress: bool) -> Texts:
+        return Texts({it.video_id: list(it.captions) for it in items})
+
+
+@dataclass(frozen=True)
+class Speech(SpeechOptions, TextSource):
+    """Each video's speech, transcribed once (features/transcripts.py), as one text per video."""
+
+    name = "speech"
+
+    def key(self, index: DatasetIndex) -> tuple[str, dict]:
+        # every video's audio identity (a stat each): a replaced file makes a new cache entry, as edited captions do
+        files = {split: [(it.video_id, audio_id(it.path) if it.path is not None and it.path.is_file() else None)
+                         for it in items] for split, items in index.splits.items()}
+        return f"speech:{digest(files, 12)}", {"source": {"name": self.name, **self.describe()}}
+
+    def texts(self, items: list[VideoItem], device: torch.device, progress: bool) -> Texts:
+        t = transcribe_videos(items, self, device, progress)
+        return Texts({vid: [text] if text else [] for vid, text in t.texts.items()}, t.failed,
+                     {"no_speech": t.no_speech} if t.no_speech else {})
+
+
+TEXT_SOURCES.add("captions", DatasetCaptions)
+TEXT_SOURCES.add("speech", Speech)
+
+
+def text_source(name: str = "captions", args: Mapping | None = None) -> TextSource:
+    """Text source `name` with `args` (a stream's source and source_args); an unknown name or key is one line.
+
+    >>> text_source("speech", {"transcriber": "whisper-small", "language": "en"}).name
+    'speech'
+    """
+    try:
+        return build(TEXT_SOURCES[name], dict(args or {}), "source_args")
+    except ConfigError:
+        raise
+    except MemError as e:
+        raise ConfigError(f"source_args: {e}") from None
+
+
+def stream_source(stream) -> TextSource | None:
+    """The text source of a stream (a StreamCfg: its `source` and `source_args`); None for the dataset's captions,
+    the default, which extraction needs no word about."""
+    name, args = getattr(stream, "source", "captions"), getattr(stream, "source_args", None) or {}
+    return None if name == "captions" and not args else text_source(name, args)
+
+
+def caption_rows(encoder, items: list[VideoItem], device: torch.device, dtype: str, batch_size: int,
+                 given: Texts | None = None) -> Rows:
+    """Encode the texts of `items` (`given` by a text source; None: their captions), `batch_size` per forward pass:
+    one (n_texts, D) block per video. A video with no text gets the empty caption, noted (`uncaptioned` for a
+    video without captions; a source's own note, `no_speech`, where it gave one); one the source failed gets none."""
+    given = given or Texts({it.video_id: list(it.captions) for it in items})
+    texts, counts, notes, done = [], [], {}, []
     for it in items:
-        captions = list(it.captions) or [EMPTY_CAPTION]
-        if not it.captions:
-            notes[it.video_id] = NO_CAPTION
+        if it.video_id in given.failed:
+            continue
+        captions = given.per_video.get(it.video_id) or [EMPTY_CAPTION]
+        noted = [name for name, per_video in given.notes.items() if it.video_id in per_video]
+        for name in noted:
+            notes.setdefault(name, {})[it.video_id] = given.notes[name][it.video_id]
+        if not given.per_video.get(it.video_id) and not noted:
+            notes.setdefault("uncaptioned", {})[it.video_id] = NO_CAPTION
         texts += captions
         counts.append(len(captions))
+        done.append(it)
+    failed = {it.video_id: given.failed[it.video_id] for it in items if it.video_id in given.failed}
+    if not texts:
+        return Rows([], failed=failed, notes=notes)
     out = []
     with torch.inference_mode(), autocast(device, dtype):
         for start in range(0, len(texts), batch_size):
             out.append(encoder.encode(texts[start : start + batch_size]).to(torch.float16).cpu().numpy())
     rows = np.concatenate(out)  # (sum of captions, D)
     bounds = np.cumsum([0] + counts)
-    videos = [(it.video_id, rows[bounds[i] : bounds[i + 1]]) for i, it in enumerate(items)]
-    return Rows(videos, notes={"uncaptioned": notes} if notes else {}, inputs=len(texts))
+    videos = [(it.video_id, rows[bounds[i] : bounds[i + 1]]) for i, it in enumerate(done)]
+    return Rows(videos, failed=failed, notes=notes, inputs=len(texts))

@@ -37,6 +37,7 @@ def extract_features(
     device: str = "auto",
     progress: bool = True,
     ray: RayOptions | str | None = None,
+    source=None,
 ) -> ExtractReport:
     """Extract and cache features for `splits` of a dataset; returns what was done, cached and failed.
 
@@ -49,7 +50,8 @@ def extract_features(
     >>> report.splits[0].extracted, report.cache_dir
     (120, PosixPath('runs/features/memento10k/clip-demo/3f2c...'))
 
-    The model is loaded only if some video is not cached yet.
+    The model is loaded only if some video is not cached yet. `source`: where a caption encoder's texts come from
+    (a features/captions.py TextSource, e.g. `text_source("speech")`; None: the dataset's captions).
     """
     # an unknown name, missing weights: refused here, before any data is read
     recipe = encoder_recipe(encoder, weights) if isinstance(encoder, str) else encoder
@@ -63,9 +65,12 @@ def extract_features(
     refused = kind.sampling_refusal(recipe.name, str(asked))
     if refused:
         raise ConfigError(f"sampling {asked} {refused}: leave --sampling at all")
+    if source is not None and not kind.takes_source:
+        raise ConfigError(f"{recipe.name} reads no texts: a text source ({source.name}) is for caption encoders")
     if ray is None:
         device = resolve_device(device)
-        return _extract(index, recipe, kind, splits, sampling, opts, device, resolve_dtype(opts.dtype, device), progress)
+        return _extract(index, recipe, kind, splits, sampling, opts, device, resolve_dtype(opts.dtype, device), progress,
+                        source=source)
     if not kind.ray or isinstance(recipe, torch.nn.Module):
         raise MemError(f"--ray shards videos over actors that build a frame or clip encoder from its recipe; "
                        f"extract {recipe.name} without it")
@@ -74,9 +79,10 @@ def extract_features(
 
 
 def _extract(index: DatasetIndex, recipe, kind: InputKind, splits: tuple[str, ...], sampling: Sampling,
-             opts: ExtractOptions, device: torch.device, dtype: str, progress: bool, pool=None) -> ExtractReport:
+             opts: ExtractOptions, device: torch.device, dtype: str, progress: bool, pool=None,
+             source=None) -> ExtractReport:
     """extract_features once the device and dtype are known; `pool`: the Ray encoder actors, if any."""
-    key = kind.key(index, recipe, sampling, dtype)
+    key = kind.key(index, recipe, sampling, dtype, **({"source": source} if source is not None else {}))
     folder = cache_dir(key)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / "key.json", key)
@@ -87,7 +93,7 @@ def _extract(index: DatasetIndex, recipe, kind: InputKind, splits: tuple[str, ..
             loaded.append(recipe.load().to(device))
         return loaded[0]
 
-    job = Extraction(index, recipe, sampling, opts, device, dtype, progress, load_encoder, pool)
+    job = Extraction(index, recipe, sampling, opts, device, dtype, progress, load_encoder, pool, source)
     reports = []
     for split in splits:
         items, store = index.split(split), FeatureStore(folder / split)

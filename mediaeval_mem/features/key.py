@@ -47,10 +47,13 @@ def repair_command(split_folder: Path) -> str:
     split_folder = Path(split_folder)
     try:
         key = json.loads((split_folder.parent / "key.json").read_text())
-        frames = "" if key["sampling"].startswith(("captions:", "as stored")) else f"--sampling {key['sampling']} "
+        frames = "" if key["sampling"].startswith(("captions:", "speech:", "as stored")) else f"--sampling {key['sampling']} "
         dtype = "" if key["compute_dtype"] == "none" else f"--dtype {key['compute_dtype']} "
+        source = key.get("source") or {}  # a caption stream reading transcripts: its transcriber and language
+        texts = (f"--source {source['name']} --transcriber {source['transcriber']} "
+                 + (f"--language {source['language']} " if source.get("language") else "")) if source else ""
         cmd = (f"mem extract --dataset {key['dataset']} --encoder {key['encoder']} --splits {split_folder.name} "
-               f"{frames}{dtype}--data-root {quote(str(Path(key['data']).parent))}")
+               f"{frames}{dtype}{texts}--data-root {quote(str(Path(key['data']).parent))}")
     except (OSError, ValueError, KeyError, TypeError):
         return f"mem extract --splits {split_folder.name} (with the dataset and encoder that made {split_folder})"
     return cmd  # plus the --weights it was made with, if any: the key holds only their digest

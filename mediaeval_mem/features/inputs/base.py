@@ -31,6 +31,7 @@ class Extraction:
     progress: bool
     load_encoder: Callable[[], Any]  # the encoder, loaded once, and only if some video is not cached
     pool: Any = None  # the Ray encoder actors (features/distributed.py EncoderPool), for kinds with `ray`
+    source: Any = None  # where a text kind's texts come from (features/captions.py TextSource); None: its default
 
 
 class InputKind:
@@ -45,6 +46,7 @@ class InputKind:
     per_video = False  # one row per video: the aggregator sees (B, 1, D), so one that models frame order is refused
     ray = False  # its videos can be sharded over Ray encoder actors (mem extract --ray)
     files_per_dataset = False  # its key's weights name one dataset's files: not compared for another dataset's videos
+    takes_source = False  # reads texts from a text source (features/captions.py TEXT_SOURCES): its `key` takes `source`
 
     def __init__(self, name: str):
         self.name = name
