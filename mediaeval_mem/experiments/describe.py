@@ -31,6 +31,8 @@ def describe(cfg: RunConfig, in_dims: list[int] | None = None) -> list[str]:
         made = ", trained for memorability first" if info.trainer is not None and not s.weights else ", frozen"
         kind = input_kind(info)
         sampling = f" (sampling {s.sampling})" if kind.reads_video else ""  # captions and files take none
+        if s.source != "captions" or s.source_args:  # a caption stream reading other texts (speech)
+            sampling = f" (texts: {s.source}{_args(s.source_args)})"
         lines.append(f"stream {i}    {s.encoder}: one {d}-d vector per {kind.unit}{sampling}{made}")
         lines.append(f"  aggregator  {s.aggregator}{_args(s.aggregator_args)}  (B, {1 if kind.per_video else 'T'}, {d}) -> (B, {agg.out_dim})  "
                      f"{count_trainable(agg):,} parameters")

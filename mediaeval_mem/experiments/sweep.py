@@ -309,7 +309,11 @@ def _trial(params: dict, *, search: Search, data_root: str | None, cwd: str, tag
 # --------------------------------------------------------------------------- the driver
 def _feature_key(cfg: RunConfig) -> str:
     """What fixes a config's features: its streams' encoders, weights and sampling, extraction and data."""
-    return digest({"streams": [(s.encoder, s.weights, s.sampling) for s in cfg.model.streams],
+    # a stream's text source only where it is not the default (the digests of caption streams stay as they were)
+    streams = [(s.encoder, s.weights, s.sampling) + ((s.source, dict(s.source_args))
+                                                     if s.source != "captions" or s.source_args else ())
+               for s in cfg.model.streams]
+    return digest({"streams": streams,
                    "extract": to_dict(cfg.extract), "data": to_dict(cfg.data), "finetune": to_dict(cfg.finetune)})
 
 
