@@ -117,7 +117,7 @@ class WhisperTranscriber:
         """Mono float32 windows (n,) at 16 kHz, at most 30 s each (video/audio.py iter_windows) -> a Transcript.
 
         Windows are transcribed `batch_size` at a time as they come, so a long track is never held whole."""
-        texts, seen, speech, lang, batch = [], 0, 0, language, []
+        texts, seen, lang, batch = [], 0, language, []
         for w in windows:
             seen += 1
             if len(w) and float(np.abs(w).max()) >= self.settings.silence_peak:
@@ -131,9 +131,8 @@ class WhisperTranscriber:
             out, langs = self._batch(batch, language)
             texts += out
             lang = lang or next((x for x in langs if x), None)
-        kept = [t for t in texts if t]
-        speech = len(kept)
-        return Transcript(" ".join(kept), lang if speech else language, seen, speech)
+        kept = [t for t in texts if t]  # the windows with speech, in order
+        return Transcript(" ".join(kept), lang if kept else language, seen, len(kept))
 
     @torch.inference_mode()
     def _batch(self, windows: list[np.ndarray], language: str | None) -> tuple[list[str], list[str | None]]:

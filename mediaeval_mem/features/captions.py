@@ -110,8 +110,9 @@ def text_source(name: str = "captions", args: Mapping | None = None) -> TextSour
     >>> text_source("speech", {"transcriber": "whisper-small", "language": "en"}).name
     'speech'
     """
+    cls = TEXT_SOURCES[name]  # an unknown name lists the valid ones
     try:
-        return build(TEXT_SOURCES[name], dict(args or {}), "source_args")
+        return build(cls, dict(args or {}), "source_args")
     except ConfigError:
         raise
     except MemError as e:

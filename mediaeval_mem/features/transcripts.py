@@ -34,6 +34,7 @@ from mediaeval_mem.core.io import atomic_write_json, file_lock
 from mediaeval_mem.core.paths import runs_dir
 from mediaeval_mem.core.progress import progress_bar
 from mediaeval_mem.core.schema import digest
+from mediaeval_mem.core.threads import with_threads
 from mediaeval_mem.datasets import VideoItem
 from mediaeval_mem.encoders.whisper import RATE, TRANSCRIBERS, WINDOW_S, TranscriberRecipe, transcriber_recipe
 from mediaeval_mem.video.audio import has_audio, iter_windows
@@ -102,6 +103,7 @@ def _cached(folder: Path, aid: str) -> dict | None:
         return None  # not there, or unreadable: transcribed again
 
 
+@with_threads("encode")  # Whisper's encoder is a large batched product: every core this process may use
 def transcribe_videos(items: list[VideoItem], opts: SpeechOptions, device: torch.device | str = "cpu",
                       progress: bool = False) -> Transcripts:
     """Every video's transcript, from the cache or made now (the model loaded only if some video is missing).
