@@ -237,3 +237,38 @@ def test_a_source_for_an_encoder_without_texts_is_refused(tmp_path, runs_dir, ca
     assert main(["extract", "--dataset", "ads", "--encoder", "sentence-demo", "--language", "en", "--data-root",
                  str(root), "--quiet"]) == 2
     assert "--language is for --source speech" in capsys.readouterr().err
+
+
+def test_the_windowed_path_decodes_as_whisper_does_on_its_own(runs_dir):
+    """The transcriber computes the encoder once for the no-speech check and the decoding: the words are those of
+    transformers' own `generate` on the processor's features of the same window."""
+    t = np.arange(16_000 * 12) / 16_000
+    audio = (0.2 * np.sin(2 * np.pi * 330 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    model = transcriber_recipe("whisper-demo").load()
+    ours = model.transcribe(iter([audio]), "en").text
+    feats = model.processor(audio, sampling_rate=16_000, return_tensors="pt").input_features  # (1, 80, 3000)
+    with torch.inference_mode():
+        tokens = model.model.generate(feats, language="en", task="transcribe", num_beams=1, do_sample=False)
+    assert ours and ours == model.processor.batch_decode(tokens, skip_special_tokens=True)[0].strip()
+
+
+def test_an_unreadable_transcript_is_made_again_alone(tmp_path, runs_dir, count_loads):
+    """A transcript file that does not parse (a disk that lost its end) is not read as a transcript: the next call
+    transcribes that video again, and only it."""
+    items = [VideoItem(f"v{i}", write_video(tmp_path / f"v{i}.mp4", freq=500.0 + 300 * i)) for i in range(2)]
+    first = transcribe_videos(items, DEMO)
+    folder = next((runs_dir / "transcripts" / "whisper-demo").iterdir())
+    damaged = next(p for p in folder.glob("*.json") if p.name != "key.json")
+    damaged.write_text(damaged.read_text()[:10])
+    again = transcribe_videos(items, DEMO)
+    assert again.transcribed == 1 and again.texts == first.texts and len(count_loads) == 2
+
+
+def test_the_repair_command_of_a_speech_cache_names_its_source(tmp_path, runs_dir):
+    from mediaeval_mem.features.key import repair_command
+
+    root = write_ads(tmp_path / "data")
+    source = text_source("speech", {**SPEECH, "language": "en"})
+    report = extract_features(open_dataset("ads", root), "sentence-demo", ("dev",), source=source, progress=False)
+    cmd = repair_command(report.cache_dir / "dev")
+    assert "--source speech --transcriber whisper-demo --language en" in cmd and "--sampling" not in cmd
