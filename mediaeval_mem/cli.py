@@ -47,8 +47,8 @@ def cmd_data_check(args) -> int:
         for name in skipped:
             con.print(f"{name}: no folder under the data root, not checked")
     for name in names:
-        index = open_dataset(name, args.data_root, args.target or data.target, data.dev_fraction, data.split_seed,
-                             data.datasets)
+        first, *more = (args.target,) if args.target else data.target_names
+        index = open_dataset(name, args.data_root, first, data.dev_fraction, data.split_seed, data.datasets, tuple(more))
         render_check(index, con)
         bad += len(index.problems)
     return 1 if bad else 0

@@ -101,7 +101,9 @@ class RunResult:
 # --------------------------------------------------------------------------- the stages
 def open_checked(name: str, data_root, cfg: RunConfig, echo: Echo) -> DatasetIndex:
     """Open a dataset and refuse to train on broken files; missing videos are only warned about."""
-    index = open_dataset(name, data_root, cfg.data.target, cfg.data.dev_fraction, cfg.data.split_seed, cfg.data.datasets)
+    first, *more = cfg.data.target_names
+    index = open_dataset(name, data_root, first, cfg.data.dev_fraction, cfg.data.split_seed, cfg.data.datasets,
+                         tuple(more))
     missing = [p for p in index.problems if p.missing_video]
     other = [p for p in index.problems if p not in missing]
     if other:
