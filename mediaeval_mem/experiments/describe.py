@@ -25,7 +25,7 @@ def describe(cfg: RunConfig, in_dims: list[int] | None = None) -> list[str]:
     if len(given) > len(infos):
         raise ConfigError(f"{len(given)} --in-dim given for {len(infos)} stream(s) of {cfg.name}: give at most one per stream")
     dims = given + [info.width for info in infos[len(given):]]  # the first streams' widths as given, the rest derived
-    model = build_model(cfg.model, dims)
+    model = build_model(cfg.model, dims, len(cfg.data.target_names))
     lines = [f"config      {cfg.name}"]
     for i, (s, info, d, agg) in enumerate(zip(cfg.model.streams, infos, dims, model.aggregators)):
         made = ", trained for memorability first" if info.trainer is not None and not s.weights else ", frozen"
