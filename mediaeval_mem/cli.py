@@ -307,14 +307,14 @@ def _print_table(title: str, header: list[str], rows: list[list[str]], con) -> N
 
 
 def cmd_results(args) -> int:
-    from mediaeval_mem.experiments.results import HEADER, collect_results, format_results
+    from mediaeval_mem.experiments.results import collect_results, format_results, results_table
 
     rows = collect_results(args.experiment or None, ci=not args.no_ci, sort=args.sort)
     if not rows:
         print("no finished runs with dev metrics in this MLflow store yet: `mem run` makes some")
         return 0
     if args.format == "table":
-        _print_table(f"{len(rows)} run(s), sorted by {args.sort}", HEADER, [r.cells() for r in rows], _console())
+        _print_table(f"{len(rows)} run(s), sorted by {args.sort}", *results_table(rows), _console())
     else:
         sys.stdout.write(format_results(rows, args.format))
     return 0

@@ -200,9 +200,8 @@ def package_submission(
         if not cfg.dataset and str(run.task) != str(subtask):
             errors.append(f"run {n} ({run_id}): made for task {run.task}, not subtask {subtask}")
             continue
-        # a subtask of named targets: which of the run's prediction columns hold them (its config names its targets)
-        columns = prediction_columns(record.read_config(run_id).data.target_names, tuple(cfg.targets)) \
-            if cfg.targets else (record.PREDICTION,)
+        # a subtask of named targets: which of the run's prediction columns hold them (its record names its targets)
+        columns = prediction_columns(record.read_targets(run_id), tuple(cfg.targets)) if cfg.targets else (record.PREDICTION,)
         if isinstance(columns, str):
             errors.append(f"run {n} ({run_id}): {columns}")
             continue

@@ -200,8 +200,11 @@ def test_a_two_target_run_logs_predicts_and_packages_both(two_target_root, runs_
     assert run.info.status == "FINISHED"
     assert {f"dev_{t}{m}" for t in ("", "brand_score_") for m in ("plcc", "srocc", "mse")} <= set(metrics)
 
+    def table_of(run, name):
+        return list(csv.DictReader(io.StringIO(read_artifact_text(run, name))))
+
     def table(name):
-        return list(csv.DictReader(io.StringIO(read_artifact_text(run_id, name))))
+        return table_of(run_id, name)
 
     dev = table("dev_predictions.csv")
     assert list(dev[0]) == ["video_id", "ground_truth", "prediction", "ground_truth_brand_score", "prediction_brand_score"]
@@ -245,3 +248,27 @@ def test_a_two_target_run_logs_predicts_and_packages_both(two_target_root, runs_
     assert main(packed) == 2
     err = capsys.readouterr().err
     assert "predicts score, brand_score, not long_term_score" in err and not (tmp_path / "none").exists()
+
+    # a second seed, their ensemble: each target combined, and `mem results` shows each target's SROCC
+    from mediaeval_mem.experiments.ensemble import ensemble
+    from mediaeval_mem.experiments.results import collect_results, format_results, results_table
+
+    assert main(argv + ["--set", "train.seed=1"]) == 0
+    seed1 = next(r.info.run_id for r in search_runs(["Reference: train ads, test ads"]) if r.info.run_id != run_id)
+    ens = ensemble([run_id, seed1], "weighted", echo=lambda s: None)
+    assert {"srocc", "brand_score_srocc", "brand_score_mse"} <= set(ens.metrics)
+    ens_dev = table_of(ens.run_id, "dev_predictions.csv")
+    assert list(ens_dev[0]) == ["video_id", "ground_truth", "prediction", "ground_truth_brand_score", "prediction_brand_score"]
+    again = evaluate(col(ens_dev, "ground_truth_brand_score"), col(ens_dev, "prediction_brand_score"))
+    assert abs(again["srocc"] - ens.metrics["brand_score_srocc"]) < 1e-3
+    capsys.readouterr()
+    monkeypatch.setenv("MEM_SUBMISSIONS_DIR", str(tmp_path / "ens"))
+    _write(sub, "columns: [video_id, video_mem, brand_mem]\ntargets: [score, brand_score]\ndataset: ads\n")
+    assert main(["package-submission", "--team", "us", "--subtask", "1", ens.run_id, "--data-root", str(root),
+                 "--config", str(sub)]) == 0, capsys.readouterr().err
+    rows = collect_results(["Reference: train ads, test ads"], ci=False)
+    header, cells = results_table(rows)
+    assert header[-1] == "brand_score SROCC" and len(rows) == 3
+    by_run = {r.run_id: c for r, c in zip(rows, cells)}
+    assert by_run[run_id][-1] == f"{metrics['dev_brand_score_srocc']:.4f}"
+    assert format_results(rows, "csv").splitlines()[0].endswith("mse,brand_score_srocc,run_id")

@@ -46,6 +46,7 @@ FIGURES = "figures"  # the folder of a run's figures
 # which predictions: the reported (dev) split, the test split, a cv parent's out-of-fold predictions of the
 # labelled videos, a cv fold's predictions of the test dataset's dev split (its own dev is its held-out fold)
 DEV, TEST, OOF, REPORT_DEV = "dev", "test", "oof", "report_dev"
+DEFAULT_TARGET = RunConfig().data.target
 PREDICTION = "prediction"  # the first target's column; another target's is prediction_<target>
 _PREDICTION_FILE = {DEV: "dev_predictions.csv", TEST: "test_predictions.csv", OOF: "oof_predictions.csv",
                     REPORT_DEV: "report_dev_predictions.csv"}
@@ -215,6 +216,16 @@ def read_config(run_id: str) -> RunConfig:
     return config_from_dict(yaml.safe_load(read_artifact_text(run_id, CONFIG)), f"run {run_id} {CONFIG}")
 
 
+def read_targets(run_id: str) -> tuple[str, ...]:
+    """The targets a run predicts, its first first (its predictions' `prediction` column): its config's data targets;
+    an ensemble's, as it recorded them (an ensemble of an older version: its members' first target alone)."""
+    try:
+        return read_config(run_id).data.target_names
+    except MemError:
+        body = json.loads(read_artifact_text(run_id, ENSEMBLE))  # neither: MemError naming the run and the file
+        return tuple(body.get("targets") or (DEFAULT_TARGET,))
+
+
 def read_features(run_id: str) -> FeatureRecord:
     """What identifies the features a run read (its features.json)."""
     return FeatureRecord.from_json(read_artifact_text(run_id, FEATURES))
@@ -246,9 +257,10 @@ class PredictionTable:
         column = PREDICTION if target is None else f"{PREDICTION}_{target}"
         return {r["video_id"]: float(r[column]) for r in self.rows}
 
-    def truth_and_prediction(self) -> dict[str, tuple[float, float]]:
-        """video id -> (ground truth, prediction)."""
-        return {r["video_id"]: (float(r["ground_truth"]), float(r["prediction"])) for r in self.rows}
+    def truth_and_prediction(self, target: str | None = None) -> dict[str, tuple[float, float]]:
+        """video id -> (ground truth, prediction) (of `target`, one of `more_targets`; None: the first target's)."""
+        suffix = "" if target is None else f"_{target}"
+        return {r["video_id"]: (float(r[f"ground_truth{suffix}"]), float(r[f"{PREDICTION}{suffix}"])) for r in self.rows}
 
 
 def read_predictions(run_id: str, which: str) -> PredictionTable:
