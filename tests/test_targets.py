@@ -249,12 +249,19 @@ def test_a_two_target_run_logs_predicts_and_packages_both(two_target_root, runs_
     err = capsys.readouterr().err
     assert "predicts score, brand_score, not long_term_score" in err and not (tmp_path / "none").exists()
 
+    # mem eval: the run's model scores the dev split again, each target as the run did
+    assert main(["eval", run_id, "--test", "ads", "--data-root", str(root), "--quiet"]) == 0, capsys.readouterr().err
+    evaluated = next(r for r in search_runs() if r.data.tags.get("kind") == "eval")
+    for k in ("dev_srocc", "dev_brand_score_srocc", "dev_brand_score_mse"):
+        assert evaluated.data.metrics[k] == pytest.approx(metrics[k], abs=1e-6)
+
     # a second seed, their ensemble: each target combined, and `mem results` shows each target's SROCC
     from mediaeval_mem.experiments.ensemble import ensemble
     from mediaeval_mem.experiments.results import collect_results, format_results, results_table
 
     assert main(argv + ["--set", "train.seed=1"]) == 0
-    seed1 = next(r.info.run_id for r in search_runs(["Reference: train ads, test ads"]) if r.info.run_id != run_id)
+    seed1 = next(r.info.run_id for r in search_runs(["Reference: train ads, test ads"])
+                 if r.info.run_id != run_id and r.data.tags.get("kind") == "run")
     ens = ensemble([run_id, seed1], "weighted", echo=lambda s: None)
     assert {"srocc", "brand_score_srocc", "brand_score_mse"} <= set(ens.metrics)
     ens_dev = table_of(ens.run_id, "dev_predictions.csv")
@@ -268,7 +275,7 @@ def test_a_two_target_run_logs_predicts_and_packages_both(two_target_root, runs_
                  "--config", str(sub)]) == 0, capsys.readouterr().err
     rows = collect_results(["Reference: train ads, test ads"], ci=False)
     header, cells = results_table(rows)
-    assert header[-1] == "brand_score SROCC" and len(rows) == 3
+    assert header[-1] == "brand_score SROCC" and len(rows) == 4  # two runs, the eval, the ensemble
     by_run = {r.run_id: c for r, c in zip(rows, cells)}
     assert by_run[run_id][-1] == f"{metrics['dev_brand_score_srocc']:.4f}"
     assert format_results(rows, "csv").splitlines()[0].endswith("mse,brand_score_srocc,run_id")
