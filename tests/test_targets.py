@@ -279,3 +279,14 @@ def test_a_two_target_run_logs_predicts_and_packages_both(two_target_root, runs_
     by_run = {r.run_id: c for r, c in zip(rows, cells)}
     assert by_run[run_id][-1] == f"{metrics['dev_brand_score_srocc']:.4f}"
     assert format_results(rows, "csv").splitlines()[0].endswith("mse,brand_score_srocc,run_id")
+
+
+def test_describe_shows_a_score_per_target():
+    from mediaeval_mem.experiments.describe import describe
+
+    one = next(line for line in describe(load_config(None)) if line.startswith("head"))
+    two = next(line for line in describe(load_config(None, ["data.targets=[score, brand_score]"])) if line.startswith("head"))
+    assert "-> (B,) in [0, 1]" in one and "-> (B, 2): score, brand_score in [0, 1]" in two
+    # the same body, a wider last layer: 129 more parameters (128 weights and a bias)
+    count = lambda line: int(line.rsplit("  ", 1)[1].split()[0].replace(",", ""))  # noqa: E731
+    assert count(two) - count(one) == 129
