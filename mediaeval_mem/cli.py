@@ -47,8 +47,8 @@ def cmd_data_check(args) -> int:
         for name in skipped:
             con.print(f"{name}: no folder under the data root, not checked")
     for name in names:
-        index = open_dataset(name, args.data_root, args.target or data.target, data.dev_fraction, data.split_seed,
-                             data.datasets)
+        first, *more = (args.target,) if args.target else data.target_names
+        index = open_dataset(name, args.data_root, first, data.dev_fraction, data.split_seed, data.datasets, tuple(more))
         render_check(index, con)
         bad += len(index.problems)
     return 1 if bad else 0
@@ -311,14 +311,14 @@ def _print_table(title: str, header: list[str], rows: list[list[str]], con) -> N
 
 
 def cmd_results(args) -> int:
-    from mediaeval_mem.experiments.results import HEADER, collect_results, format_results
+    from mediaeval_mem.experiments.results import collect_results, format_results, results_table
 
     rows = collect_results(args.experiment or None, ci=not args.no_ci, sort=args.sort)
     if not rows:
         print("no finished runs with dev metrics in this MLflow store yet: `mem run` makes some")
         return 0
     if args.format == "table":
-        _print_table(f"{len(rows)} run(s), sorted by {args.sort}", HEADER, [r.cells() for r in rows], _console())
+        _print_table(f"{len(rows)} run(s), sorted by {args.sort}", *results_table(rows), _console())
     else:
         sys.stdout.write(format_results(rows, args.format))
     return 0

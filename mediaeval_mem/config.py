@@ -15,6 +15,7 @@ encoder raises ConfigError naming the file and the key.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -94,21 +95,37 @@ class ModelCfg:
 
 @dataclass(frozen=True)
 class DataCfg:
-    target: str = "short-term"  # the normalised short-term score
+    # the normalised short-term score; or a score column of a generic dataset by its name (brand_score)
+    target: str = "short-term"
+    # several targets, one model with one output each (a shared body, the loss summed): [score, brand_score];
+    # the first is the one a one-target reader sees (metrics without a prefix, the `prediction` column)
+    targets: tuple[str, ...] = ()
     dev_fraction: float = 0.2  # only for layouts without an official dev split (original VideoMem, generic)
     split_seed: int = 0
     # name -> a dataset of your own, as in <data root>/datasets.yaml (this wins for a name in both)
     datasets: Mapping[str, DatasetDecl] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.target not in TARGETS:
-            raise ConfigError(f"target must be one of {', '.join(TARGETS)}")
+        for key, name in [("target", self.target)] + [(f"targets[{i}]", t) for i, t in enumerate(self.targets)]:
+            if name not in TARGETS and not COLUMN.fullmatch(name):
+                raise ConfigError(f"{key} must be one of {', '.join(TARGETS)}, or the name of a generic dataset's "
+                                  f"score column (letters, digits and _), got {name!r}")
+        if len(set(self.targets)) < len(self.targets):
+            raise ConfigError(f"targets: a target is named twice in {list(self.targets)}")
+        if self.targets and self.target not in ("short-term", self.targets[0]):
+            raise ConfigError(f"give target ({self.target}) or targets ({', '.join(self.targets)}), not both")
         if not 0 < self.dev_fraction < 1:
             raise ConfigError("dev_fraction must lie in (0, 1)")
         check_declared(self.datasets)
 
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        """The run's targets, in order: `targets`, or `target` alone."""
+        return self.targets or (self.target,)
+
 
 TARGETS = ("short-term", "short-term-raw", "long-term")  # what the layouts can read (datasets/layouts.py)
+COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a score column named as a target (the generic layout reads any)
 
 
 @dataclass(frozen=True)
@@ -120,6 +137,11 @@ class RunConfig:
     train: TrainCfg = field(default_factory=TrainCfg)
     data: DataCfg = field(default_factory=DataCfg)
     finetune: FinetuneCfg = field(default_factory=FinetuneCfg)
+
+    def __post_init__(self):
+        if len(self.data.target_names) > 1 and known_head(self.model.head, "head") is not None:
+            raise ConfigError(f"model.head {self.model.head!r} fits one target; data.targets "
+                              f"({', '.join(self.data.target_names)}) needs a trained head (mlp, linear)")
 
 
 def _old_shape(data: Mapping) -> str | None:

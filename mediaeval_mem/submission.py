@@ -1,7 +1,14 @@
 """`mem package-submission`: runs' test predictions -> the challenge's run files, validated first.
 
 Nothing is written unless every run passes: each test video of the dataset present exactly once, no
-unknown id, every value finite and within [0, 1]. Files are written to a temporary folder and moved
+unknown id, every value finite and within [0, 1]. A subtask scored on several targets (2026: video and brand
+memorability) has a column per target, filled from runs trained on them all (data.targets):
+
+    # me26.yaml (mem package-submission --config me26.yaml)
+    filename: "me26mem-{team}-subtask{subtask}-run{run}.csv"
+    columns: [video_id, video_mem, brand_mem]
+    targets: [score, brand_score]     # the run's targets whose predictions fill columns 2, 3
+    dataset: videm                    # the subtask's (declared) test dataset Files are written to a temporary folder and moved
 into submissions/ only when all of them are complete, with a manifest tying each file to its run.
 """
 
@@ -31,10 +38,18 @@ class SubmissionCfg:
     """
 
     filename: str = "me22mem-{team}-subtask{subtask}-run{run}.csv"
-    columns: tuple[str, str] = ("video_id", "mem_score")
+    columns: tuple[str, ...] = ("video_id", "mem_score")  # the id, then one per target
     max_runs: int = 5  # per subtask per team
+    # the targets (data.targets of the runs) whose predictions fill columns[1:], in order; (): the run's first
+    targets: tuple[str, ...] = ()
+    # a subtask on a declared dataset (the commercials): runs tested on it are this subtask's, whatever their task
+    # number (a declared dataset's runs are task 0); empty: a run's task must be the subtask
+    dataset: str = ""
 
     def __post_init__(self):
+        if len(self.columns) != 1 + max(1, len(self.targets)):
+            wanted = ", ".join(self.targets) or "the run's first"
+            raise ConfigError(f"columns {list(self.columns)}: give the id's column and one per target ({wanted})")
         if "{run}" not in self.filename:
             raise ConfigError(f"filename must contain {{run}}, or the runs' files would overwrite each other (got {self.filename!r})")
         try:
@@ -55,6 +70,7 @@ def load_submission_config(path: str | Path | None) -> SubmissionCfg:
 class Prediction:
     video_id: str
     value: str  # as read, so that a bad cell is reported as written
+    more: tuple[str, ...] = ()  # the other targets' values, as read (a subtask of several targets)
 
 
 def validate_predictions(predictions: list[Prediction], expected_ids: list[str]) -> list[str]:
@@ -69,15 +85,16 @@ def validate_predictions(predictions: list[Prediction], expected_ids: list[str])
     unknown = sorted(v for v in seen if v not in expected)
     bad, out = [], []
     for p in predictions:
-        try:
-            x = float(p.value)
-        except ValueError:
-            bad.append(f"{p.video_id}={p.value!r}")
-            continue
-        if not math.isfinite(x):
-            bad.append(f"{p.video_id}={p.value}")
-        elif not 0.0 <= x <= 1.0:
-            out.append(f"{p.video_id}={p.value}")
+        for value in (p.value, *p.more):
+            try:
+                x = float(value)
+            except ValueError:
+                bad.append(f"{p.video_id}={value!r}")
+                continue
+            if not math.isfinite(x):
+                bad.append(f"{p.video_id}={value}")
+            elif not 0.0 <= x <= 1.0:
+                out.append(f"{p.video_id}={value}")
 
     def ids(label: str, values: list[str]) -> None:
         if values:
@@ -92,19 +109,33 @@ def validate_predictions(predictions: list[Prediction], expected_ids: list[str])
     return problems
 
 
-def read_predictions(text: str, source: str) -> list[Prediction]:
+def read_predictions(text: str, source: str, columns: tuple[str, ...] = ("prediction",)) -> list[Prediction]:
+    """A run's test predictions of each of `columns` (the first target's `prediction`, another's prediction_<name>)."""
     rows = list(csv.DictReader(io.StringIO(text)))
-    if not rows or not {"video_id", "prediction"} <= set(rows[0]):
-        raise MemError(f"{source}: expected columns video_id,prediction")
-    return [Prediction(r["video_id"].strip(), (r["prediction"] or "").strip()) for r in rows]
+    if not rows or not {"video_id", *columns} <= set(rows[0]):
+        raise MemError(f"{source}: expected columns video_id,{','.join(columns)}")
+    return [Prediction(r["video_id"].strip(), (r[columns[0]] or "").strip(), tuple((r[c] or "").strip() for c in columns[1:]))
+            for r in rows]
 
 
-def write_run_file(path: Path, predictions: list[Prediction], columns: tuple[str, str]) -> None:
+def prediction_columns(run_targets: tuple[str, ...], wanted: tuple[str, ...]) -> tuple[str, ...] | str:
+    """The prediction columns of a run of `run_targets` that hold `wanted` (tracking/record.py's layout: the first
+    target's `prediction`, another's prediction_<name>); a string says why the run cannot fill them."""
+    if not wanted:
+        return (record.PREDICTION,)
+    missing = [t for t in wanted if t not in run_targets]
+    if missing:
+        return (f"predicts {', '.join(run_targets)}, not {', '.join(missing)}: the subtask's columns need "
+                f"{', '.join(wanted)} (train a run with data.targets: [{', '.join(wanted)}])")
+    return tuple(record.PREDICTION if t == run_targets[0] else f"{record.PREDICTION}_{t}" for t in wanted)
+
+
+def write_run_file(path: Path, predictions: list[Prediction], columns: tuple[str, ...]) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(columns)
         for p in predictions:
-            w.writerow([p.video_id, f"{float(p.value):.6f}"])
+            w.writerow([p.video_id, *(f"{float(v):.6f}" for v in (p.value, *p.more))])
 
 
 @dataclass(frozen=True)
@@ -163,14 +194,22 @@ def package_submission(
     expected_cache: dict[str, list[str]] = {}
     for n, run_id in enumerate(run_ids, start=1):
         run = record.read_record(run_id)
-        if str(run.task) != str(subtask):
+        if cfg.dataset and run.test_dataset != cfg.dataset:
+            errors.append(f"run {n} ({run_id}): tested on {run.test_dataset}, not {cfg.dataset} (the subtask's dataset)")
+            continue
+        if not cfg.dataset and str(run.task) != str(subtask):
             errors.append(f"run {n} ({run_id}): made for task {run.task}, not subtask {subtask}")
+            continue
+        # a subtask of named targets: which of the run's prediction columns hold them (its record names its targets)
+        columns = prediction_columns(record.read_targets(run_id), tuple(cfg.targets)) if cfg.targets else (record.PREDICTION,)
+        if isinstance(columns, str):
+            errors.append(f"run {n} ({run_id}): {columns}")
             continue
         test_ds = run.test_dataset
         if test_ds not in expected_cache:
             expected_cache[test_ds] = [it.video_id for it in open_dataset(test_ds, data_root).split("test")]
         table = record.read_predictions(run_id, record.TEST)
-        preds = read_predictions(table.text, table.source)
+        preds = read_predictions(table.text, table.source, columns)
         for problem in validate_predictions(preds, expected_cache[test_ds]):
             errors.append(f"run {n} ({run_id}, {test_ds} test): {problem}")
         name = cfg.filename.format(team=team, subtask=subtask, run=n)

@@ -147,7 +147,7 @@ def test_every_yaml_file_goes_through_the_one_schema_engine(tmp_path):
     ("model.head=bogus", "model: head: unknown head 'bogus'; valid names: linear, mlp"),
     ("finetune.frames=0", "finetune: frames must be >= 1"),
     ("finetune.head=bogus", "finetune: head: unknown head 'bogus'"),
-    ("data.target=longest", "data: target must be one of short-term, short-term-raw, long-term"),
+    ("data.target=long term", "data: target must be one of short-term, short-term-raw, long-term, or the name"),
 ])
 def test_bad_values_fail_when_the_config_is_read(override, message):
     """Before any extraction or training: the engine checks types, the sections check values and names."""

@@ -9,7 +9,7 @@ Both are detected, read and checked the same way.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -65,13 +65,16 @@ def detect_layout(name: str, folder: Path, layouts: tuple[str, ...]) -> str:
 
 def target_column(name: str, layout: str, folder: Path, target: str) -> str:
     """The column `layout` reads `target` from. A target this copy cannot serve (the layout has no such
-    score, or its score files lack the column) is refused in one line saying where such scores come from."""
+    score, or its score files lack the column) is refused in one line saying where such scores come from.
+    A layout that reads any column (generic) takes a target it does not name as the column of that name."""
     spec, where = LAYOUTS[layout], f"{name} ({layout} layout at {folder})"
     carriers = ", ".join(f"{lay.name} (column {lay.targets[target]})" for lay in LAYOUTS.values() if target in lay.targets)
-    hint = f"{target} scores come with the layouts {carriers}" if carriers else f"no layout has {target} scores"
-    if target not in spec.targets:
+    columns = ", ".join(lay.name for lay in LAYOUTS.values() if lay.columns)
+    hint = (f"{target} scores come with the layouts {carriers}" if carriers
+            else f"no layout has {target} scores; the {columns} layout reads any score column by its name")
+    if target not in spec.targets and not spec.columns:
         raise DataError(f"{where} has no {target} scores (available: {', '.join(spec.targets)}); {hint}")
-    column = spec.targets[target]
+    column = spec.targets.get(target, target)
     if target != DEFAULT_TARGET:  # a missing short-term column is a broken file, listed by `mem data check`
         for file in spec.scored_files(folder):
             header = read_csv(file, [])[0]
@@ -79,6 +82,24 @@ def target_column(name: str, layout: str, folder: Path, target: str) -> str:
                 raise DataError(f"{where} has no {target} scores: {file} has no {column!r} column (it has "
                                 f"{', '.join(header)}); add one, or use another target; {hint}")
     return column
+
+
+def read_targets(name: str, layout: str, folder: Path, targets: tuple[str, ...], dev_fraction: float,
+                 split_seed: int):
+    """`layout`'s read of `folder` for `targets` (the first is each item's `score`, the others its `targets`,
+    by target name); several targets need a layout that reads several columns (generic)."""
+    spec = LAYOUTS[layout]
+    column, *more = [target_column(name, layout, folder, t) for t in targets]
+    if not more:
+        return spec.read(folder, column, dev_fraction, split_seed)
+    if not spec.columns:
+        raise DataError(f"{name} ({layout} layout at {folder}) reads one target at a time, not {', '.join(targets)}: "
+                        f"train one target per run (data.target), or give the scores in the generic layout")
+    read = spec.read(folder, column, dev_fraction, split_seed, more=tuple(more))
+    names = dict(zip(more, targets[1:]))  # column -> target name (long_term_score -> long-term)
+    splits = {s: [replace(it, targets={names[c]: v for c, v in it.targets.items()}) for it in items]
+              for s, items in read.splits.items()}
+    return replace(read, splits=splits)
 
 
 def check_declared(declared: Mapping[str, DatasetDecl]) -> None:
@@ -148,6 +169,7 @@ def open_dataset(
     dev_fraction: float = 0.2,
     split_seed: int = 0,
     declared: Mapping[str, DatasetDecl] | None = None,
+    more_targets: tuple[str, ...] = (),
 ) -> DatasetIndex:
     """Find dataset `name` (built-in, or declared in `<data_root>/datasets.yaml` or in `declared`: a run
     config's data.datasets), detect its layout and read its splits.
@@ -157,6 +179,7 @@ def open_dataset(
     ('mediaeval', 120)
 
     Problems in the files are collected in `ds.problems`, not raised (see `mem data check`).
+    `more_targets`: targets read beside `target` (a run's data.targets after the first), each item's `targets`.
     """
     root = default_data_root(data_root)
     decl = find_declared(name, root, declared)
@@ -170,5 +193,5 @@ def open_dataset(
         dev_fraction = dev_fraction if decl.dev_fraction is None else decl.dev_fraction
         split_seed = split_seed if decl.split_seed is None else decl.split_seed
     layout = detect_layout(name, folder, layouts)
-    read = LAYOUTS[layout].read(folder, target_column(name, layout, folder, target), dev_fraction, split_seed)
-    return DatasetIndex(name, folder, layout, target, read.splits, read.problems, read.split_info)
+    read = read_targets(name, layout, folder, (target, *more_targets), dev_fraction, split_seed)
+    return DatasetIndex(name, folder, layout, target, read.splits, read.problems, read.split_info, tuple(more_targets))

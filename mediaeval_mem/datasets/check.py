@@ -46,7 +46,7 @@ def render_check(index: DatasetIndex, console) -> None:
     from rich.table import Table
 
     info = ", ".join(f"{k}={v}" for k, v in index.split_info.items())
-    table = Table(title=f"{index.name}: {index.layout} layout at {index.root} (target {index.target}; {info})")
+    table = Table(title=f"{index.name}: {index.layout} layout at {index.root} (target {', '.join(index.targets)}; {info})")
     for col in ("split", "videos", "missing files", "scored", "score min", "score max", "score mean",
                 "with captions", "without", "captions"):
         table.add_column(col, justify="left" if col == "split" else "right")

@@ -47,10 +47,12 @@ def _no_files(root: Path) -> list[Path]:
 class Layout:
     name: str
     detect: Callable[[Path], bool]
-    read: Callable[..., LayoutRead]  # read(root, column, dev_fraction, split_seed)
+    read: Callable[..., LayoutRead]  # read(root, column, dev_fraction, split_seed[, more=(column, ...)])
     targets: Mapping[str, str]  # target name -> the column (or JSON key) holding it
     expects: str  # what `detect` looks for, said for people
     scored_files: Callable[[Path], list[Path]] = _no_files  # the CSVs whose header must hold a target's column
+    # any column of its score files is a target of that name, and its reader reads several (`more`) at once
+    columns: bool = False
 
 
 LAYOUTS: Registry = Registry("layout")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from mediaeval_mem.core.errors import DataError
 
@@ -16,13 +17,19 @@ class VideoItem:
 
     `captions`: every caption or description the layout has for the video, in file order (Memento10k's
     five human captions; a MediaEval text-description file may have several rows per video); empty
-    where it has none.
+    where it has none. `targets`: the scores of a run's other targets (`data.targets` after the first,
+    whose score is `score`), by target name; empty for a one-target read and where the split hides them.
     """
 
     video_id: str
     path: Path | None  # None when the video file was not found
     score: float | None = None
     captions: tuple[str, ...] = ()
+    targets: Mapping[str, float] = field(default_factory=dict, hash=False)
+
+    def scores(self, names: tuple[str, ...]) -> list[float | None]:
+        """This video's score of each target of `names` (the first is `score`, the others from `targets`)."""
+        return [self.score] + [self.targets.get(n) for n in names[1:]]
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,12 @@ class DatasetIndex:
     problems: list[Problem] = field(default_factory=list)
     # How the splits were made where the layout has no official one (recorded by runs).
     split_info: dict[str, object] = field(default_factory=dict)
+    more_targets: tuple[str, ...] = ()  # the targets read after `target` (each item's `targets` holds them)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Every target read, the first (each item's `score`) first."""
+        return (self.target, *self.more_targets)
 
     def split(self, name: str) -> list[VideoItem]:
         if name not in self.splits:

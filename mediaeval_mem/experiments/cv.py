@@ -126,6 +126,9 @@ def open_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5,
             progress: bool = True, echo: Echo = print) -> CVData:
     """The datasets checked, the features extracted (what is not cached yet) and read: everything but the folds' runs."""
 
+    if len(cfg.data.target_names) > 1:  # the folds' summaries and out-of-fold predictions are of one target
+        raise ConfigError(f"mem cv cross-validates one target, not data.targets ({', '.join(cfg.data.target_names)}): "
+                          f"cross-validate each (data.target: NAME), or train them together with mem run")
     test = test or train
     for s in cfg.model.streams:
         if trains_itself(s):

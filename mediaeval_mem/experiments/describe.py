@@ -25,7 +25,7 @@ def describe(cfg: RunConfig, in_dims: list[int] | None = None) -> list[str]:
     if len(given) > len(infos):
         raise ConfigError(f"{len(given)} --in-dim given for {len(infos)} stream(s) of {cfg.name}: give at most one per stream")
     dims = given + [info.width for info in infos[len(given):]]  # the first streams' widths as given, the rest derived
-    model = build_model(cfg.model, dims)
+    model = build_model(cfg.model, dims, len(cfg.data.target_names))
     lines = [f"config      {cfg.name}"]
     for i, (s, info, d, agg) in enumerate(zip(cfg.model.streams, infos, dims, model.aggregators)):
         made = ", trained for memorability first" if info.trainer is not None and not s.weights else ", frozen"
@@ -40,8 +40,10 @@ def describe(cfg: RunConfig, in_dims: list[int] | None = None) -> list[str]:
     t = cfg.train
     selection = f"holdout {t.holdout_fraction:.0%} of train (seed {t.seed})" if t.select_on == "holdout" else "dev (the paper's protocol)"
     joined = " + ".join(str(a.out_dim) for a in model.aggregators)
+    targets = cfg.data.target_names
+    out = "(B,)" if len(targets) == 1 else f"(B, {len(targets)}): {', '.join(targets)}"  # data.targets: one score each
     lines += [
-        f"head        {cfg.model.head}{_args(cfg.model.head_args)}  (B, {joined if len(dims) > 1 else width}) -> (B,) in [0, 1]  "
+        f"head        {cfg.model.head}{_args(cfg.model.head_args)}  (B, {joined if len(dims) > 1 else width}) -> {out} in [0, 1]  "
         f"{count_trainable(model.head):,} parameters",
         f"recipe      Adam lr {t.lr:g} x{t.lr_decay} every {t.lr_step_epochs} epochs, {describe_loss(t.loss)} loss, batch {t.batch_size}, "
         f"at most {t.epochs} epochs, patience {t.patience} on {t.monitor}, frame shuffling {'on' if t.shuffle_frames else 'off'}",

@@ -13,7 +13,9 @@ has dev predictions (with the ground truth) and test predictions. The methods:
   fit on the whole dev split.
 
 The ensemble is an MLflow run in the members' experiment, with its metrics, the bootstrap interval of
-its SROCC, its members and weights; `mem package-submission` accepts it like any run.
+its SROCC, its members and weights; `mem package-submission` accepts it like any run. Members of several
+targets (data.targets) are combined per target (the weighted method fits each target's own weights); the
+members must share their first target, and the other targets all of them predict are combined too.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class Member:
     test: dict[str, float]  # video id -> prediction
     oof: dict[str, tuple[float, float]] | None = None  # a cv parent's out-of-fold predictions
     srocc: float = float("nan")
+    targets: tuple[str, ...] = ()  # what it predicts, the first (dev, test) first; () read before targets were
+    more: dict[str, "Member"] = field(default_factory=dict)  # another target -> its predictions as a Member
 
 
 @dataclass
@@ -63,10 +67,29 @@ def load_member(run_id: str) -> Member:
     if "dev_srocc" not in run.metrics:  # a same-dataset refit (refit_dev_*), a cv fold, ...: no honest dev figures
         raise MemError(f"run {run_id} has no dev figures that are an estimate (a refit trained on the dev split?): "
                        f"ensemble runs, cv parents or cross-dataset refits, and package a same-dataset refit on its own")
-    dev = record.read_predictions(run_id, record.DEV).truth_and_prediction()
-    test = record.read_predictions(run_id, record.TEST).by_id()
+    dev_table, test_table = record.read_predictions(run_id, record.DEV), record.read_predictions(run_id, record.TEST)
     oof = record.read_predictions(run_id, record.OOF).truth_and_prediction() if run.kind == Kind.CV else None
-    return Member(run_id, run, dev, test, oof, run.metrics.get("dev_srocc", float("nan")))
+    try:
+        targets = record.read_targets(run_id)
+    except MemError:  # a run that records neither config nor ensemble body: its one column is all there is
+        targets = ()
+    more = {t: Member(run_id, run, dev_table.truth_and_prediction(t), test_table.by_id(t),
+                      srocc=run.metrics.get(f"dev_{t}_srocc", float("nan"))) for t in targets[1:]}
+    return Member(run_id, run, dev_table.truth_and_prediction(), test_table.by_id(), oof,
+                  run.metrics.get("dev_srocc", float("nan")), targets, more)
+
+
+def shared_targets(members: list[Member]) -> tuple[str, ...]:
+    """The targets every member predicts, the first first; members of different first targets are refused (a member
+    that does not record its targets predicts the others' first)."""
+    known = [m.targets for m in members if m.targets]
+    firsts = {t[0] for t in known}
+    if len(firsts) > 1:
+        raise MemError(f"the runs predict different targets first ({', '.join(sorted(firsts))}): ensemble runs of "
+                       f"the same target")
+    if len(known) < len(members):
+        return known[0][:1] if known else ()
+    return tuple(t for t in known[0] if all(t in k for k in known))
 
 
 def rank01(x: np.ndarray) -> np.ndarray:
@@ -163,9 +186,17 @@ def ensemble(run_ids: list[str], method: str = "mean", echo=print) -> EnsembleRe
     pairs = {m.run.pair for m in members}
     if len(pairs) > 1:
         raise MemError(f"the runs are of different pairs ({', '.join(sorted(map(str, pairs)))}): ensemble runs of one pair")
+    targets = shared_targets(members)
     dev_ids, y, dev, test_ids, test, w, fit_on = combine(members, method)
     metrics = evaluate(y, dev)
     ci = bootstrap_srocc_ci(y, dev)
+    ys, devs, tests = [y], [dev], [test]  # per target: each other target's combined the same way (its own weights)
+    for t in targets[1:]:
+        ids_t, y_t, dev_t, test_ids_t, test_t, *_ = combine([m.more[t] for m in members], method)
+        if ids_t != dev_ids or test_ids_t != test_ids:
+            raise MemError(f"the members' {t} predictions cover other videos than their first target's")
+        ys, devs, tests = ys + [y_t], devs + [dev_t], tests + [test_t]
+        metrics |= {f"{t}_{k}": v for k, v in evaluate(y_t, dev_t).items()}
     first = members[0].run.tags
     experiment = record.experiment_name(members[0].run)
     tags = {k: first[k] for k in (Tag.TASK, Tag.TRAIN, Tag.TEST, Tag.PAIR) if k in first}
@@ -178,9 +209,9 @@ def ensemble(run_ids: list[str], method: str = "mean", echo=print) -> EnsembleRe
                     "weights": json.dumps([round(float(x), 6) for x in w])})
         run.metrics({f"dev_{k}": v for k, v in metrics.items()} | {"dev_srocc_ci_low": ci[0], "dev_srocc_ci_high": ci[1],
                     "members_mean_srocc": float(np.nanmean([m.srocc for m in members]))})
-        run.write_predictions(record.DEV, dev_ids, dev, y)
-        run.write_predictions(record.TEST, test_ids, test)
-        run.write_ensemble({"method": method, "weights_fit_on": fit_on, "members": [
+        run.write_predictions(record.DEV, dev_ids, np.stack(devs, 1), np.stack(ys, 1), targets)
+        run.write_predictions(record.TEST, test_ids, np.stack(tests, 1), targets=targets)
+        run.write_ensemble({"method": method, "weights_fit_on": fit_on, "targets": list(targets), "members": [
             {"run_id": m.run_id, "weight": float(x), "dev_srocc": m.srocc, "config": m.run.config_name}
             for m, x in zip(members, w)]})
     return EnsembleResult(run.run_id, method, run_ids, [float(x) for x in w], fit_on, metrics,

@@ -42,7 +42,7 @@ from mediaeval_mem.models import build_model
 from mediaeval_mem.tracking import record, resolve_run_id
 from mediaeval_mem.tracking.record import Kind, Tag
 from mediaeval_mem.training.loop import TrainResult
-from mediaeval_mem.training.metrics import evaluate
+from mediaeval_mem.training.metrics import evaluate_targets
 
 
 @dataclass
@@ -113,14 +113,15 @@ def score(source: Source, splits: Splits, device):
         if splits.dev.dims != trained.in_dims:
             raise MemError(f"run {trained.run_id} was trained on features of widths {trained.in_dims}; the dataset "
                            f"evaluated gives {splits.dev.dims}: were the encoders' weights replaced since?")
-        model = build_model(trained.config.model, trained.in_dims).to(device)
+        targets = trained.config.data.target_names
+        model = build_model(trained.config.model, trained.in_dims, len(targets)).to(device)
         model.load_state_dict(trained.state)
-        runs.append((model, evaluate_and_predict(model, splits, device)))
+        runs.append((model, evaluate_and_predict(model, splits, device, targets)))
     if len(runs) == 1:
         return runs[0]
     # (folds, N) -> (N,): the mean in float64, as the cv parent averages its folds' predictions
     dev, test = (np.mean([getattr(o, name).astype(np.float64) for _, o in runs], axis=0) for name in ("dev_pred", "test_pred"))
-    return None, Outputs(evaluate(splits.dev.scores, dev), dev, test)
+    return None, Outputs(evaluate_targets(splits.dev.scores, dev, source.models[0].config.data.target_names), dev, test)
 
 
 def extract_like(run, plan, indexes, progress: bool, echo: Echo) -> list[StreamFeatures]:

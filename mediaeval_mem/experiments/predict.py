@@ -41,8 +41,10 @@ SPLIT = "predict"
 class PredictResult:
     run_id: str
     config: str
-    scores: list[tuple[str, Path, float]]  # (video id, file, score), in input order
+    scores: list[tuple[str, Path, float]]  # (video id, file, score), in input order; score: the first target's
     failed: dict[str, str] = field(default_factory=dict)  # video id -> why it has no score
+    # a run of several targets (data.targets): each other target's scores, in the order of `scores`
+    more: dict[str, list[float]] = field(default_factory=dict)
 
 
 def collect_videos(inputs: list[Path]) -> list[VideoItem]:
@@ -141,11 +143,13 @@ def predict_videos(run_id: str, inputs: list[Path], extract: dict | None = None,
     if split.dims != in_dims:
         raise MemError(f"run {run_id} was trained on features of widths {in_dims}; these videos give {split.dims}: "
                        f"were the encoders' weights replaced since?")
-    model = build_model(cfg.model, in_dims)
+    targets = cfg.data.target_names
+    model = build_model(cfg.model, in_dims, len(targets))
     model.load_state_dict(run.state)
-    scores = predict(model.to(dev), split, device=dev)
+    scores = predict(model.to(dev), split, device=dev).reshape(len(split), -1)  # (N, K), a column per target
     paths = {it.video_id: it.path for it in items}
-    return PredictResult(run_id, cfg.name, [(vid, paths[vid], float(s)) for vid, s in zip(split.ids, scores)], failed)
+    return PredictResult(run_id, cfg.name, [(vid, paths[vid], float(s)) for vid, s in zip(split.ids, scores[:, 0])],
+                         failed, {t: [float(s) for s in scores[:, k]] for k, t in enumerate(targets[1:], start=1)})
 
 
 def _recorded_key(features, i: int, encoder: str) -> dict | None:
@@ -179,11 +183,11 @@ def _common_folder(paths: list[Path]) -> str:
 
 
 def write_scores(result: PredictResult, out) -> None:
-    """CSV: video_id, path, score, run_id (every row says which run made it)."""
+    """CSV: video_id, path, score, [score_<target> for a run's other targets,] run_id (every row says which run made it)."""
     import csv
 
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(["video_id", "path", "score", "run_id"])
-    for vid, path, score in result.scores:
-        w.writerow([vid, str(path), f"{score:.6f}", result.run_id])
+    w.writerow(["video_id", "path", "score", *(f"score_{t}" for t in result.more), "run_id"])
+    for i, (vid, path, score) in enumerate(result.scores):
+        w.writerow([vid, str(path), f"{score:.6f}", *(f"{v[i]:.6f}" for v in result.more.values()), result.run_id])
 

@@ -6,13 +6,16 @@ no other run of the store shares, which every command taking a run id accepts.
 
 The interval comes from each run's logged dev predictions: 1000 resamples of the dev videos with
 replacement (seeded, so the same runs give the same intervals), Spearman on each, 2.5th-97.5th percentile.
+A run of several targets (data.targets) shows its first target's figures in those columns, and each other
+target's dev SROCC in a column of its own (`brand_score SROCC`), present only where some run has one.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,14 +42,31 @@ class ResultRow:
     head: str = "?"
     encoder: str = "?"
     short_id: str = ""  # a unique prefix of run_id
+    targets: dict[str, float] = field(default_factory=dict)  # another target's name -> its dev SROCC
 
-    def cells(self) -> list[str]:
+    def cells(self, targets: list[str] = ()) -> list[str]:
+        """The row's cells under HEADER, then its SROCC of each of `targets` ('-' where it has none)."""
         ci = f"[{self.ci_low:.4f}, {self.ci_high:.4f}]" if not np.isnan(self.ci_low) else "-"
         return [self.short_id or self.run_id, self.kind, self.name, self.config, self.head, self.encoder, self.pair,
-                self.seed, f"{self.plcc:.4f}", f"{self.srocc:.4f}", ci, f"{self.mse:.4f}"]
+                self.seed, f"{self.plcc:.4f}", f"{self.srocc:.4f}", ci, f"{self.mse:.4f}",
+                *(f"{self.targets[t]:.4f}" if t in self.targets else "-" for t in targets)]
 
 
 HEADER = ["run id", "kind", "name", "config", "head", "encoder", "pair", "seed", "PLCC", "SROCC", "SROCC 95% CI", "MSE"]
+TARGET_SROCC = re.compile(r"dev_(.+)_srocc")  # another target's dev SROCC (runner.evaluate_and_predict's names)
+
+
+def other_targets(rows: list[ResultRow]) -> list[str]:
+    """The targets besides the first that some row has figures of, in the order first seen."""
+    return list(dict.fromkeys(t for r in rows for t in r.targets))
+
+
+def results_table(rows: list[ResultRow]) -> tuple[list[str], list[list[str]]]:
+    """(header, cells) of the rows: HEADER, plus a column per other target where some run has one."""
+    targets = other_targets(rows)
+    return HEADER + [f"{t} SROCC" for t in targets], [r.cells(targets) for r in rows]
+
+
 SORT_KEYS = {"srocc": lambda r: -r.srocc, "plcc": lambda r: -r.plcc, "mse": lambda r: r.mse,
              "config": lambda r: r.config, "pair": lambda r: r.pair, "kind": lambda r: r.kind, "name": lambda r: r.name}
 
@@ -80,21 +100,25 @@ def collect_results(experiments: list[str] | None = None, ci: bool = True, sort:
                               run.tag(Tag.PAIR, "?"), seed, m.get("dev_plcc", float("nan")),
                               m["dev_srocc"], m.get("dev_mse", float("nan")), lo, hi, run.kind,
                               run.name, run.tag(Tag.HEAD, "?"), run.tag(Tag.ENCODER, "?"),
-                              prefixes.get(run.run_id, run.run_id)))
+                              prefixes.get(run.run_id, run.run_id),
+                              {match[1]: v for k, v in m.items() if (match := TARGET_SROCC.fullmatch(k))}))
     return sorted(rows, key=SORT_KEYS[sort])
 
 
 def format_results(rows: list[ResultRow], fmt: str) -> str:
     """csv or markdown text of the rows (the table format is rendered by the CLI with rich)."""
+    targets = other_targets(rows)
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["experiment", "kind", "name", "config", "head", "encoder", "pair", "seed", "plcc", "srocc",
-                    "srocc_ci_low", "srocc_ci_high", "mse", "run_id"])
+                    "srocc_ci_low", "srocc_ci_high", "mse", *(f"{t}_srocc" for t in targets), "run_id"])
         for r in rows:
             w.writerow([r.experiment, r.kind, r.name, r.config, r.head, r.encoder, r.pair, r.seed, f"{r.plcc:.6f}",
-                        f"{r.srocc:.6f}", f"{r.ci_low:.6f}", f"{r.ci_high:.6f}", f"{r.mse:.6f}", r.run_id])
+                        f"{r.srocc:.6f}", f"{r.ci_low:.6f}", f"{r.ci_high:.6f}", f"{r.mse:.6f}",
+                        *(f"{r.targets.get(t, float('nan')):.6f}" for t in targets), r.run_id])
         return buf.getvalue()
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
+    header, cells = results_table(rows)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c) + " |" for c in cells]
     return "\n".join(lines) + "\n"

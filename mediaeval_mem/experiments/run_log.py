@@ -113,9 +113,10 @@ class RunLog:
         run, dev, test = self.run, self.splits.dev, self.splits.test
         run.params({**({} if model is None else {"derived.trainable_params": count_trainable(model)}), **result.params})
         run.metrics({f"{self.dev_prefix}_{k}": v for k, v in outputs.metrics.items()} | {"best_epoch": result.best_epoch})
-        run.write_predictions(record.DEV, dev.ids, outputs.dev_pred, dev.scores)
+        targets = self.cfg.data.target_names  # (N, K) predictions for K targets: a column each
+        run.write_predictions(record.DEV, dev.ids, outputs.dev_pred, dev.scores, targets)
         self._figures(outputs.dev_pred)
-        run.write_predictions(record.TEST, test.ids, outputs.test_pred)
+        run.write_predictions(record.TEST, test.ids, outputs.test_pred, targets=targets)
         if model is not None:
             run.write_weights({k: v.detach().cpu() for k, v in model.state_dict().items()}, self.cfg, self.splits.fit.dims)
         run.tags({Tag.BEST_EPOCH: result.best_epoch, Tag.EPOCHS_RUN: len(result.history)})
@@ -124,9 +125,11 @@ class RunLog:
         """Figure 2 (truth vs prediction) and Figure 3 (worst predictions) of this run, as artifacts."""
 
         dev, plan = self.splits.dev, self.plan
+        truth = dev.scores if dev.scores.ndim == 1 else dev.scores[:, 0]  # several targets: the first one's figures
+        pred = pred if pred.ndim == 1 else pred[:, 0]
         evaluated = self.indexes[plan.evaluate[0]]  # a dev split, or (cross-validation) the training videos
         paths = {it.video_id: it.path for items in evaluated.splits.values() for it in items}
-        preds = Predictions(f"{self.cfg.name}\n{plan.train_dataset} -> {plan.test_dataset}", dev.ids, dev.scores, pred, paths)
+        preds = Predictions(f"{self.cfg.name}\n{plan.train_dataset} -> {plan.test_dataset}", dev.ids, truth, pred, paths)
         with tempfile.TemporaryDirectory() as tmp:
             self.run.write_figures([scatter_figure([preds], Path(tmp) / "scatter.png"),
                                     worst_figure(preds, Path(tmp) / "worst.png")])

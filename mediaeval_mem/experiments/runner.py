@@ -29,7 +29,7 @@ from mediaeval_mem.models import HEADS, build_model
 from mediaeval_mem.training.batches import LabelledSplit, predict
 from mediaeval_mem.training.closed_form import fit_closed_form
 from mediaeval_mem.training.loop import seed_everything, train_model
-from mediaeval_mem.training.metrics import evaluate
+from mediaeval_mem.training.metrics import evaluate_targets
 from mediaeval_mem.training.trainers import TRAINERS, PrepareContext
 
 Echo = Callable[[str], None]
@@ -82,7 +82,7 @@ class Splits:
 
 @dataclass
 class Outputs:
-    metrics: dict[str, float]  # dev plcc / srocc / mse
+    metrics: dict[str, float]  # dev plcc / srocc / mse (the first target's), <target>_srocc ... (the others')
     dev_pred: np.ndarray
     test_pred: np.ndarray
 
@@ -102,7 +102,9 @@ class RunResult:
 # --------------------------------------------------------------------------- the stages
 def open_checked(name: str, data_root, cfg: RunConfig, echo: Echo) -> DatasetIndex:
     """Open a dataset and refuse to train on broken files; missing videos are only warned about."""
-    index = open_dataset(name, data_root, cfg.data.target, cfg.data.dev_fraction, cfg.data.split_seed, cfg.data.datasets)
+    first, *more = cfg.data.target_names
+    index = open_dataset(name, data_root, first, cfg.data.dev_fraction, cfg.data.split_seed, cfg.data.datasets,
+                         tuple(more))
     missing = [p for p in index.problems if p.missing_video]
     other = [p for p in index.problems if p not in missing]
     if other:
@@ -213,7 +215,9 @@ def load_split(index: DatasetIndex, split: str, stores: list[FeatureStore], scor
         echo(f"warning: {index.name}/{split}: {len(wanted) - len(items)} video(s) have no features and are left out")
     if not items:
         raise DataError(f"{index.name}/{split}: no video has features in {stores[0].folder}")
-    scores = np.array([it.score for it in items], np.float32) if scored else None
+    # (N,), or (N, K) for a read of K targets (data.targets): each video's score of each, in the index's order
+    scores = None if not scored else np.array([it.scores(index.targets) if index.more_targets else it.score
+                                               for it in items], np.float32)
     ids = [it.video_id for it in items]
     return LabelledSplit([store.load(ids) for store in stores], scores, tuple(sampling or ()))
 
@@ -267,7 +271,7 @@ def fit(cfg: RunConfig, splits: Splits, device: torch.device, on_epoch=None):
     """Build the model from the features' widths (initial weights follow the seed) and train it: (model, TrainResult)."""
 
     seed_everything(cfg.train.seed)
-    model = build_model(cfg.model, splits.fit.dims)
+    model = build_model(cfg.model, splits.fit.dims, len(cfg.data.target_names))
     closed = HEADS.info(cfg.model.head)
     if closed is not None:  # ridge, svr: fitted by scikit-learn, hyperparameters by inner CV (models/baselines.py)
         # the fit videos only: the inner CV selects, and the selection split may be the reported one (select_on dev)
@@ -276,11 +280,13 @@ def fit(cfg: RunConfig, splits: Splits, device: torch.device, on_epoch=None):
 
 
 @with_threads("train")  # the small model's forward passes: latency-bound like its training
-def evaluate_and_predict(model, splits: Splits, device: torch.device) -> Outputs:
-    """Metrics on the dev split, predictions for the dev and test splits."""
+def evaluate_and_predict(model, splits: Splits, device: torch.device, targets: tuple[str, ...] = ()) -> Outputs:
+    """Metrics on the dev split, predictions for the dev and test splits. `targets`: the run's (data.targets), whose
+    model predicts (N, K): each target's metrics (training/metrics.py `evaluate_targets` names them)."""
 
     dev_pred = predict(model, splits.dev, device=device)
-    return Outputs(evaluate(splits.dev.scores, dev_pred), dev_pred, predict(model, splits.test, device=device))
+    return Outputs(evaluate_targets(splits.dev.scores, dev_pred, targets), dev_pred,
+                   predict(model, splits.test, device=device))
 
 
 # --------------------------------------------------------------------------- the whole run
@@ -304,7 +310,7 @@ def train_and_log(plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetInde
             echo(_training_line(cfg, splits, log.run_id))
         on_epoch = log.epoch_callback(progress, echo)
         model, result = fit(cfg, splits, device, on_epoch if wrap_epoch is None else wrap_epoch(on_epoch, log))
-        outputs = evaluate_and_predict(model, splits, device)
+        outputs = evaluate_and_predict(model, splits, device, cfg.data.target_names)
         log.outputs(model, result, outputs)
         if finish is not None:
             finish(log, model, outputs)

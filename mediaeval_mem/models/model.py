@@ -21,7 +21,7 @@ class MemModel(nn.Module):
         self.aggregators, self.head = nn.ModuleList(aggregators), head
 
     def forward(self, streams: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """[(x (B, T_s, D_s), mask (B, T_s) bool) per stream] -> (B,) scores in [0, 1]."""
+        """[(x (B, T_s, D_s), mask (B, T_s) bool) per stream] -> (B,) scores in [0, 1] ((B, K) for K targets)."""
         v = [agg(x, mask) for agg, (x, mask) in zip(self.aggregators, streams)]  # each (B, out_s)
         return self.head(torch.cat(v, dim=-1))
 
@@ -33,14 +33,16 @@ def _build(registry, name: str, args: dict, in_dim: int, where: str):
         raise ConfigError(f"{where}: bad arguments {sorted(args)} for {registry.kind} {name!r} ({e})") from None
 
 
-def build_model(model_cfg, in_dims: list[int]) -> MemModel:
-    """Build from a ModelCfg: each stream's aggregator from its feature width, the head from their sum.
+def build_model(model_cfg, in_dims: list[int], outputs: int = 1) -> MemModel:
+    """Build from a ModelCfg: each stream's aggregator from its feature width, the head from their sum, with
+    `outputs` scores (one per target: data.targets; a one-target head is built exactly as before).
 
     (Whether an aggregator fits its encoder was checked when the config was built.)
     """
     aggs = [_build(AGGREGATORS, s.aggregator, dict(s.aggregator_args), d, f"model.streams[{i}].aggregator_args")
             for i, (s, d) in enumerate(zip(model_cfg.streams, in_dims, strict=True))]
-    head = _build(HEADS, model_cfg.head, dict(model_cfg.head_args), sum(a.out_dim for a in aggs), "model.head_args")
+    args = dict(model_cfg.head_args) | ({"outputs": outputs} if outputs > 1 else {})
+    head = _build(HEADS, model_cfg.head, args, sum(a.out_dim for a in aggs), "model.head_args")
     return MemModel(aggs, head)
 
 

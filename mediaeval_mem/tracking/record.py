@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
+
 from mediaeval_mem.config import RunConfig, config_from_dict
 from mediaeval_mem.core.errors import MemError
 from mediaeval_mem.core.schema import to_dict, to_yaml
@@ -44,6 +46,8 @@ FIGURES = "figures"  # the folder of a run's figures
 # which predictions: the reported (dev) split, the test split, a cv parent's out-of-fold predictions of the
 # labelled videos, a cv fold's predictions of the test dataset's dev split (its own dev is its held-out fold)
 DEV, TEST, OOF, REPORT_DEV = "dev", "test", "oof", "report_dev"
+DEFAULT_TARGET = RunConfig().data.target
+PREDICTION = "prediction"  # the first target's column; another target's is prediction_<target>
 _PREDICTION_FILE = {DEV: "dev_predictions.csv", TEST: "test_predictions.csv", OOF: "oof_predictions.csv",
                     REPORT_DEV: "report_dev_predictions.csv"}
 
@@ -212,6 +216,16 @@ def read_config(run_id: str) -> RunConfig:
     return config_from_dict(yaml.safe_load(read_artifact_text(run_id, CONFIG)), f"run {run_id} {CONFIG}")
 
 
+def read_targets(run_id: str) -> tuple[str, ...]:
+    """The targets a run predicts, its first first (its predictions' `prediction` column): its config's data targets;
+    an ensemble's, as it recorded them (an ensemble of an older version: its members' first target alone)."""
+    try:
+        return read_config(run_id).data.target_names
+    except MemError:
+        body = json.loads(read_artifact_text(run_id, ENSEMBLE))  # neither: MemError naming the run and the file
+        return tuple(body.get("targets") or (DEFAULT_TARGET,))
+
+
 def read_features(run_id: str) -> FeatureRecord:
     """What identifies the features a run read (its features.json)."""
     return FeatureRecord.from_json(read_artifact_text(run_id, FEATURES))
@@ -232,13 +246,21 @@ class PredictionTable:
     def ids(self) -> list[str]:
         return [r["video_id"] for r in self.rows]
 
-    def by_id(self) -> dict[str, float]:
-        """video id -> prediction."""
-        return {r["video_id"]: float(r["prediction"]) for r in self.rows}
+    @property
+    def more_targets(self) -> list[str]:
+        """The targets after the first whose predictions the CSV holds (prediction_<name> columns)."""
+        header = next(csv.reader(io.StringIO(self.text)), [])
+        return [h.removeprefix(PREDICTION + "_") for h in header if h.startswith(PREDICTION + "_")]
 
-    def truth_and_prediction(self) -> dict[str, tuple[float, float]]:
-        """video id -> (ground truth, prediction)."""
-        return {r["video_id"]: (float(r["ground_truth"]), float(r["prediction"])) for r in self.rows}
+    def by_id(self, target: str | None = None) -> dict[str, float]:
+        """video id -> prediction (of `target`, one of `more_targets`; None: the first target's)."""
+        column = PREDICTION if target is None else f"{PREDICTION}_{target}"
+        return {r["video_id"]: float(r[column]) for r in self.rows}
+
+    def truth_and_prediction(self, target: str | None = None) -> dict[str, tuple[float, float]]:
+        """video id -> (ground truth, prediction) (of `target`, one of `more_targets`; None: the first target's)."""
+        suffix = "" if target is None else f"_{target}"
+        return {r["video_id"]: (float(r[f"ground_truth{suffix}"]), float(r[f"{PREDICTION}{suffix}"])) for r in self.rows}
 
 
 def read_predictions(run_id: str, which: str) -> PredictionTable:
@@ -353,14 +375,22 @@ class RecordWriter:
     def write_selection_ids(self, ids: Iterable[str]) -> None:
         self.run.log_text("\n".join(ids) + "\n", SELECTION_IDS)
 
-    def write_predictions(self, which: str, ids: Iterable[str], pred: Iterable[float],
-                          truth: Iterable[float] | None = None) -> None:
-        """The predictions of DEV, TEST, OOF or REPORT_DEV as a CSV, six decimals: video_id, [ground_truth,] prediction."""
-        if truth is None:
-            header, rows = ["video_id", "prediction"], ((v, f"{p:.6f}") for v, p in zip(ids, pred))
-        else:
-            header = ["video_id", "ground_truth", "prediction"]
-            rows = ((v, f"{t:.6f}", f"{p:.6f}") for v, t, p in zip(ids, truth, pred))
+    def write_predictions(self, which: str, ids: Iterable[str], pred, truth=None, targets: tuple[str, ...] = ()) -> None:
+        """The predictions of DEV, TEST, OOF or REPORT_DEV as a CSV, six decimals: video_id, [ground_truth,] prediction.
+        Several targets (`pred`, `truth` (N, K), `targets` their names): the first target's as those columns, each
+        other's after them as [ground_truth_<name>,] prediction_<name> (a one-target reader sees the first's)."""
+        ids = list(ids)
+        pred = np.asarray(pred, float).reshape(len(ids), -1)  # (N, K)
+        truth = None if truth is None else np.asarray(truth, float).reshape(len(ids), -1)
+        columns = [(f"_{t}" if k else "", k) for k, t in enumerate((targets or ("",))[:pred.shape[1]])]
+        header, cells = ["video_id"], []  # cells: per column, (N,) values
+        for suffix, k in columns:
+            if truth is not None:
+                header.append(f"ground_truth{suffix}")
+                cells.append(truth[:, k])
+            header.append(f"{PREDICTION}{suffix}")
+            cells.append(pred[:, k])
+        rows = ([v, *(f"{c[i]:.6f}" for c in cells)] for i, v in enumerate(ids))
         self.run.log_csv(header, rows, _PREDICTION_FILE[which])
 
     def write_weights(self, state: dict, cfg: RunConfig, in_dims: list[int]) -> None:

@@ -22,7 +22,7 @@ class LabelledSplit:
     """The same videos in every feature stream (same ids, same order), with their scores where known."""
 
     streams: list[SplitFeatures]
-    scores: np.ndarray | None  # (N,) float32, None for an unscored (test) split
+    scores: np.ndarray | None  # (N,) float32, (N, K) for K targets; None for an unscored (test) split
     sampling: tuple[Sampling, ...] = ()  # per stream, as its StreamCfg says (strings parsed); () = all for each
 
     def __post_init__(self):
@@ -79,7 +79,7 @@ def to_device(streams, device: torch.device):
 
 @torch.inference_mode()
 def predict(model, split: LabelledSplit, batch_size: int = 64, device: torch.device = torch.device("cpu")) -> np.ndarray:
-    """(N,) scores for every video of a feature split, in order."""
+    """(N,) scores for every video of a feature split, in order ((N, K) for a model of K targets)."""
     model.eval()
     out = []
     for idx in batch_indices(len(split), batch_size):
@@ -105,7 +105,7 @@ def _pad(f: SplitFeatures, idx: np.ndarray, sampling: Sampling, rng: np.random.G
 
 def collate(split: LabelledSplit, idx: np.ndarray, rng: np.random.Generator | None = None,
             shuffle_frames: bool = True):
-    """Videos `idx` -> ([(x (B, T, D), mask (B, T) bool) per stream], y (B,) or None).
+    """Videos `idx` -> ([(x (B, T, D), mask (B, T) bool) per stream], y (B,) or (B, K), or None).
 
     x keeps the stored dtype (float16): half the bytes to copy; `training.loop.to_device` makes it
     float32 on the device. rng: cut a training batch: segments:N streams draw random frames, and each

@@ -32,15 +32,15 @@ from mediaeval_mem.training.options import TrainCfg
 class TrainData(Protocol):
     """What the loop trains on: scored examples it can batch (shuffled) and predict (in order)."""
 
-    scores: np.ndarray | None  # (N,) float32
+    scores: np.ndarray | None  # (N,) float32, (N, K) for K targets
 
     def __len__(self) -> int: ...
 
     def batches(self, cfg: TrainCfg, rng: np.random.Generator, device: torch.device) -> Iterable[tuple[object, torch.Tensor]]:
-        """One epoch of (model input on `device`, scores (B,)), shuffled with `rng`."""
+        """One epoch of (model input on `device`, scores (B,) or (B, K)), shuffled with `rng`."""
 
     def predict(self, model: nn.Module, device: torch.device) -> np.ndarray:
-        """(N,) predictions in order (NaN where an example could not be read)."""
+        """(N,) (or (N, K)) predictions in order (NaN where an example could not be read)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -98,12 +98,15 @@ class EarlyStopping:
 
 def _selection(pred: np.ndarray, scores: np.ndarray, loss_fn) -> tuple[float, float]:
     """(loss, SROCC) on the selection split, over the examples that have a prediction (a clip that failed
-    to decode has none, the same one every epoch)."""
-    ok = np.isfinite(pred)
+    to decode has none, the same one every epoch). Several targets ((N, K)): the summed loss, and the mean
+    of the targets' SROCCs (each target counts the same in choosing the epoch)."""
+    ok = np.isfinite(pred) if pred.ndim == 1 else np.isfinite(pred).all(axis=1)
     if not ok.any():
         return float("nan"), float("nan")
     loss = float(loss_fn(torch.from_numpy(pred[ok]), torch.from_numpy(scores[ok])))
-    return loss, evaluate(scores[ok], pred[ok])["srocc"]
+    if pred.ndim == 1:
+        return loss, evaluate(scores[ok], pred[ok])["srocc"]
+    return loss, float(np.mean([evaluate(scores[ok, k], pred[ok, k])["srocc"] for k in range(pred.shape[1])]))
 
 
 def _resume(checkpoint: Path, model: nn.Module, opt, sched, rng: np.random.Generator,

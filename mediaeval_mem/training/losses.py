@@ -3,7 +3,8 @@
     train: {loss: l1}                          # one loss (the paper's)
     train: {loss: {l1: 1.0, spearman: 0.5}}    # a weighted sum
 
-Every loss maps predictions (B,) and targets (B,) to a scalar. `spearman` is 1 - Spearman's rho on
+Every loss maps predictions (B,) and targets (B,) to a scalar; with several targets (B, K) the weighted sum
+is taken per target and summed over them. `spearman` is 1 - Spearman's rho on
 soft ranks (`soft_rank`), so it is computed per batch: over a training batch of 8 it is a coarse but
 valid signal, and larger batches approximate the challenge's metric better.
 """
@@ -108,4 +109,6 @@ class WeightedLoss(nn.Module):
         self.terms = [(weight, LOSSES.build(name)) for name, weight in loss_terms(spec).items()]
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # (B,), (B,) -> ()
+        if pred.dim() == 2:  # (B, K), (B, K): several targets, each its own terms (a per-target Spearman), summed
+            return sum(self(pred[:, k], target[:, k]) for k in range(pred.shape[1]))
         return sum(weight * fn(pred, target) for weight, fn in self.terms)

@@ -36,3 +36,15 @@ def mse(y_true, y_pred) -> float:
 
 def evaluate(y_true, y_pred) -> dict[str, float]:
     return {"plcc": plcc(y_true, y_pred), "srocc": srocc(y_true, y_pred), "mse": mse(y_true, y_pred)}
+
+
+def evaluate_targets(y_true, y_pred, names: tuple[str, ...] = ()) -> dict[str, float]:
+    """`evaluate` of each target: (N,) arrays give plcc / srocc / mse; (N, K) arrays of the targets `names` give the
+    first target's under those names and each other's as `<name>_plcc` ... (`dev_brand_score_srocc` once logged)."""
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    if y_pred.ndim == 1:
+        return evaluate(y_true, y_pred)
+    out = evaluate(y_true[:, 0], y_pred[:, 0])
+    for k, name in enumerate(names[1:], start=1):
+        out |= {f"{name}_{m}": v for m, v in evaluate(y_true[:, k], y_pred[:, k]).items()}
+    return out
