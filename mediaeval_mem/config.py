@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from mediaeval_mem.core.errors import ConfigError, MemError
-from mediaeval_mem.core.schema import build, flatten, override, read_yaml_mapping, to_dict, to_yaml
+from mediaeval_mem.core.schema import LATER, build, flatten, override, read_yaml_mapping, to_dict, to_yaml
 from mediaeval_mem.datasets.catalog import check_declared
 from mediaeval_mem.datasets.declared import DatasetDecl
 from mediaeval_mem.features.captions import stream_source
@@ -48,8 +48,8 @@ class StreamCfg:
     aggregator_args: Mapping[str, Any] = field(default_factory=dict)
     # caption encoders: where their texts come from (features/captions.py TEXT_SOURCES): captions (the dataset's) |
     # speech (each video's transcript: source_args transcriber, weights, language, batch_size; features/transcripts.py)
-    source: str = "captions"
-    source_args: Mapping[str, Any] = field(default_factory=dict)
+    source: str = field(default="captions", metadata=LATER)
+    source_args: Mapping[str, Any] = field(default_factory=dict, metadata=LATER)
 
     def __post_init__(self):
         """The encoder and aggregator exist and fit each other (from the metadata registered with each)."""
@@ -99,7 +99,7 @@ class DataCfg:
     target: str = "short-term"
     # several targets, one model with one output each (a shared body, the loss summed): [score, brand_score];
     # the first is the one a one-target reader sees (metrics without a prefix, the `prediction` column)
-    targets: tuple[str, ...] = ()
+    targets: tuple[str, ...] = field(default=(), metadata=LATER)
     dev_fraction: float = 0.2  # only for layouts without an official dev split (original VideoMem, generic)
     split_seed: int = 0
     # name -> a dataset of your own, as in <data root>/datasets.yaml (this wins for a name in both)

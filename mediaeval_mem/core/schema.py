@@ -184,6 +184,37 @@ def to_dict(obj) -> dict:
     return plain(dataclasses.asdict(obj))
 
 
+LATER = {"later": True}  # field metadata: a field added after run keys were first recorded (see key_dict)
+
+
+def key_dict(obj) -> dict:
+    """`to_dict` for what makes two runs the same (grid and cv keys): a field marked `metadata=LATER` is left out
+    while it holds its default, so a config that does not use a newer option keeps the key its runs were recorded
+    under (an interrupted grid or cv made before the option existed still resumes)."""
+    def plain(x):
+        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+            out = {}
+            for f in dataclasses.fields(x):
+                value = getattr(x, f.name)
+                if f.metadata.get("later") and value == _default(f):
+                    continue
+                out[f.name] = plain(value)
+            return out
+        if isinstance(x, Mapping):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        return x
+
+    return plain(obj)
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
+
+
 def to_yaml(obj) -> str:
     import yaml
 

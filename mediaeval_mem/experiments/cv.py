@@ -34,7 +34,7 @@ from mediaeval_mem.core.paths import data_root as resolve_root
 from mediaeval_mem.core.paths import runs_dir
 from mediaeval_mem.core.progress import progress_bar
 from mediaeval_mem.core.runtime import resolve_device
-from mediaeval_mem.core.schema import digest, to_dict
+from mediaeval_mem.core.schema import digest, key_dict, to_dict
 from mediaeval_mem.experiments.executor import Earlier, Task, check_cluster, execute, raise_failures
 from mediaeval_mem.experiments.runner import (
     Selection,
@@ -147,7 +147,7 @@ def open_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5,
     pool = LabelledSplit.concat(pool)
     # the labelled videos and their scores, and the features, are in the key too: if either changes (an edited
     # CSV, a video that now decodes, re-extracted features), finished folds are not reused for a different pool
-    key = digest({"config": to_dict(cfg), "train": train, "test": test, "folds": folds, "with_dev": with_dev,
+    key = digest({"config": key_dict(cfg), "train": train, "test": test, "folds": folds, "with_dev": with_dev,
                   "data": str(resolve_root(data_root).resolve()),
                   "pool": digest([pool.ids, [round(float(x), 6) for x in pool.scores]]),
                   "features": [f.keys for f in features]})

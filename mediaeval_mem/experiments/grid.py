@@ -21,7 +21,7 @@ from mediaeval_mem.config import RunConfig, apply_overrides, config_from_dict, l
 from mediaeval_mem.core.cluster import Failed, RayOptions
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.paths import data_root as resolve_root
-from mediaeval_mem.core.schema import digest, load_yaml, to_dict
+from mediaeval_mem.core.schema import digest, key_dict, load_yaml, to_dict
 from mediaeval_mem.experiments.executor import Earlier, Task, check_cluster, execute
 from mediaeval_mem.experiments.run_log import run_name
 from mediaeval_mem.experiments.runner import extract_first, run_experiment
@@ -137,7 +137,7 @@ def apply_profile(cfg: RunConfig, profile: Profile) -> RunConfig:
 def run_key(cfg: RunConfig, task: int, train: str, test: str, data_root) -> str:
     """What makes two grid runs the same run: the resolved config, the pair and the data folder."""
 
-    return digest({"config": to_dict(cfg), "pair": [task, train, test], "data": str(resolve_root(data_root).resolve())})
+    return digest({"config": key_dict(cfg), "pair": [task, train, test], "data": str(resolve_root(data_root).resolve())})
 
 
 @dataclass
