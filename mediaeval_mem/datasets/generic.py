@@ -5,7 +5,8 @@
       clips/ad-001.mp4      (`path` is relative to the folder, or absolute)
 
 or `train.csv`, `dev.csv` and `test.csv` with the same columns and no split column (test.csv may leave
-out the score columns). Every column whose name starts with `caption` holds a caption (kept in column
+out the score columns). Any other column (`channel`, `brand`, `weight`...) is kept on each video as a raw string
+(VideoItem.columns) for grouped cross-validation and loss weights. Every column whose name starts with `caption` holds a caption (kept in column
 order, empty cells skipped). Test rows may leave the score empty. With neither a split column nor
 per-split files, the scored rows are split into train/dev by the seeded draw of the original VideoMem
 (`data.dev_fraction`, `data.split_seed`, recorded in split_info) and the unscored rows form the test split.
@@ -14,6 +15,7 @@ Every problem is collected with its file and row, as by the other readers.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from mediaeval_mem.datasets.layouts import (
@@ -24,6 +26,7 @@ from mediaeval_mem.datasets.records import SPLITS, Problem
 VIDEOS_CSV = "videos.csv"
 SPLIT_CSVS = {split: f"{split}.csv" for split in SPLITS}
 CAPTION_PREFIX = "caption"
+OWN_COLUMNS = ("video_id", "path", "split")  # read by the layout itself; with the score and caption columns, not kept
 Row = tuple[str, float | None, tuple[str, ...], Path, int]  # (video id, score, captions, CSV, line): make_items' rows
 
 
@@ -39,8 +42,8 @@ def _scored_files(root: Path) -> list[Path]:
 
 
 def _read_rows(path: Path, root: Path, column: str, split: str | None, problems: list[Problem]
-               ) -> tuple[list[tuple[Row, Path, str | None]], bool]:
-    """Each good row of one CSV as (row, video path, split) and whether the CSV has a split column.
+               ) -> tuple[list[tuple[Row, Path, str | None, dict[str, str]]], bool]:
+    """Each good row of one CSV as (row, video path, split, its other columns) and whether the CSV has a split column.
 
     `split` is the split every row of the file belongs to (a per-split CSV), or None (videos.csv: its
     split column, or the seeded draw for the scored rows and the test split for the others).
@@ -53,6 +56,7 @@ def _read_rows(path: Path, root: Path, column: str, split: str | None, problems:
     if has_split and split is not None:
         problems.append(Problem(path, f"a split column in {path.name}: the file names the split; drop the column", 1))
     captions = [h for h in header if h.startswith(CAPTION_PREFIX)]
+    others = [h for h in header if h not in OWN_COLUMNS and h != column and not h.startswith(CAPTION_PREFIX)]
     out = []
     for line, r in lines:
         vid, where = r["video_id"], split
@@ -73,7 +77,7 @@ def _read_rows(path: Path, root: Path, column: str, split: str | None, problems:
             continue
         video = Path(r["path"]).expanduser()
         row: Row = (vid, score, tuple(r[c] for c in captions if r[c]), path, line)
-        out.append((row, video if video.is_absolute() else root / video, where))
+        out.append((row, video if video.is_absolute() else root / video, where, {c: r[c] for c in others}))
     return out, has_split
 
 
@@ -96,10 +100,14 @@ def _read(root: Path, column: str, dev_fraction: float, split_seed: int) -> Layo
                 problems.append(Problem(root / name, f"file not found: the {split} split needs it"))
 
     first: dict[str, tuple[Path, str | None]] = {}  # id -> (video, split) of its first row; a duplicate is reported, not read
-    for (vid, *_), video, split in rows:
+    columns: dict[str, dict[str, str]] = {}  # id -> the other columns of its first row
+    for (vid, *_), video, split, other in rows:
         first.setdefault(canonical_id(vid), (video, split))
+        columns.setdefault(canonical_id(vid), other)
     found = {key: video for key, (video, _) in first.items() if video.is_file()}
-    items = make_items([row for row, _, _ in rows], found, lambda vid: str(first[canonical_id(vid)][0]), problems)
+    items = make_items([row for row, _, _, _ in rows], found, lambda vid: str(first[canonical_id(vid)][0]), problems)
+    items = [replace(it, columns=columns[canonical_id(it.video_id)]) if columns[canonical_id(it.video_id)] else it
+             for it in items]
     if seeded:
         train, dev = seeded_split([it for it in items if it.score is not None], dev_fraction, split_seed)
         splits = {"train": train, "dev": dev, "test": [it for it in items if it.score is None]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from mediaeval_mem.core.errors import DataError
 
@@ -17,12 +18,15 @@ class VideoItem:
     `captions`: every caption or description the layout has for the video, in file order (Memento10k's
     five human captions; a MediaEval text-description file may have several rows per video); empty
     where it has none.
+    `columns`: the layout's other columns for the video as raw strings (the generic layout's `channel`, `brand`,
+    `weight`...), read by grouped cross-validation and loss weights; empty where the layout has none.
     """
 
     video_id: str
     path: Path | None  # None when the video file was not found
     score: float | None = None
     captions: tuple[str, ...] = ()
+    columns: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
