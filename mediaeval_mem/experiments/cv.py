@@ -129,9 +129,8 @@ DRAWS_PER_REPEAT = 20  # fold seeds tried per repeat before distinct foldings ar
 
 def distinct_foldings(fold: Callable[[int], np.ndarray], seed: int, repeats: int) -> list[np.ndarray]:
     """`repeats` foldings for model seed `seed`, no two alike: `fold(fold_seed(seed, d))` for d = 0, 1, ..., a draw
-    that repeats an earlier partition skipped. StratifiedGroupKFold deals the groups in order of how uneven their
-    score mix is and shuffles only ties, so different seeds often give the same grouped folding (12 channels of
-    28 videos: 3 distinct in 10 seeds); a repeat of it would train the same models again and shrink the sd."""
+    that repeats an earlier partition skipped: a few groups have few partitions (8 channels in 5 folds: 40 distinct
+    in 100 seeds), and a folding drawn twice would train the same models again and shrink the sd."""
     found, seen = [], set()
     for d in range(DRAWS_PER_REPEAT * repeats):
         f = fold(fold_seed(seed, d))
