@@ -177,6 +177,7 @@ SETS = ["train.epochs=2", "model.streams.0.sampling=uniform:4"]
 def test_grouped_cv_end_to_end_then_a_cv_grid_reuses_its_folds(channel_root, runs_dir, tmp_path, capsys):
     from mediaeval_mem.config import load_config
     from mediaeval_mem.experiments.cv import run_cv
+    from mediaeval_mem.experiments.grid import load_grid, run_grid, table_rows
     from mediaeval_mem.tracking import get_run
 
     cfg = load_config(REPO / "configs" / "demo.yaml", SETS + ["data.weight_column=weight"])
@@ -203,7 +204,7 @@ def test_grouped_cv_end_to_end_then_a_cv_grid_reuses_its_folds(channel_root, run
             "--quiet", *(a for x in SETS + ["data.weight_column=weight"] for a in ("--set", x))]
     assert main([*argv, "--group-by", "channel", "--repeats", "2"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "3-fold cross-validation, grouped by channel on ads" in out and "(done before)" in out
+    assert "3-fold cross-validation, grouped by channel on ads" in out and "seed 0 repeat 1 fold 3/3: done before" in out
     assert f"{s['oof_srocc_repeats_mean']:.4f} ± {s['oof_srocc_repeats_sd']:.4f}" in out
     assert main([*argv, "--group-by", "brand"]) == 2
     err = capsys.readouterr().err
@@ -218,11 +219,17 @@ def test_grouped_cv_end_to_end_then_a_cv_grid_reuses_its_folds(channel_root, run
                     f"pairs: [{{train: ads, test: ads}}]\nconfigs: [{REPO / 'configs' / 'demo.yaml'}]\n"
                     f"set: [{', '.join(SETS + ['data.weight_column=weight'])}]\n")
     assert main(["grid", str(grid), "--data-root", str(channel_root), "--quiet"]) == 0
-    out = " ".join(capsys.readouterr().out.split())
-    assert "OOF SROCC [95% CI] (3-fold by channel)" in out and "OOF SROCC over 2 repeats" in out
-    assert f"{s['oof_srocc']:.4f} [{s['oof_srocc_ci_low']:.4f}, {s['oof_srocc_ci_high']:.4f}]" in out
-    assert f"{s['oof_srocc_repeats_mean']:.4f} ± {s['oof_srocc_repeats_sd']:.4f}" in out
-    assert "trained by another process" not in out and "running" not in out
+    assert "[1/1] demo ads->ads cv3 by channel x2: cross-validating" in capsys.readouterr().out
+    said = []
+    loaded = load_grid(grid)
+    rows = run_grid(loaded, channel_root, progress=False, echo=said.append)
+    assert sum("done before" in line for line in said) == 6 and not any("trained by" in line for line in said)
+    header, cells = table_rows(loaded, rows)
+    assert header == ["encoder", "temporal aggregator", "predictor", "OOF SROCC [95% CI] (3-fold by channel)", "OOF PLCC",
+                      "OOF MSE", "fold SROCC mean ± sd", "OOF SROCC over 2 repeats", "parent run"]
+    (row,) = cells
+    assert row[3] == f"{s['oof_srocc']:.4f} [{s['oof_srocc_ci_low']:.4f}, {s['oof_srocc_ci_high']:.4f}]"
+    assert row[7] == f"{s['oof_srocc_repeats_mean']:.4f} ± {s['oof_srocc_repeats_sd']:.4f}" and rows[0].reused == 6
 
 
 def test_weights_reach_the_training_loss(channel_root, runs_dir, monkeypatch):
