@@ -178,6 +178,7 @@ def test_grouped_cv_end_to_end_then_a_cv_grid_reuses_its_folds(channel_root, run
     from mediaeval_mem.config import load_config
     from mediaeval_mem.experiments.cv import run_cv
     from mediaeval_mem.experiments.grid import load_grid, run_grid, table_rows
+    from mediaeval_mem.experiments.results import collect_results
     from mediaeval_mem.tracking import get_run
 
     cfg = load_config(REPO / "configs" / "demo.yaml", SETS + ["data.weight_column=weight"])
@@ -198,6 +199,9 @@ def test_grouped_cv_end_to_end_then_a_cv_grid_reuses_its_folds(channel_root, run
     parent = get_run(result.parent_id).data
     assert parent.params["cv.group_by"] == "channel" and parent.params["cv.repeats"] == "2"
     assert get_run(result.folds[-1].run_id).data.tags["cv_fold"].endswith(":1")  # repeat 1's tag
+    (listed,) = [r for r in collect_results(ci=False) if r.run_id == result.parent_id]  # `mem results`
+    assert listed.kind == (f"cv by channel, OOF SROCC {s['oof_srocc_repeats_mean']:.4f} ± {s['oof_srocc_repeats_sd']:.4f} "
+                           f"over 2 repeats")
 
     # the command line: the repeats' row; a missing column and too few groups refused in one line
     argv = ["cv", str(REPO / "configs" / "demo.yaml"), "--train", "ads", "--folds", "3", "--data-root", str(channel_root),

@@ -78,10 +78,23 @@ def collect_results(experiments: list[str] | None = None, ci: bool = True, sort:
         seed = run.params.get("train.seed") or run.tag(Tag.CV_SEEDS) or "-"  # a cv parent: its seeds; an ensemble: none
         rows.append(ResultRow(run.run_id, names.get(run.experiment_id, "?"), run.tag(Tag.CONFIG, "?"),
                               run.tag(Tag.PAIR, "?"), seed, m.get("dev_plcc", float("nan")),
-                              m["dev_srocc"], m.get("dev_mse", float("nan")), lo, hi, run.kind,
+                              m["dev_srocc"], m.get("dev_mse", float("nan")), lo, hi, _kind(run),
                               run.name, run.tag(Tag.HEAD, "?"), run.tag(Tag.ENCODER, "?"),
                               prefixes.get(run.run_id, run.run_id)))
     return sorted(rows, key=SORT_KEYS[sort])
+
+
+def _kind(run) -> str:
+    """The run's kind; a grouped or repeated cv parent says how it folded and, with repeats, the mean ± sd of the
+    repeats' pooled out-of-fold SROCC (the dev figures beside it are the fold models' mean)."""
+    if run.kind != Kind.CV:
+        return run.kind
+    group, m = run.params.get("cv.group_by"), run.metrics
+    out = run.kind + (f" by {group}" if group else "")
+    if "oof_srocc_repeats_mean" in m:
+        out += (f", OOF SROCC {m['oof_srocc_repeats_mean']:.4f} ± {m['oof_srocc_repeats_sd']:.4f} over "
+                f"{run.params.get('cv.repeats', '?')} repeats")
+    return out
 
 
 def format_results(rows: list[ResultRow], fmt: str) -> str:
