@@ -127,6 +127,12 @@ def test_weights_weigh_the_loss_and_zero_removes_a_video():
     keep = w > 0
     assert torch.allclose(WeightedLoss("spearman")(pred, target, w), spearman_loss(pred[keep], target[keep]), atol=1e-6)
     assert not torch.allclose(WeightedLoss("spearman")(pred, target, w), spearman_loss(pred, target))
+    # one video left, or every target tied: 1 and a zero gradient, as the plain loss (no NaN from the root)
+    for w, t in ((torch.tensor([1.0, 0, 0, 0, 0, 0]), target), (torch.ones(6), torch.full((6,), 0.5))):
+        p = pred.detach().clone().requires_grad_()
+        loss = WeightedLoss({"l1": 1.0, "spearman": 1.0})(p, t, w)
+        (grad,) = torch.autograd.grad(loss, p)
+        assert torch.isfinite(grad).all() and loss.item() >= 1.0
 
 
 def test_weight_column_values_are_checked_in_one_line(tmp_path):

@@ -32,9 +32,6 @@ LossSpec = str | Mapping[str, float]  # a name, or name -> weight
 TAU = 0.1  # the soft ranks' temperature, in standard deviations of the batch's predictions
 
 
-Weighted = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (pred, target, weight (B,)) -> ()
-
-
 def _per_video(w: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
     """sum_i w_i * err_i / sum_i w_i; err (B,) or (B, ...) (one column per target), w (B,); 0 if every weight is 0."""
     w = w.to(err.dtype).reshape(-1, *[1] * (err.dim() - 1))  # (B, 1, ...) to broadcast over err's other dims
@@ -57,7 +54,8 @@ def weighted_spearman(pred: torch.Tensor, target: torch.Tensor, weight: torch.Te
     r, s = soft_rank(pred, tau), rank(target.detach()).to(pred.dtype)  # (B',), (B',)
     w = w / w.sum().clamp_min(1e-12)
     r, s = r - (w * r).sum(), s - (w * s).sum()
-    return 1 - (w * r * s).sum() / ((w * r * r).sum() * (w * s * s).sum()).sqrt().clamp_min(1e-8)
+    # clamped under the root: one kept video, or every target tied, gives 1 and a zero gradient (not 0 * inf)
+    return 1 - (w * r * s).sum() / ((w * r * r).sum() * (w * s * s).sum()).clamp_min(1e-16).sqrt()
 
 
 @LOSSES.register("l1", info=weighted_l1)
