@@ -156,10 +156,13 @@ CHANNELS = [1, 2, 3, 4, 5, 7, 8]  # 30 training videos in 7 channels of uneven s
 
 @pytest.fixture(scope="module")
 def channel_root(tmp_path_factory):
-    """Tiny clips in a generic folder `ads`: 30 train (7 channels), 6 dev, 4 test; a weight column."""
+    return make_channel_root(tmp_path_factory.mktemp("channels"))
+
+
+def make_channel_root(root):
+    """Tiny clips in a generic folder `ads` under `root`: 30 train (7 channels), 6 dev, 4 test; a weight column."""
     from mediaeval_mem.datasets.synthetic import FPS, render_clip, write_video
 
-    root = tmp_path_factory.mktemp("channels")
     folder = root / "ads"
     (folder / "clips").mkdir(parents=True)
     rng = np.random.default_rng(0)
