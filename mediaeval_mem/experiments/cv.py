@@ -270,7 +270,7 @@ def open_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5,
         data.fold_of(0, repeats - 1)  # too few distinct foldings: refused now too
     # the labelled videos and their scores, and the features, are in the key too: if either changes (an edited
     # CSV, a video that now decodes, re-extracted features), finished folds are not reused for a different pool
-    # grouping and repeats enter only when set: a plain cross-validation keeps the key (and finished folds) it had
+    # grouping and repeats enter only when set: a plain cross-validation's key does not depend on these options
     key = digest({"config": to_dict(cfg), "train": train, "test": test, "folds": folds, "with_dev": with_dev,
                   "data": str(resolve_root(data_root).resolve()),
                   "pool": digest([pool.ids, [round(float(x), 6) for x in pool.scores]]),
