@@ -5,9 +5,9 @@
       clips/ad-001.mp4      (`path` is relative to the folder, or absolute)
 
 or `train.csv`, `dev.csv` and `test.csv` with the same columns and no split column (test.csv may leave
-out the score columns). Any other column (`channel`, `brand`, `weight`...) is kept on each video as a raw string
-(VideoItem.columns) for grouped cross-validation and loss weights. Every column whose name starts with `caption` holds a caption (kept in column
-order, empty cells skipped). Test rows may leave the score empty. With neither a split column nor
+out the score columns). Every column whose name starts with `caption` holds a caption (kept in column
+order, empty cells skipped). Any other column (`channel`, `brand`, `weight`...) is kept on each video as a
+raw string (VideoItem.columns: `mem cv --group-by`, `data.weight_column`). Test rows may leave the score empty. With neither a split column nor
 per-split files, the scored rows are split into train/dev by the seeded draw of the original VideoMem
 (`data.dev_fraction`, `data.split_seed`, recorded in split_info) and the unscored rows form the test split.
 Every problem is collected with its file and row, as by the other readers.
