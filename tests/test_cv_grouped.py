@@ -277,3 +277,20 @@ def test_weights_reach_the_training_loss(channel_root, runs_dir, monkeypatch):
     runner.run_experiment(0, "ads", "ads", load_config(REPO / "configs" / "demo.yaml", SETS), channel_root, progress=False,
                           echo=lambda *a: None)
     assert seen and all(w is None for w in seen)
+
+
+def test_a_grid_files_cv_is_checked_when_read(tmp_path):
+    from mediaeval_mem.experiments.grid import load_grid
+
+    head = f"pairs: [{{train: ads, test: ads}}]\nconfigs: [{REPO / 'configs' / 'demo.yaml'}]\n"
+    for cv, message in (("{folds: 1}", r"g.yaml: cv: cv.folds must be >= 2, got 1"),
+                        ("{folds: 3, repeats: 0}", r"g.yaml: cv: cv.repeats must be >= 1, got 0"),
+                        ("{folds: 3, group: channel}", r"g.yaml: cv: unknown key 'group' \(valid: folds, group_by, repeats, with_dev\)")):
+        (tmp_path / "g.yaml").write_text(head + f"cv: {cv}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_grid(tmp_path / "g.yaml")
+    (tmp_path / "g.yaml").write_text(head + "cv: {folds: 3}\nlayout: table2\n")
+    with pytest.raises(ConfigError, match="cv rows are shown in the table1 layout"):
+        load_grid(tmp_path / "g.yaml")
+    (tmp_path / "g.yaml").write_text(head + "cv: {folds: 4, group_by: brand, repeats: 3}\n")
+    assert load_grid(tmp_path / "g.yaml").cv.group_by == "brand"
