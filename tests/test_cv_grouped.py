@@ -209,8 +209,8 @@ def test_grouped_cv_end_to_end_then_a_cv_grid_reuses_its_folds(channel_root, run
     assert parent.params["cv.group_by"] == "channel" and parent.params["cv.repeats"] == "2"
     assert get_run(result.folds[-1].run_id).data.tags["cv_fold"].endswith(":1")  # repeat 1's tag
     (listed,) = [r for r in collect_results(ci=False) if r.run_id == result.parent_id]  # `mem results`
-    assert listed.kind == (f"cv by channel, OOF SROCC {s['oof_srocc_repeats_mean']:.4f} ± {s['oof_srocc_repeats_sd']:.4f} "
-                           f"over 2 repeats")
+    assert listed.kind == "cv" and listed.cells()[1] == (
+        f"cv (by channel, OOF SROCC {s['oof_srocc_repeats_mean']:.4f} ± {s['oof_srocc_repeats_sd']:.4f} over 2 repeats)")
 
     # the command line: the repeats' row; a missing column and too few groups refused in one line
     argv = ["cv", str(REPO / "configs" / "demo.yaml"), "--train", "ads", "--folds", "3", "--data-root", str(channel_root),

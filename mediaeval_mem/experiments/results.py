@@ -39,10 +39,12 @@ class ResultRow:
     head: str = "?"
     encoder: str = "?"
     short_id: str = ""  # a unique prefix of run_id
+    note: str = ""  # a grouped or repeated cv parent: how it folded, the repeats' mean ± sd (shown beside the kind)
 
     def cells(self) -> list[str]:
         ci = f"[{self.ci_low:.4f}, {self.ci_high:.4f}]" if not np.isnan(self.ci_low) else "-"
-        return [self.short_id or self.run_id, self.kind, self.name, self.config, self.head, self.encoder, self.pair,
+        kind = self.kind + (f" ({self.note})" if self.note else "")
+        return [self.short_id or self.run_id, kind, self.name, self.config, self.head, self.encoder, self.pair,
                 self.seed, f"{self.plcc:.4f}", f"{self.srocc:.4f}", ci, f"{self.mse:.4f}"]
 
 
@@ -78,23 +80,23 @@ def collect_results(experiments: list[str] | None = None, ci: bool = True, sort:
         seed = run.params.get("train.seed") or run.tag(Tag.CV_SEEDS) or "-"  # a cv parent: its seeds; an ensemble: none
         rows.append(ResultRow(run.run_id, names.get(run.experiment_id, "?"), run.tag(Tag.CONFIG, "?"),
                               run.tag(Tag.PAIR, "?"), seed, m.get("dev_plcc", float("nan")),
-                              m["dev_srocc"], m.get("dev_mse", float("nan")), lo, hi, _kind(run),
+                              m["dev_srocc"], m.get("dev_mse", float("nan")), lo, hi, run.kind,
                               run.name, run.tag(Tag.HEAD, "?"), run.tag(Tag.ENCODER, "?"),
-                              prefixes.get(run.run_id, run.run_id)))
+                              prefixes.get(run.run_id, run.run_id), _cv_note(run)))
     return sorted(rows, key=SORT_KEYS[sort])
 
 
-def _kind(run) -> str:
-    """The run's kind; a grouped or repeated cv parent says how it folded and, with repeats, the mean ± sd of the
-    repeats' pooled out-of-fold SROCC (the dev figures beside it are the fold models' mean)."""
+def _cv_note(run) -> str:
+    """A grouped or repeated cv parent: how it folded and, with repeats, the mean ± sd of the repeats' pooled
+    out-of-fold SROCC (the dev figures beside it are the fold models' mean); '' for any other run."""
     if run.kind != Kind.CV:
-        return run.kind
+        return ""
     group, m = run.params.get("cv.group_by"), run.metrics
-    out = run.kind + (f" by {group}" if group else "")
+    parts = [f"by {group}"] if group else []
     if "oof_srocc_repeats_mean" in m:
-        out += (f", OOF SROCC {m['oof_srocc_repeats_mean']:.4f} ± {m['oof_srocc_repeats_sd']:.4f} over "
-                f"{run.params.get('cv.repeats', '?')} repeats")
-    return out
+        parts.append(f"OOF SROCC {m['oof_srocc_repeats_mean']:.4f} ± {m['oof_srocc_repeats_sd']:.4f} over "
+                     f"{run.params.get('cv.repeats', '?')} repeats")
+    return ", ".join(parts)
 
 
 def format_results(rows: list[ResultRow], fmt: str) -> str:
