@@ -294,3 +294,15 @@ def test_a_grid_files_cv_is_checked_when_read(tmp_path):
         load_grid(tmp_path / "g.yaml")
     (tmp_path / "g.yaml").write_text(head + "cv: {folds: 4, group_by: brand, repeats: 3}\n")
     assert load_grid(tmp_path / "g.yaml").cv.group_by == "brand"
+
+
+def test_weights_are_refused_before_training_where_they_cannot_apply(monkeypatch):
+    from mediaeval_mem.training.losses import LOSSES
+    from mediaeval_mem.training.weights import with_weights
+
+    with pytest.raises(ConfigError, match=r"^data.weight_column: head ridge is fitted in closed form without loss weights"):
+        with_weights(None, None, "weight", "l1", "ridge")
+    monkeypatch.setitem(LOSSES, "lab-huber", lambda: torch.nn.HuberLoss())
+    monkeypatch.setitem(LOSSES.infos, "lab-huber", None)  # a plugin loss registered without a weighted form
+    with pytest.raises(ConfigError, match=r"^data.weight_column: loss lab-huber has no weighted form; use l1, mse, spearman"):
+        with_weights(None, None, "weight", {"l1": 1.0, "lab-huber": 0.5})
