@@ -191,15 +191,19 @@ def cmd_cv(args) -> int:
     cfg = load_config(args.config, args.set)
     r = run_cv(cfg, args.train, args.test, args.folds, tuple(args.seeds), args.data_root, args.with_dev,
                progress=not args.quiet, echo=lambda line: con.print(line, highlight=False), rerun=args.rerun,
-               ray=_ray_options(args))
-    rows = [[str(f.seed), str(f.fold + 1), f"{f.metrics['srocc']:.4f}", f"{f.metrics['plcc']:.4f}", f"{f.metrics['mse']:.4f}",
+               ray=_ray_options(args), group_by=args.group_by, repeats=args.repeats)
+    rows = [[str(f.seed) + (f" r{f.repeat}" if f.repeat else ""), str(f.fold + 1), f"{f.metrics['srocc']:.4f}", f"{f.metrics['plcc']:.4f}", f"{f.metrics['mse']:.4f}",
              str(f.best_epoch), f.run_id[:12] + (" (done before)" if f.reused else "")] for f in r.folds]
     s = r.summary
     rows.append(["all", "mean ± sd", *(f"{s[f'cv_{m}_mean']:.4f} ± {s[f'cv_{m}_sd']:.4f}" for m in ("srocc", "plcc", "mse")),
                  f"median {r.refit_epochs}", ""])
     rows.append(["all", "pooled out-of-fold", *(f"{s[f'oof_{m}']:.4f} [{s[f'oof_{m}_ci_low']:.4f}, {s[f'oof_{m}_ci_high']:.4f}]"
                                                for m in ("srocc", "plcc", "mse")), "", ""])
-    _print_table(f"{cfg.name}: {args.folds}-fold cross-validation on {args.train} (95% bootstrap intervals)",
+    if "oof_srocc_repeats_mean" in s:
+        rows.append(["all", f"{args.repeats} repeats", f"{s['oof_srocc_repeats_mean']:.4f} ± {s['oof_srocc_repeats_sd']:.4f}",
+                     "", "", "", "pooled out-of-fold SROCC, mean ± sd over repeats"])
+    grouped = f", grouped by {args.group_by}" if args.group_by else ""
+    _print_table(f"{cfg.name}: {args.folds}-fold cross-validation{grouped} on {args.train} (95% bootstrap intervals)",
                  ["seed", "fold", "SROCC", "PLCC", "MSE", "best epoch", "MLflow run id"], rows, con)
     con.print(f"the fold models' mean on the {args.test or args.train} dev split: SROCC {s['dev_srocc']:.4f}, "
               f"PLCC {s['dev_plcc']:.4f}; parent run {r.parent_id} in '{r.experiment}' "
@@ -560,6 +564,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", help="the dataset whose dev and test splits the fold models also predict (default --train)")
     p.add_argument("--folds", type=int, default=5, help="K (default 5)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="fold draws and training seeds (default 0)")
+    p.add_argument("--group-by", metavar="COLUMN", help="a column of the training dataset's CSV (channel, brand): "
+                   "no group is split across folds (StratifiedGroupKFold on the score's quintiles)")
+    p.add_argument("--repeats", type=int, default=1, help="fold R times per seed with distinct foldings; reports the "
+                   "pooled out-of-fold SROCC's mean ± sd over repeats (default 1)")
     p.add_argument("--with-dev", action="store_true", help="fold the training dataset's dev split in too (cross-dataset pairs)")
     p.add_argument("--rerun", action="store_true", help="train every fold again, even those finished before")
     p.set_defaults(func=cmd_cv)

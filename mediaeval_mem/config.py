@@ -104,8 +104,13 @@ class DataCfg:
     split_seed: int = 0
     # name -> a dataset of your own, as in <data root>/datasets.yaml (this wins for a name in both)
     datasets: Mapping[str, DatasetDecl] = field(default_factory=dict)
+    # a column of the training dataset's CSV (e.g. the number of annotations) weighting each video's training loss;
+    # None: every video weighs the same
+    weight_column: str | None = field(default=None, metadata=LATER)
 
     def __post_init__(self):
+        if self.weight_column is not None and not str(self.weight_column).strip():
+            raise ConfigError("weight_column: give a column name, or leave it out")
         for key, name in [("target", self.target)] + [(f"targets[{i}]", t) for i, t in enumerate(self.targets)]:
             if name not in TARGETS and not COLUMN.fullmatch(name):
                 raise ConfigError(f"{key} must be one of {', '.join(TARGETS)}, or the name of a generic dataset's "

@@ -128,7 +128,7 @@ def test_every_yaml_file_goes_through_the_one_schema_engine(tmp_path):
     from mediaeval_mem.submission import load_submission_config
 
     (tmp_path / "g.yaml").write_text("pairs: [{task: 1, train: memento10k, test: memento10k}]\nconfigs: [configs/demo.yaml]\nseedz: [1]\n")
-    with pytest.raises(ConfigError, match=r"g.yaml: top level: unknown key 'seedz' \(valid: configs, layout, pairs, seeds, set, title\)"):
+    with pytest.raises(ConfigError, match=r"g.yaml: top level: unknown key 'seedz' \(valid: configs, cv, layout, pairs, seeds, set, title\)"):
         load_grid(tmp_path / "g.yaml")
     (tmp_path / "p.yaml").write_text("encoders: {clip-vit-b32: clip-demo}\nweight: {}\n")
     with pytest.raises(ConfigError, match=r"p.yaml: top level: unknown key 'weight' \(valid: encoders, sampling, set, weights\)"):

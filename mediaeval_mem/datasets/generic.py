@@ -6,8 +6,10 @@
 
 or `train.csv`, `dev.csv` and `test.csv` with the same columns and no split column (test.csv may leave
 out the score columns). Any score column can be a run's target by its name (`data.target: brand_score`), and
-several at once (`data.targets: [score, brand_score]`). Every column whose name starts with `caption` holds a caption (kept in column
-order, empty cells skipped). Test rows may leave the score empty. With neither a split column nor
+several at once (`data.targets: [score, brand_score]`). Every column whose name starts with `caption` holds a caption
+(kept in column order, empty cells skipped). Any other column (`channel`, `brand`, `weight`...) is kept on each video
+as a raw string (VideoItem.columns: `mem cv --group-by`, `data.weight_column`). Test rows may leave the score empty.
+With neither a split column nor
 per-split files, the scored rows are split into train/dev by the seeded draw of the original VideoMem
 (`data.dev_fraction`, `data.split_seed`, recorded in split_info) and the unscored rows form the test split.
 Every problem is collected with its file and row, as by the other readers.
@@ -26,6 +28,7 @@ from mediaeval_mem.datasets.records import SPLITS, Problem
 VIDEOS_CSV = "videos.csv"
 SPLIT_CSVS = {split: f"{split}.csv" for split in SPLITS}
 CAPTION_PREFIX = "caption"
+OWN_COLUMNS = ("video_id", "path", "split")  # read by the layout itself; with the score and caption columns, not kept
 Row = tuple[str, float | None, tuple[str, ...], Path, int]  # (video id, score, captions, CSV, line): make_items' rows
 
 
@@ -42,8 +45,8 @@ def _scored_files(root: Path) -> list[Path]:
 
 def _read_rows(path: Path, root: Path, column: str, split: str | None, problems: list[Problem],
                more: tuple[str, ...] = (), values: dict[str, dict[str, float]] | None = None
-               ) -> tuple[list[tuple[Row, Path, str | None]], bool]:
-    """Each good row of one CSV as (row, video path, split) and whether the CSV has a split column.
+               ) -> tuple[list[tuple[Row, Path, str | None, dict[str, str]]], bool]:
+    """Each good row of one CSV as (row, video path, split, its other columns) and whether the CSV has a split column.
 
     `split` is the split every row of the file belongs to (a per-split CSV), or None (videos.csv: its
     split column, or the seeded draw for the scored rows and the test split for the others).
@@ -58,6 +61,7 @@ def _read_rows(path: Path, root: Path, column: str, split: str | None, problems:
     if has_split and split is not None:
         problems.append(Problem(path, f"a split column in {path.name}: the file names the split; drop the column", 1))
     captions = [h for h in header if h.startswith(CAPTION_PREFIX)]
+    others = [h for h in header if h not in OWN_COLUMNS and h not in (column, *more) and not h.startswith(CAPTION_PREFIX)]
     out = []
     for line, r in lines:
         vid, where = r["video_id"], split
@@ -93,7 +97,7 @@ def _read_rows(path: Path, root: Path, column: str, split: str | None, problems:
         score = scores.get(column)
         video = Path(r["path"]).expanduser()
         row: Row = (vid, score, tuple(r[c] for c in captions if r[c]), path, line)
-        out.append((row, video if video.is_absolute() else root / video, where))
+        out.append((row, video if video.is_absolute() else root / video, where, {c: r[c] for c in others}))
     return out, has_split
 
 
@@ -118,12 +122,16 @@ def _read(root: Path, column: str, dev_fraction: float, split_seed: int, more: t
                 problems.append(Problem(root / name, f"file not found: the {split} split needs it"))
 
     first: dict[str, tuple[Path, str | None]] = {}  # id -> (video, split) of its first row; a duplicate is reported, not read
-    for (vid, *_), video, split in rows:
+    columns: dict[str, dict[str, str]] = {}  # id -> the other columns of its first row
+    for (vid, *_), video, split, other in rows:
         first.setdefault(canonical_id(vid), (video, split))
+        columns.setdefault(canonical_id(vid), other)
     found = {key: video for key, (video, _) in first.items() if video.is_file()}
-    items = make_items([row for row, _, _ in rows], found, lambda vid: str(first[canonical_id(vid)][0]), problems)
+    items = make_items([row for row, _, _, _ in rows], found, lambda vid: str(first[canonical_id(vid)][0]), problems)
     if more:
         items = [replace(it, targets=values.get(canonical_id(it.video_id), {})) for it in items]
+    items = [replace(it, columns=columns[canonical_id(it.video_id)]) if columns[canonical_id(it.video_id)] else it
+             for it in items]
     if seeded:
         train, dev = seeded_split([it for it in items if it.score is not None], dev_fraction, split_seed)
         splits = {"train": train, "dev": dev, "test": [it for it in items if it.score is None]}

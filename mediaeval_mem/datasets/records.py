@@ -19,6 +19,8 @@ class VideoItem:
     five human captions; a MediaEval text-description file may have several rows per video); empty
     where it has none. `targets`: the scores of a run's other targets (`data.targets` after the first,
     whose score is `score`), by target name; empty for a one-target read and where the split hides them.
+    `columns`: the layout's other columns for the video as raw strings (the generic layout's `channel`, `brand`,
+    `weight`...), read by grouped cross-validation and loss weights; empty where the layout has none.
     """
 
     video_id: str
@@ -26,6 +28,7 @@ class VideoItem:
     score: float | None = None
     captions: tuple[str, ...] = ()
     targets: Mapping[str, float] = field(default_factory=dict, hash=False)
+    columns: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def scores(self, names: tuple[str, ...]) -> list[float | None]:
         """This video's score of each target of `names` (the first is `score`, the others from `targets`)."""

@@ -5,6 +5,11 @@ seeds. Every run is tagged with a key of its fully resolved config, pair and dat
 key already has a finished MLflow run is not run again, so an interrupted grid resumes where it
 stopped. Feature sets are shared through the feature cache: each (dataset, encoder) is extracted once.
 
+With `cv: {folds: 5, group_by: channel, repeats: 2}` at the top of the file, each (config x pair) is a
+cross-validation instead (`mem cv` over the grid's seeds, experiments/cv.py, resumable by its own key) and the
+table shows its pooled out-of-fold figures: SROCC with its 95% interval, PLCC, and with repeats the mean ± sd of
+the repeats' SROCC.
+
 A profile (e.g. configs/profiles/demo.yaml) swaps in stand-ins for what a machine lacks: other
 encoders, weights, and overrides, applied to every config of the grid (and recorded in each run).
 """
@@ -22,6 +27,7 @@ from mediaeval_mem.core.cluster import Failed, RayOptions
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.paths import data_root as resolve_root
 from mediaeval_mem.core.schema import digest, key_dict, load_yaml, to_dict
+from mediaeval_mem.experiments.cv import run_cv
 from mediaeval_mem.experiments.executor import Earlier, Task, check_cluster, execute
 from mediaeval_mem.experiments.run_log import run_name
 from mediaeval_mem.experiments.runner import extract_first, run_experiment
@@ -45,6 +51,22 @@ class EntryCfg:
 
 
 @dataclass(frozen=True)
+class GridCV:
+    """`cv:` in a grid file: every row cross-validated on its pair's training dataset (`mem cv`'s options)."""
+
+    folds: int = 5
+    group_by: str | None = None  # a column of the training dataset (channel, brand): no group split across folds
+    repeats: int = 1  # foldings per seed
+    with_dev: bool = False  # fold the training dataset's dev split in too
+
+    def __post_init__(self):
+        if self.folds < 2:
+            raise ConfigError(f"cv.folds must be >= 2, got {self.folds}")
+        if self.repeats < 1:
+            raise ConfigError(f"cv.repeats must be >= 1, got {self.repeats}")
+
+
+@dataclass(frozen=True)
 class GridFile:
     """A grid file as written (configs/grids/*.yaml)."""
 
@@ -54,6 +76,7 @@ class GridFile:
     pairs: tuple[PairCfg, ...] = ()
     seeds: tuple[int, ...] = (0,)
     set: tuple[str, ...] = ()  # overrides applied to every config
+    cv: GridCV | None = None  # cross-validate every row instead of single runs
 
     def __post_init__(self):
         if not self.configs or not self.pairs:
@@ -76,6 +99,7 @@ class Grid:
     pairs: tuple[tuple[int, str, str], ...]
     seeds: tuple[int, ...]
     overrides: tuple[str, ...] = ()
+    cv: GridCV | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +132,9 @@ def load_grid(path: str | Path) -> Grid:
         load_config(entry.path)
         entries.append(entry)
     pairs = tuple((infer_task(p.train, p.test) if p.task is None else p.task, p.train, p.test) for p in data.pairs)
-    return Grid(data.title, data.layout, tuple(entries), pairs, data.seeds, data.set)
+    if data.cv is not None and data.layout != "table1":
+        raise ConfigError(f"{path}: cv rows are shown in the table1 layout (one row per config); drop layout: {data.layout}")
+    return Grid(data.title, data.layout, tuple(entries), pairs, data.seeds, data.set, data.cv)
 
 
 def load_profile(path: str | Path, data_root: str | Path | None) -> Profile:
@@ -152,6 +178,7 @@ class GridRow:
     run_ids: list[str] = field(default_factory=list)
     reused: int = 0
     failed: list[str] = field(default_factory=list)
+    cv: dict[str, float] | None = None  # a cv row: the parent run's summary (experiments/cv.py _summarise)
 
     def stat(self, key: str) -> tuple[float, float] | None:
         values = [m[key] for m in self.metrics]
@@ -205,6 +232,8 @@ def run_grid(
     """
     if ray is not None:
         check_cluster(ray)
+    if grid.cv is not None:
+        return run_cv_grid(grid, data_root, profile, overrides, progress, echo, rerun, ray)
     rows, written = [], {}
     for entry in grid.entries:
         base = written[entry.path] = load_config(entry.path)
@@ -232,6 +261,37 @@ def run_grid(
             _reused(p, outcome.result)
         else:
             _finished(p, outcome)
+    return rows
+
+
+def run_cv_grid(grid: Grid, data_root=None, profile: Profile | None = None, overrides: tuple[str, ...] = (),
+                progress: bool = True, echo: Callable[[str], None] = print, rerun: bool = False,
+                ray: RayOptions | None = None) -> list[GridRow]:
+    """A grid with `cv`: each (config, pair) cross-validated over the grid's seeds (its folds through the executor,
+    on Ray where given; finished folds reused by their cv key); one row each, holding the parent's summary. A row
+    whose cross-validation fails is reported in one line and the others go on."""
+    cv, rows = grid.cv, []
+    for entry in grid.entries:
+        base = load_config(entry.path)
+        if profile is not None:
+            base = apply_profile(base, profile)
+        base = apply_overrides(base, grid.overrides + tuple(overrides))
+        for task, train, test in grid.pairs:
+            rows.append(GridRow(entry, base, task, train, test))
+    for i, row in enumerate(rows, 1):
+        label = f"[{i}/{len(rows)}] {row.cfg.name} {row.train}->{row.test} cv{cv.folds}" + (
+            f" by {cv.group_by}" if cv.group_by else "") + (f" x{cv.repeats}" if cv.repeats > 1 else "")
+        echo(f"{label}: cross-validating")
+        try:
+            r = run_cv(row.cfg, row.train, row.test, cv.folds, tuple(grid.seeds), data_root, cv.with_dev,
+                       progress=progress, echo=echo, rerun=rerun, ray=ray, group_by=cv.group_by, repeats=cv.repeats)
+        except MemError as e:
+            echo(f"{label}: failed: {e}")
+            row.failed.append(str(e))
+            continue
+        row.cv, row.seeds, row.run_ids = r.summary, list(grid.seeds), [r.parent_id]
+        row.reused = sum(f.reused for f in r.folds)
+        row.metrics = [{m: r.summary[f"oof_{m}"] for m in ("srocc", "plcc", "mse")}]
     return rows
 
 
@@ -307,8 +367,31 @@ def _fmt(stat: tuple[float, float] | None, n: int) -> str:
     return f"{stat[0]:.4f}" + (f" ± {stat[1]:.4f}" if n > 1 else "")
 
 
+def cv_table_rows(grid: Grid, rows: list[GridRow]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a cv grid: per config (and pair), the pooled out-of-fold SROCC with its 95% interval, PLCC,
+    MSE, the per-fold SROCC's mean ± sd, and with repeats the repeats' pooled SROCC as mean ± sd."""
+    pairs, repeats = len(grid.pairs) > 1, grid.cv.repeats > 1
+    how = f"{grid.cv.folds}-fold" + (f" by {grid.cv.group_by}" if grid.cv.group_by else "")
+    header = (["train->test"] * pairs + ["encoder", "temporal aggregator", "predictor", f"OOF SROCC [95% CI] ({how})",
+              "OOF PLCC", "OOF MSE", "fold SROCC mean ± sd"] + [f"OOF SROCC over {grid.cv.repeats} repeats"] * repeats
+              + ["parent run"])
+    out = []
+    for r in rows:
+        s = r.cv
+        if s is None:
+            cells = ["-"] * (4 + repeats) + [f"failed: {r.failed[0]}" if r.failed else "-"]
+        else:
+            cells = [f"{s['oof_srocc']:.4f} [{s['oof_srocc_ci_low']:.4f}, {s['oof_srocc_ci_high']:.4f}]",
+                     f"{s['oof_plcc']:.4f}", f"{s['oof_mse']:.4f}", f"{s['cv_srocc_mean']:.4f} ± {s['cv_srocc_sd']:.4f}"]
+            cells += [f"{s['oof_srocc_repeats_mean']:.4f} ± {s['oof_srocc_repeats_sd']:.4f}"] * repeats + [r.run_ids[0]]
+        out.append([f"{r.train}->{r.test}"] * pairs + [*_labels(r.cfg), *cells])
+    return header, out
+
+
 def table_rows(grid: Grid, rows: list[GridRow]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of the grid's table in the paper's layout."""
+    """(header, rows) of the grid's table in the paper's layout (a cv grid: `cv_table_rows`)."""
+    if grid.cv is not None:
+        return cv_table_rows(grid, rows)
     if grid.layout == "table1":  # one row per config; with several pairs, grouped by pair (a pair column first)
         pairs, papers = len(grid.pairs) > 1, any(e.paper for e in grid.entries)
         header = ["train->test"] * pairs + ["encoder", "temporal aggregator", "predictor", "PLCC", "SROCC", "MSE",

@@ -43,11 +43,13 @@ class ResultRow:
     encoder: str = "?"
     short_id: str = ""  # a unique prefix of run_id
     targets: dict[str, float] = field(default_factory=dict)  # another target's name -> its dev SROCC
+    note: str = ""  # a grouped or repeated cv parent: how it folded, the repeats' mean ± sd (shown beside the kind)
 
     def cells(self, targets: list[str] = ()) -> list[str]:
         """The row's cells under HEADER, then its SROCC of each of `targets` ('-' where it has none)."""
         ci = f"[{self.ci_low:.4f}, {self.ci_high:.4f}]" if not np.isnan(self.ci_low) else "-"
-        return [self.short_id or self.run_id, self.kind, self.name, self.config, self.head, self.encoder, self.pair,
+        kind = self.kind + (f" ({self.note})" if self.note else "")
+        return [self.short_id or self.run_id, kind, self.name, self.config, self.head, self.encoder, self.pair,
                 self.seed, f"{self.plcc:.4f}", f"{self.srocc:.4f}", ci, f"{self.mse:.4f}",
                 *(f"{self.targets[t]:.4f}" if t in self.targets else "-" for t in targets)]
 
@@ -101,8 +103,21 @@ def collect_results(experiments: list[str] | None = None, ci: bool = True, sort:
                               m["dev_srocc"], m.get("dev_mse", float("nan")), lo, hi, run.kind,
                               run.name, run.tag(Tag.HEAD, "?"), run.tag(Tag.ENCODER, "?"),
                               prefixes.get(run.run_id, run.run_id),
-                              {match[1]: v for k, v in m.items() if (match := TARGET_SROCC.fullmatch(k))}))
+                              {match[1]: v for k, v in m.items() if (match := TARGET_SROCC.fullmatch(k))}, _cv_note(run)))
     return sorted(rows, key=SORT_KEYS[sort])
+
+
+def _cv_note(run) -> str:
+    """A grouped or repeated cv parent: how it folded and, with repeats, the mean ± sd of the repeats' pooled
+    out-of-fold SROCC (the dev figures beside it are the fold models' mean); '' for any other run."""
+    if run.kind != Kind.CV:
+        return ""
+    group, m = run.params.get("cv.group_by"), run.metrics
+    parts = [f"by {group}"] if group else []
+    if "oof_srocc_repeats_mean" in m:
+        parts.append(f"OOF SROCC {m['oof_srocc_repeats_mean']:.4f} ± {m['oof_srocc_repeats_sd']:.4f} over "
+                     f"{run.params.get('cv.repeats', '?')} repeats")
+    return ", ".join(parts)
 
 
 def format_results(rows: list[ResultRow], fmt: str) -> str:

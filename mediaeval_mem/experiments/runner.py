@@ -6,7 +6,7 @@ evaluate and predict -> log. Each stage takes and returns plain values and can b
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +31,7 @@ from mediaeval_mem.training.closed_form import fit_closed_form
 from mediaeval_mem.training.loop import seed_everything, train_model
 from mediaeval_mem.training.metrics import evaluate_targets
 from mediaeval_mem.training.trainers import TRAINERS, PrepareContext
+from mediaeval_mem.training.weights import with_weights
 
 Echo = Callable[[str], None]
 
@@ -305,6 +306,10 @@ def train_and_log(plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetInde
     >>> r = train_and_log(plan, cfg, indexes, features, splits, selection, device, {Tag.KIND: Kind.REFIT})
     >>> r.metrics["srocc"], r.run_id
     """
+    if cfg.data.weight_column:  # the fit videos' loss weights, from a column of the training dataset
+        closed = cfg.model.head if HEADS.info(cfg.model.head) is not None else None
+        splits = replace(splits, fit=with_weights(splits.fit, indexes[plan.train_dataset], cfg.data.weight_column,
+                                                  cfg.train.loss, closed))
     with RunLog(plan, cfg, indexes, features, splits, selection, tags, honest_dev=honest_dev, name=name) as log:
         if announce:
             echo(_training_line(cfg, splits, log.run_id))

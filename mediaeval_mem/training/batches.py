@@ -24,6 +24,7 @@ class LabelledSplit:
     streams: list[SplitFeatures]
     scores: np.ndarray | None  # (N,) float32, (N, K) for K targets; None for an unscored (test) split
     sampling: tuple[Sampling, ...] = ()  # per stream, as its StreamCfg says (strings parsed); () = all for each
+    weights: np.ndarray | None = None  # (N,) float32 loss weights (data.weight_column); None: unweighted
 
     def __post_init__(self):
         if any(s.ids != self.streams[0].ids for s in self.streams[1:]):
@@ -45,7 +46,7 @@ class LabelledSplit:
 
     def subset(self, idx: np.ndarray) -> "LabelledSplit":
         return LabelledSplit([s.subset(idx) for s in self.streams], None if self.scores is None else self.scores[idx],
-                             self.sampling)
+                             self.sampling, None if self.weights is None else self.weights[idx])
 
     @staticmethod
     def concat(parts: list["LabelledSplit"]) -> "LabelledSplit":
@@ -59,14 +60,16 @@ class LabelledSplit:
             lengths = np.concatenate([f.lengths for f in per_split])
             starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
             streams.append(SplitFeatures([v for f in per_split for v in f.ids], np.concatenate(rows), starts, lengths))
-        return LabelledSplit(streams, np.concatenate([p.scores for p in parts]), parts[0].sampling)
+        weights = None if any(p.weights is None for p in parts) else np.concatenate([p.weights for p in parts])
+        return LabelledSplit(streams, np.concatenate([p.scores for p in parts]), parts[0].sampling, weights)
 
     # the loop's TrainData interface
     def batches(self, cfg, rng: np.random.Generator, device: torch.device):
         """One epoch of shuffled batches ([(x, mask)] on `device`, y), frame order shuffled if cfg says so,
-        segments:N streams' frames drawn afresh (all with `rng`, the loop's: seeded, saved with each checkpoint)."""
-        for streams, y in training_batches(self, cfg.batch_size, rng, cfg.shuffle_frames, device):
-            yield to_device(streams, device), y
+        segments:N streams' frames drawn afresh (all with `rng`, the loop's: seeded, saved with each checkpoint).
+        A weighted split's batches carry the loss weights (B,) third."""
+        for streams, y, *w in training_batches(self, cfg.batch_size, rng, cfg.shuffle_frames, device):
+            yield to_device(streams, device), y, *w
 
     def predict(self, model, device: torch.device) -> np.ndarray:
         return predict(model, self, device=device)
@@ -83,7 +86,7 @@ def predict(model, split: LabelledSplit, batch_size: int = 64, device: torch.dev
     model.eval()
     out = []
     for idx in batch_indices(len(split), batch_size):
-        streams, _ = collate(split, idx)
+        streams = collate(split, idx)[0]
         out.append(model(to_device(streams, device)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
@@ -105,7 +108,8 @@ def _pad(f: SplitFeatures, idx: np.ndarray, sampling: Sampling, rng: np.random.G
 
 def collate(split: LabelledSplit, idx: np.ndarray, rng: np.random.Generator | None = None,
             shuffle_frames: bool = True):
-    """Videos `idx` -> ([(x (B, T, D), mask (B, T) bool) per stream], y (B,) or (B, K), or None).
+    """Videos `idx` -> ([(x (B, T, D), mask (B, T) bool) per stream], y (B,) or (B, K), or None), and the loss
+    weights (B,) third where the split has them.
 
     x keeps the stored dtype (float16): half the bytes to copy; `training.loop.to_device` makes it
     float32 on the device. rng: cut a training batch: segments:N streams draw random frames, and each
@@ -114,6 +118,8 @@ def collate(split: LabelledSplit, idx: np.ndarray, rng: np.random.Generator | No
     """
     streams = [_pad(f, idx, s, rng, shuffle_frames) for f, s in zip(split.streams, split.sampling)]
     y = None if split.scores is None else torch.from_numpy(split.scores[idx])
+    if split.weights is not None:
+        return streams, y, torch.from_numpy(split.weights[idx])
     return streams, y
 
 
@@ -142,9 +148,9 @@ def prefetch(items, depth: int = 3, pin: bool = False):
     stop = threading.Event()
 
     def pinned(batch):
-        streams, y = batch
+        streams, y, *w = batch
         streams = [(x.pin_memory(), m.pin_memory()) for x, m in streams]
-        return streams, (y.pin_memory() if y is not None else None)
+        return streams, (y.pin_memory() if y is not None else None), *(t.pin_memory() for t in w)
 
     def work():
         try:

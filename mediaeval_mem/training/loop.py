@@ -37,7 +37,7 @@ class TrainData(Protocol):
     def __len__(self) -> int: ...
 
     def batches(self, cfg: TrainCfg, rng: np.random.Generator, device: torch.device) -> Iterable[tuple[object, torch.Tensor]]:
-        """One epoch of (model input on `device`, scores (B,) or (B, K)), shuffled with `rng`."""
+        """One epoch of (model input on `device`, scores (B,) or (B, K)[, loss weights (B,)]), shuffled with `rng`."""
 
     def predict(self, model: nn.Module, device: torch.device) -> np.ndarray:
         """(N,) (or (N, K)) predictions in order (NaN where an example could not be read)."""
@@ -172,10 +172,10 @@ def train_model(
             batch = next(batches, None)
             if batch is None:
                 break
-            inputs, y = batch
+            inputs, y, *w = batch  # w: [loss weights (B,)] for a weighted split, else []
             data_s += time.perf_counter() - t_data
             pred = model(inputs)
-            loss = loss_fn(pred, y.to(device))
+            loss = loss_fn(pred, y.to(device), *(t.to(device) for t in w))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

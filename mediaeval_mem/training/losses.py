@@ -7,6 +7,10 @@ Every loss maps predictions (B,) and targets (B,) to a scalar; with several targ
 is taken per target and summed over them. `spearman` is 1 - Spearman's rho on
 soft ranks (`soft_rank`), so it is computed per batch: over a training batch of 8 it is a coarse but
 valid signal, and larger batches approximate the challenge's metric better.
+
+With per-video weights w (B,) (`data.weight_column`), each loss takes its weighted form, registered with it
+(`LOSSES.info(name)`): l1 and mse are sum_i w_i * err_i / sum_i w_i; spearman is the weighted Pearson of the
+ranks over the videos of weight > 0 (ranked among themselves: a weight of 0 removes a video).
 """
 
 from __future__ import annotations
@@ -29,19 +33,45 @@ LossSpec = str | Mapping[str, float]  # a name, or name -> weight
 TAU = 0.1  # the soft ranks' temperature, in standard deviations of the batch's predictions
 
 
-@LOSSES.register("l1")
+def _per_video(w: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
+    """sum_i w_i * err_i / sum_i w_i; err (B,) or (B, ...) (one column per target), w (B,); 0 if every weight is 0."""
+    w = w.to(err.dtype).reshape(-1, *[1] * (err.dim() - 1))  # (B, 1, ...) to broadcast over err's other dims
+    return (w * err).sum() / (w.sum() * (err[0].numel() if err.dim() > 1 else 1)).clamp_min(1e-12)
+
+
+def weighted_l1(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return _per_video(weight, (pred - target).abs())
+
+
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return _per_video(weight, (pred - target) ** 2)
+
+
+def weighted_spearman(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, tau: float = TAU) -> torch.Tensor:
+    """1 - the weighted Pearson of soft_rank(pred) and rank(target) over the videos of weight > 0 (ranked among
+    themselves); with equal weights, `spearman_loss`."""
+    keep = weight > 0
+    pred, target, w = pred[keep], target[keep], weight[keep].to(pred.dtype)
+    r, s = soft_rank(pred, tau), rank(target.detach()).to(pred.dtype)  # (B',), (B',)
+    w = w / w.sum().clamp_min(1e-12)
+    r, s = r - (w * r).sum(), s - (w * s).sum()
+    # clamped under the root: one kept video, or every target tied, gives 1 and a zero gradient (not 0 * inf)
+    return 1 - (w * r * s).sum() / ((w * r * r).sum() * (w * s * s).sum()).clamp_min(1e-16).sqrt()
+
+
+@LOSSES.register("l1", info=weighted_l1)
 def l1() -> nn.Module:
     """Mean absolute error (the paper's)."""
     return nn.L1Loss()
 
 
-@LOSSES.register("mse")
+@LOSSES.register("mse", info=weighted_mse)
 def mse() -> nn.Module:
     """Mean squared error."""
     return nn.MSELoss()
 
 
-@LOSSES.register("spearman")
+@LOSSES.register("spearman", info=weighted_spearman)
 def spearman() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """1 - Spearman's rho on soft ranks of the predictions (`spearman_loss`)."""
     return spearman_loss
@@ -107,8 +137,18 @@ class WeightedLoss(nn.Module):
     def __init__(self, spec: LossSpec):
         super().__init__()
         self.terms = [(weight, LOSSES.build(name)) for name, weight in loss_terms(spec).items()]
+        self.weighted = {name: LOSSES.info(name) for name in loss_terms(spec)}  # name -> weighted form (None: none)
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # (B,), (B,) -> ()
-        if pred.dim() == 2:  # (B, K), (B, K): several targets, each its own terms (a per-target Spearman), summed
-            return sum(self(pred[:, k], target[:, k]) for k in range(pred.shape[1]))
-        return sum(weight * fn(pred, target) for weight, fn in self.terms)
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, video_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,), (B,)[, per-video weights (B,)] -> (); (B, K), (B, K): several targets, each its own terms (a
+        per-target Spearman), summed. Without weights, the plain losses."""
+        if pred.dim() == 2:
+            return sum(self(pred[:, k], target[:, k], video_weight) for k in range(pred.shape[1]))
+        if video_weight is None:
+            return sum(weight * fn(pred, target) for weight, fn in self.terms)
+        lacking = [name for name, fn in self.weighted.items() if fn is None]
+        if lacking:
+            raise ConfigError(f"loss {lacking[0]} has no weighted form: drop data.weight_column, or use "
+                              f"{', '.join(n for n in sorted(LOSSES) if LOSSES.info(n) is not None)}")
+        return sum(weight * self.weighted[name](pred, target, video_weight)
+                   for (weight, _), name in zip(self.terms, self.weighted))
