@@ -19,9 +19,9 @@ What carries each score (a model can learn only what its inputs show):
 
 - video: the background's brightness and the moving disc's size, per video; the channel's look (its hue and the
   stripes of its background) is the same in all its videos.
-- audio: its loudness (a gain over 24 dB) and whether the channel's jingle (its own four-note melody, on top of
-  the channel's drone and hiss) plays; the channel's drone pitch and hiss level are its sound. A silent video
-  (no audio track) scores as if quiet and without a jingle.
+- audio: its loudness (a gain over 24 dB) and whether the channel's jingle (its own four-note melody, looping
+  through the whole ad over the channel's drone and hiss) plays; the channel's drone pitch and hiss level are its
+  sound. A silent video (no audio track) scores as if quiet and without a jingle.
 - captions (three per video): the brightness in words ("dark", "dim", "bright", a quarter one level off), the
   shape and motion; the brand's name in most captions of a video whose ad says it (`named`, half the videos)
   and in few of the others; "with a jingle" in some captions of a video with a jingle. Never the loudness
@@ -68,6 +68,7 @@ VIDEO_OPTIONS = {"crf": "23", "preset": "veryfast"}
 AUDIO_OPTIONS = {"aac_coder": "fast"}  # FFmpeg's default coder (twoloop) takes 3x as long here
 AUDIO_BITRATE = 64_000  # bits per second: a few seconds of drone, hiss and tones need no more
 PENTATONIC = (261.63, 293.66, 329.63, 392.00, 440.00, 523.25, 587.33, 659.25, 783.99, 880.00)  # Hz
+JINGLE_LEVEL = 0.8  # the jingle against the bed (drone 0.3, hiss up to 0.12)
 SEED_OFFSET = 2000  # the commercials' draws: seed + 2000 (the other demo datasets use seed + 0 and + 1000)
 
 
@@ -197,7 +198,7 @@ def render_ad(rng: np.random.Generator, ad: Ad) -> np.ndarray:
 
 def ad_sound(rng: np.random.Generator, ad: Ad) -> np.ndarray:
     """(2, N) float32 stereo samples in [-1, 1] at SAMPLE_RATE, N = seconds * SAMPLE_RATE: the channel's drone
-    and hiss, its jingle once or twice where the ad has one, all at the ad's loudness."""
+    and hiss, its jingle looping through the ad where it has one, all at the ad's loudness."""
     ch = ad.channel
     n = int(round(ad.seconds * SAMPLE_RATE))
     t = np.arange(n) / SAMPLE_RATE  # (N,) seconds
@@ -210,11 +211,8 @@ def ad_sound(rng: np.random.Generator, ad: Ad) -> np.ndarray:
         tune = np.concatenate([envelope * (np.sin(2 * np.pi * f * np.arange(note_n) / SAMPLE_RATE)
                                            + 0.3 * np.sin(4 * np.pi * f * np.arange(note_n) / SAMPLE_RATE))
                                for f in ch.melody])  # (4 * note_n,)
-        plays = 2 if ad.seconds >= 4 else 1
-        for start in np.sort(rng.uniform(0, ad.seconds / plays - len(tune) / SAMPLE_RATE, plays)) + \
-                np.arange(plays) * ad.seconds / plays:
-            at = int(start * SAMPLE_RATE)
-            bed[at:at + len(tune)] += 0.6 * tune[:n - at]
+        start = int(rng.uniform(0, len(tune)))  # the melody loops through the whole ad, entering at a random note
+        bed += JINGLE_LEVEL * np.resize(np.roll(tune, -start), n)
     gain = 10 ** ((-30 + 24 * ad.loudness) / 20)  # -30 dB (quiet) to -6 dB (loud)
     mono = gain * bed
     stereo = np.stack([mono * (1 - 0.5 * ch.pan), mono * (1 + 0.5 * ch.pan)])  # (2, N)
