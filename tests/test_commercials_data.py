@@ -132,8 +132,8 @@ def test_the_sound_carries_the_scores(half):
         score.append(float(r["score"]))
         brand.append(float(r["brand_score"]))
     assert len(score) == 60
-    assert spearmanr(loud, score)[0] > 0.25  # measured 0.35
-    assert spearmanr(tonal, brand)[0] > 0.5  # measured 0.68
+    assert spearmanr(loud, score)[0] > 0.25  # measured 0.40
+    assert spearmanr(tonal, brand)[0] > 0.5  # measured 0.74
 
 
 def test_declaring_keeps_what_the_file_declares(tmp_path):
