@@ -15,12 +15,14 @@ from mediaeval_mem.config import RunConfig, load_config
 from mediaeval_mem.core.paths import repo_file
 from mediaeval_mem.datasets import DatasetIndex, open_dataset
 from mediaeval_mem.datasets.synthetic import generate_demo_data
+from mediaeval_mem.datasets.synthetic_commercials import generate_commercials
 from mediaeval_mem.encoders.i3d import write_random_checkpoint
 from mediaeval_mem.experiments.runner import Echo, RunResult, run_experiment
 from mediaeval_mem.features.captions import stream_source
 from mediaeval_mem.features.extract import ExtractReport, extract_features
 
 DEMO_DATASETS = ("memento10k", "videomem")  # the demo's, in the order it checks and extracts them
+CHECKED_DATASETS = DEMO_DATASETS + ("commercials",)  # the commercials are declared in the demo root's datasets.yaml
 DEMO_PAIRS = ((1, "memento10k", "memento10k"), (2, "memento10k", "videomem"), (2, "videomem", "memento10k"))  # (task, train, test)
 VIDEO_CONFIG = "demo"  # configs/demo.yaml: the paper's model on the demo's stand-in CLIP
 CAPTION_CONFIGS = ("demo-captions", "demo-fused")  # task 1 on captions alone, then video + captions
@@ -41,19 +43,23 @@ def write_i3d_standins(root: str | Path, seed: int = 0) -> list[Path]:
 
 
 def make_demo_data(root: str | Path, seed: int = 0, scale: float = 1.0, force: bool = False) -> dict[str, dict[str, int]]:
-    """`mem demo-data`: the I3D stand-ins, then both synthetic datasets (datasets/synthetic.py) under `root`;
-    returns videos per split per dataset. `scale` shrinks the splits (tests use ~0.1).
+    """`mem demo-data`: the I3D stand-ins, both synthetic datasets (datasets/synthetic.py), then the commercials
+    (datasets/synthetic_commercials.py, declared in root/datasets.yaml) under `root`; returns videos per split per
+    dataset. `scale` shrinks the splits (tests use ~0.1). The commercials come last, from their own seeded draws,
+    so the other two are the same files whether or not they are there.
 
     >>> make_demo_data("data/demo", seed=0, scale=0.1)
-    {'memento10k': {'train': 12, 'dev': 4, 'test': 4}, 'videomem': {...}}
+    {'memento10k': {'train': 12, 'dev': 4, 'test': 4}, 'videomem': {...}, 'commercials': {'train+dev': 12, 'test': 4}}
     """
     write_i3d_standins(root, seed)
-    return generate_demo_data(Path(root), seed=seed, scale=scale, force=force)
+    counts = generate_demo_data(Path(root), seed=seed, scale=scale, force=force)
+    counts["commercials"] = generate_commercials(Path(root), seed=seed, scale=scale, force=force)
+    return counts
 
 
 def check_demo_data(root: str | Path) -> Iterator[DatasetIndex]:
     """Each demo dataset opened and checked, one at a time (the caller stops at the first with problems)."""
-    for name in DEMO_DATASETS:
+    for name in CHECKED_DATASETS:
         yield open_dataset(name, root)
 
 
