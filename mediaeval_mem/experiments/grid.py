@@ -383,7 +383,9 @@ def cv_table_rows(grid: Grid, rows: list[GridRow]) -> tuple[list[str], list[list
         else:
             cells = [f"{s['oof_srocc']:.4f} [{s['oof_srocc_ci_low']:.4f}, {s['oof_srocc_ci_high']:.4f}]",
                      f"{s['oof_plcc']:.4f}", f"{s['oof_mse']:.4f}", f"{s['cv_srocc_mean']:.4f} ± {s['cv_srocc_sd']:.4f}"]
-            cells += [f"{s['oof_srocc_repeats_mean']:.4f} ± {s['oof_srocc_repeats_sd']:.4f}"] * repeats + [r.run_ids[0]]
+            if repeats:  # the repeats' figures exist only where there were repeats
+                cells.append(f"{s['oof_srocc_repeats_mean']:.4f} ± {s['oof_srocc_repeats_sd']:.4f}")
+            cells.append(r.run_ids[0])
         out.append([f"{r.train}->{r.test}"] * pairs + [*_labels(r.cfg), *cells])
     return header, out
 
