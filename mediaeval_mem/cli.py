@@ -346,27 +346,30 @@ def cmd_demo(args) -> int:
     from mediaeval_mem.submission import package_submission
 
     con, progress = _console(), not args.quiet
-    con.rule("1/6 generate demo data")
+    con.rule("1/7 generate demo data")
     demo.make_demo_data(args.data_root, seed=args.seed, scale=args.scale)
-    con.rule("2/6 check it")
+    con.rule("2/7 check it")
     for index in demo.check_demo_data(args.data_root):
         render_check(index, con)
         if index.problems:
             return 1
     cfg = demo.demo_config(demo.VIDEO_CONFIG, args.seed)
-    con.rule(f"3/6 extract {cfg.model.streams[0].encoder} frame features")
+    con.rule(f"3/7 extract {cfg.model.streams[0].encoder} frame features")
     for report in demo.extract_demo_features(cfg, args.data_root, progress):
         _render_extract(report, con)
         if report.failed:
             return 1
-    con.rule("4/6 train the paper's model: task 1, and task 2 both ways")
+    con.rule("4/7 train the paper's model: task 1, and task 2 both ways")
     results = demo.train_demo_pairs(cfg, args.data_root, progress, con.print,
                                     starting=lambda task, train, test: con.print(f"[bold]task {task}: train {train}, test {test}[/]"))
     _render_results(results, con)
-    con.rule("5/6 add the captions: task 1 on captions alone, and on video + captions")
+    con.rule("5/7 add the captions: task 1 on captions alone, and on video + captions")
     _render_results(demo.train_with_captions(results[0], args.seed, args.data_root, progress, con.print), con,
                     "video, captions, and both: task 1, on the dev split")
-    con.rule("6/6 package a submission")
+    con.rule(f"6/7 the commercials: pictures, sound, and both, {demo.COMMERCIALS_FOLDS} folds grouped by "
+             f"{demo.COMMERCIALS_GROUPS}")
+    _render_cv_rows(demo.cross_validate_commercials(args.seed, args.data_root, progress, con.print), con)
+    con.rule("7/7 package a submission")
     for subtask, run_ids in demo.submission_runs(results).items():
         for p in package_submission("demo", subtask, run_ids, args.data_root).written:
             con.print(f"wrote {p}")
@@ -376,6 +379,20 @@ def cmd_demo(args) -> int:
         f"--test memento10k --config configs/demo.yaml --data-root {args.data_root}` trains one pair."
     )
     return 0
+
+
+def _render_cv_rows(rows, con) -> None:
+    """One line per cross-validated config: pooled out-of-fold SROCC with its interval, PLCC, the folds' SROCC."""
+    from rich.table import Table
+
+    table = Table(title="commercials, grouped cross-validation: pooled out-of-fold figures")
+    for col in ("config", "OOF SROCC [95% CI]", "OOF PLCC", "fold SROCC mean ± sd", "cv run"):
+        table.add_column(col)
+    for name, r in rows:
+        s = r.summary
+        table.add_row(name, f"{s['oof_srocc']:.4f} [{s['oof_srocc_ci_low']:.4f}, {s['oof_srocc_ci_high']:.4f}]",
+                      f"{s['oof_plcc']:.4f}", f"{s['cv_srocc_mean']:.4f} ± {s['cv_srocc_sd']:.4f}", r.parent_id)
+    con.print(table)
 
 
 def _activate_hint() -> str:

@@ -1,7 +1,7 @@
 """`mem demo`'s stages: the whole pipeline on generated data, each stage a function that returns what it made.
 
     make_demo_data -> check_demo_data -> extract_demo_features -> train_demo_pairs -> train_with_captions
-    -> (the caller packages `submission_runs` with submission.package_submission: a layer above this one)
+    -> cross_validate_commercials -> (the caller packages `submission_runs` with submission.package_submission: a layer above this one)
 
 The command composes them and prints; the same seed gives the same data, configs, draws and numbers.
 """
@@ -17,6 +17,7 @@ from mediaeval_mem.datasets import DatasetIndex, open_dataset
 from mediaeval_mem.datasets.synthetic import generate_demo_data
 from mediaeval_mem.datasets.synthetic_commercials import generate_commercials
 from mediaeval_mem.encoders.i3d import write_random_checkpoint
+from mediaeval_mem.experiments.cv import CVResult, run_cv
 from mediaeval_mem.experiments.runner import Echo, RunResult, run_experiment
 from mediaeval_mem.features.captions import stream_source
 from mediaeval_mem.features.extract import ExtractReport, extract_features
@@ -26,6 +27,8 @@ CHECKED_DATASETS = DEMO_DATASETS + ("commercials",)  # the commercials are decla
 DEMO_PAIRS = ((1, "memento10k", "memento10k"), (2, "memento10k", "videomem"), (2, "videomem", "memento10k"))  # (task, train, test)
 VIDEO_CONFIG = "demo"  # configs/demo.yaml: the paper's model on the demo's stand-in CLIP
 CAPTION_CONFIGS = ("demo-captions", "demo-fused")  # task 1 on captions alone, then video + captions
+# configs/commercials/: pictures, sound, and both, cross-validated in 5 folds grouped by channel
+COMMERCIALS_CONFIGS, COMMERCIALS_FOLDS, COMMERCIALS_GROUPS = ("video", "audio", "fused"), 5, "channel"
 # The randomly initialised I3D checkpoints (pytorch-i3d layout, 112 px sidecars) that the demo profile names, so
 # the grids' I3D rows run on a CPU: file -> classes. They are not trained models.
 I3D_STANDINS = {"rgb_imagenet.pt": 400, "rgb_charades.pt": 157}
@@ -96,6 +99,18 @@ def train_with_captions(video_run: RunResult, seed: int, root: str | Path, progr
         rows.append(run_experiment(1, "memento10k", "memento10k", demo_config(name, seed), root, progress=progress,
                                    echo=echo))
     return rows
+
+
+def cross_validate_commercials(seed: int, root: str | Path, progress: bool = True, echo: Echo = print
+                               ) -> list[tuple[str, CVResult]]:
+    """The demo commercials' pictures, sound, and both (COMMERCIALS_CONFIGS), each cross-validated in 5 folds grouped
+    by channel (no channel on both sides of a fold) and logged as a cv parent with its folds; (config, result) each."""
+    out = []
+    for name in COMMERCIALS_CONFIGS:
+        cfg = load_config(repo_file(f"configs/commercials/{name}.yaml"), [f"train.seed={seed}"])
+        out.append((name, run_cv(cfg, "commercials", folds=COMMERCIALS_FOLDS, seeds=(seed,), data_root=root,
+                                 progress=progress, echo=echo, group_by=COMMERCIALS_GROUPS)))
+    return out
 
 
 def submission_runs(results: list[RunResult]) -> dict[int, list[str]]:
