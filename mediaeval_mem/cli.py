@@ -71,6 +71,9 @@ def _render_extract(report, con) -> None:
         if s.uncaptioned:
             con.print(f"  {s.split}: {len(s.uncaptioned)} video(s) without captions were given the empty caption "
                       f"(listed in the manifest under 'uncaptioned')", soft_wrap=True)
+        if s.silent:
+            con.print(f"  {s.split}: {len(s.silent)} video(s) without an audio track were encoded as silence "
+                      f"(listed in the manifest under 'silent')", soft_wrap=True)
     for s in report.splits:
         for vid, reason in s.failed.items():
             con.print(f"  [red]failed[/] {s.split}/{vid}: {reason}", soft_wrap=True)

@@ -83,6 +83,8 @@ class RunLog:
             run.tags({Tag.CLIPS_PADDED: padded})  # clip-level encoders: videos shorter than the network needs, repeated
         if uncaptioned := noted("uncaptioned"):
             run.tags({Tag.UNCAPTIONED: uncaptioned})  # caption streams: videos given the empty caption
+        if silent := noted("silent"):
+            run.tags({Tag.SILENT: silent})  # audio streams: videos without an audio track, encoded as silence
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.run.__exit__(exc_type, exc, tb)

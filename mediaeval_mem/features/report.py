@@ -18,6 +18,7 @@ class SplitReport:
     padded: dict[str, int] = field(default_factory=dict)  # clip-level encoders: videos shorter than the network needs
     repaired: dict[str, str] = field(default_factory=dict)  # damaged cache files dropped (file -> why): their videos redone
     uncaptioned: dict[str, str] = field(default_factory=dict)  # caption streams: videos given the empty caption
+    silent: dict[str, str] = field(default_factory=dict)  # audio streams: videos without sound, given a window of silence
 
 
 @dataclass

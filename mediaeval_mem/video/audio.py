@@ -103,3 +103,42 @@ def read_audio(path: str | Path, rate: int) -> np.ndarray | None:
         return None
     parts = list(iter_windows(path, rate, 60.0))
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def write_sound_video(path: str | Path, sound: np.ndarray, rate: int, codec: str = "aac", fps: int = 4,
+                      size: int = 32) -> Path:
+    """Write a small video (grey `size` px frames at `fps`) whose audio track is `sound`, (n,) mono or (C, n), at `rate` Hz.
+
+    `codec`: an FFmpeg audio encoder (aac for MP4, libopus for WebM, pcm_s16le or flac for a lossless
+    track in MKV/MOV); float samples in [-1, 1], or uint8 with pcm_u8. The suffix of `path` picks the
+    container. For tests and benches: the demo's and users' videos come from elsewhere.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sound = sound[None] if sound.ndim == 1 else sound  # (C, n)
+    layout = {1: "mono", 2: "stereo"}[sound.shape[0]]
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264" if path.suffix in (".mp4", ".mov", ".mkv") else "libvpx-vp9", rate=fps)
+        video.width = video.height = size
+        video.pix_fmt = "yuv420p"
+        audio = out.add_stream(codec, rate=rate)
+        audio.layout = layout
+        fmt = "u8" if sound.dtype == np.uint8 else "s16" if codec == "pcm_s16le" else "fltp"
+        grey = np.full((size, size, 3), 128, np.uint8)
+        for _ in range(int(np.ceil(sound.shape[1] / rate * fps)) or 1):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(grey, format="rgb24")))
+        out.mux(video.encode())
+        step = 4096  # samples per frame handed to the encoder (which re-frames them as it needs)
+        for start in range(0, sound.shape[1], step):
+            part = sound[:, start:start + step]
+            if fmt == "s16":
+                part = (np.clip(part, -1, 1) * 32767).astype(np.int16).T.reshape(1, -1).copy()  # packed (1, n*C)
+            elif fmt == "u8":
+                part = part.T.reshape(1, -1).copy()
+            else:
+                part = np.ascontiguousarray(part, np.float32)  # planar (C, n)
+            frame = av.AudioFrame.from_ndarray(part, format=fmt, layout=layout)
+            frame.sample_rate, frame.pts = rate, start
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode())
+    return path
