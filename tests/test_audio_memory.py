@@ -55,8 +55,7 @@ def test_a_ten_minute_videos_audio_extracts_in_the_memory_of_a_ten_second_ones(t
     # AAC's priming samples make the track a little longer than its seconds: 10 s is one full window and a sliver
     assert short[1] == 0 and short[0] in (1, 2) and short[2] == short[0]
     assert long[1] == 0 and long[0] in (60, 61) and long[2] == long[0]
-    # Measured on this 2-core machine: 10 s ~440 MB, 10 min ~462 MB (+22: the forward passes of two windows where
-    # the short video's last one holds a sliver; at 8 windows a forward it was +63, see WINDOWS_PER_FORWARD).
-    # Holding the 10 minutes' samples would cost 115 MB more.
+    # Measured on this 2-core machine: 10 s ~440 MB, 10 min ~462 MB (+22; with 1, 4 and 8 windows a forward pass:
+    # +0, +41, +63, see WINDOWS_PER_FORWARD). Holding the 10 minutes' samples would cost 115 MB more.
     margin_mb = 60
     assert long[3] <= short[3] + margin_mb, f"peak RSS {long[3]:.0f} MB for 10 min vs {short[3]:.0f} MB for 10 s"
