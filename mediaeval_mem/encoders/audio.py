@@ -93,6 +93,8 @@ class AudioEncoder(nn.Module):
     transform: AudioPreprocess
     weights_id: str
 
+    identity = EncoderRecipe.identity  # a loaded encoder can be given to extraction as it is (the benches)
+
     def __init__(self, name: str, model: nn.Module, extractor, transform: AudioPreprocess, weights_id: str, out_dim: int):
         super().__init__()
         self.name, self.model, self.extractor = name, model, extractor
