@@ -6,6 +6,7 @@ Parity with the Hugging Face feature extractors on a real recording: test_audio_
 from __future__ import annotations
 
 import json
+import os
 import struct
 
 import numpy as np
@@ -220,3 +221,22 @@ def test_full_size_architectures_give_the_widths_the_registry_promises(name, run
             enc.encode([_tone(440, 10, enc.transform.rate), _tone(880, 3, enc.transform.rate)])
     assert ENCODERS.info(name).width == enc.out_dim == out.shape[1] and out.shape[0] == 2
     assert torch.isfinite(out).all()
+
+
+def test_bench_audio_reports_its_keys(tmp_path):
+    """bench/audio.py runs at toy size and reports every figure it promises (no timing is asserted)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "audio.py"), "--encoders", "ast-demo", "--videos", "1",
+                          "--seconds", "3", "--model-seconds", "0.2", "--workdir", str(tmp_path / "w")],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                         env={**os.environ, "MEM_RUNS_DIR": str(tmp_path / "runs")})
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    (r,) = figures["encoders"]
+    keys = {"e2e_wps", "model_wps", "extractor_wps", "decode_wps", "e2e_over_model", "e2e_realtime"}
+    assert keys <= set(r) and all(r[k] > 0 for k in keys) and r["windows"] == 1 and r["rate"] == 16_000
+    assert r["e2e_over_model"] == round(r["e2e_wps"] / r["model_wps"], 3)
