@@ -36,6 +36,10 @@ def test_windows_are_mono_at_the_asked_rate_and_the_last_one_is_shorter(tmp_path
     sizes = [len(w) for w in iter_windows(mono, 16_000, 1.0)]
     assert sizes == [16_000, 16_000, 16_000, 8_000]  # 3.5 s: three full windows, the rest not padded
     assert all(w.dtype == np.float32 and w.ndim == 1 for w in iter_windows(mono, 16_000, 1.0))
+    # a short tail after full windows may be dropped (encoder padding); a track shorter than a window never is
+    assert [len(w) for w in iter_windows(mono, 16_000, 1.0, min_tail_s=0.6)] == [16_000] * 3
+    assert [len(w) for w in iter_windows(mono, 16_000, 1.0, min_tail_s=0.4)] == sizes
+    assert [len(w) for w in iter_windows(mono, 16_000, 10.0, min_tail_s=5.0)] == [56_000]
     # stereo is the mean of the channels: opposite channels cancel, equal ones give the mono track
     assert np.abs(read_audio(write_sound_video(tmp_path / "anti.mkv", np.stack([x, -x]), 44_100, "pcm_s16le"),
                              16_000)).max() < 1e-4

@@ -52,11 +52,13 @@ def has_audio(path: str | Path) -> bool:
         return bool(c.streams.audio)
 
 
-def iter_windows(path: str | Path, rate: int, window_s: float) -> Iterator[np.ndarray]:
+def iter_windows(path: str | Path, rate: int, window_s: float, min_tail_s: float = 0.0) -> Iterator[np.ndarray]:
     """The first audio track as mono float32 windows (n,) of `window_s` seconds at `rate` Hz, read as it goes.
 
     Every window has round(rate * window_s) samples except the last, which holds what is left (shorter,
-    never empty; see the module docstring for why it is not padded). Nothing is yielded for a file
+    never empty; see the module docstring for why it is not padded). A last window shorter than
+    `min_tail_s` is dropped when a full one came before it (AAC and Opus tracks end with up to 2,112
+    samples of encoder padding: a 30 s commercial decodes as 30.04 s). Nothing is yielded for a file
     without an audio track or with an empty one. Raises DecodeError naming the file if the track cannot
     be decoded; windows already yielded stay valid.
     """
@@ -69,7 +71,7 @@ def iter_windows(path: str | Path, rate: int, window_s: float) -> Iterator[np.nd
             return
         stream = c.streams.audio[0]
         buf = np.empty(size, np.float32)  # (size,): the window being filled
-        filled = 0
+        filled = full = 0
         try:
             resampler = av.AudioResampler(format="fltp", rate=rate)  # the track's own channels, planar
             frames = c.decode(stream)
@@ -84,13 +86,13 @@ def iter_windows(path: str | Path, rate: int, window_s: float) -> Iterator[np.nd
                         filled, x = filled + take, x[take:]
                         if filled == size:
                             yield buf.copy()
-                            filled = 0
+                            filled, full = 0, full + 1
                 if frame is None:
                     break
         except (av.FFmpegError, ValueError) as e:
             raise DecodeError(f"{path}: audio track cannot be decoded ({_reason(e)}); "
                               "re-encode it (e.g. to AAC) or remove the file") from None
-        if filled:
+        if filled and not (full and filled < min_tail_s * rate):
             yield buf[:filled].copy()
 
 

@@ -1,7 +1,8 @@
 """The `audio` kind: a video's sound, one row per window (CLAP, AST: encoders/audio.py).
 
 Each video's first audio track is decoded as it is read (video/audio.py: mono float32 at the
-encoder's rate, windows of `transform.window_s` seconds, the last one shorter), and each window goes
+encoder's rate, windows of `transform.window_s` seconds, the last one shorter, dropped if under MIN_TAIL_S
+after a full one), and each window goes
 through the encoder's own feature extractor as it arrives; extractor outputs (CLAP 1001x64, AST
 1024x128 floats: 0.25-0.5 MB) are packed across videos into forward passes of at most
 WINDOWS_PER_FORWARD windows. So a video's length never shows in memory: only its rows, one per
@@ -32,14 +33,17 @@ from mediaeval_mem.video import Sampling
 from mediaeval_mem.video.audio import has_audio, iter_windows
 
 # What the feature key records about how sound becomes rows (the rate, window and extractor are in `preprocess`).
-AUDIO_PATH = ("first audio track, PyAV: mono float32 resampled by swresample, one row per window, the last window "
-              "shorter; no audio track: one window of silence")
+AUDIO_PATH = ("first audio track, PyAV: resampled by swresample, the mean of the channels, one row per window, the "
+              "last window shorter, dropped under 1 s after a full one; no audio track: one window of silence")
 NO_AUDIO = "no audio track: one window of silence was encoded"
 # A window is seconds of sound, far more than a frame (`batch_size` counts frames): at most this many windows per
 # forward pass. Each window's activations cost about 10 MB even in the tiny CLAP stand-in (its 1001x64 log-mel
 # becomes a 256x256 image of 4,096 tokens), so a video's peak memory grows with the windows of one forward,
 # measured for a 10-minute video over a 10-second one: 8 windows +63 MB, 4 +41, 2 +21, 1 +0.
 WINDOWS_PER_FORWARD = 2
+# A last window shorter than this, after a full one, is dropped: it is mostly the encoder's padding at the track's
+# end (AAC, Opus: 20-45 ms), which CLAP's extractor would repeat to fill 10 s: a row of nothing.
+MIN_TAIL_S = 1.0
 
 
 @register_kind("audio")
@@ -97,7 +101,7 @@ def audio_rows(encoder, items: list[VideoItem], device: torch.device, dtype: str
         try:
             n = 0
             if has_audio(it.path):
-                for window in iter_windows(it.path, rate, encoder.transform.window_s):
+                for window in iter_windows(it.path, rate, encoder.transform.window_s, MIN_TAIL_S):
                     add(it.video_id, window)
                     n += 1
             if not n:  # no audio track, or one without a single sample
