@@ -1,4 +1,5 @@
-"""Encoders: the registry (each name with its EncoderInfo), CLIP and I3D over frames, text towers over captions."""
+"""Encoders: the registry (each name with its EncoderInfo), CLIP and I3D over frames, text towers over captions,
+CLAP and AST over sound."""
 
 from mediaeval_mem.encoders.base import (
     ENCODERS,
