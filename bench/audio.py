@@ -58,7 +58,7 @@ def bench_encoder(name: str, weights: str | None, videos: list[Path], device, dt
     from mediaeval_mem.datasets import DatasetIndex, VideoItem
     from mediaeval_mem.encoders import encoder_recipe
     from mediaeval_mem.features.extract import ExtractOptions, extract_features
-    from mediaeval_mem.features.inputs.audio import WINDOWS_PER_FORWARD
+    from mediaeval_mem.features.inputs.audio import MIN_TAIL_S, WINDOWS_PER_FORWARD
     from mediaeval_mem.video.audio import iter_windows
 
     os.environ["MEM_RUNS_DIR"] = str(work / f"runs-{name}")  # an empty cache: everything is extracted
@@ -67,7 +67,7 @@ def bench_encoder(name: str, weights: str | None, videos: list[Path], device, dt
     rate, window_s = enc.transform.rate, enc.transform.window_s
 
     t = time.perf_counter()
-    windows = [w for v in videos for w in iter_windows(v, rate, window_s)]
+    windows = [w for v in videos for w in iter_windows(v, rate, window_s, MIN_TAIL_S)]  # the kind's windows
     decode_s = time.perf_counter() - t
     t = time.perf_counter()
     inputs = [enc.inputs([w]) for w in windows]
@@ -92,7 +92,7 @@ def bench_encoder(name: str, weights: str | None, videos: list[Path], device, dt
     opts = ExtractOptions(dtype=dtype)
     report = extract_features(index, enc, ("train",), opts=opts, device=str(device), progress=False).splits[0]
     after = model_only(model_seconds / 2)
-    assert report.extracted == len(videos) and not report.failed, report.failed
+    assert report.extracted == len(videos) and not report.failed and report.frames == len(windows), report
     e2e_wps, model_wps = report.frames / report.seconds, (before + after) / 2
     return {
         "encoder": name, "weights": weights or "stand-in", "rate": rate, "windows": len(windows),
