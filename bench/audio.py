@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -61,7 +62,9 @@ def bench_encoder(name: str, weights: str | None, videos: list[Path], device, dt
     from mediaeval_mem.features.inputs.audio import MIN_TAIL_S, WINDOWS_PER_FORWARD
     from mediaeval_mem.video.audio import iter_windows
 
-    os.environ["MEM_RUNS_DIR"] = str(work / f"runs-{name}")  # an empty cache: everything is extracted
+    runs = work / f"runs-{name}"
+    shutil.rmtree(runs, ignore_errors=True)  # an empty cache: everything is extracted
+    os.environ["MEM_RUNS_DIR"] = str(runs)
     enc = encoder_recipe(name, weights).load().to(device)
     set_threads(threads_for("encode"))  # as extraction sets them
     rate, window_s = enc.transform.rate, enc.transform.window_s
