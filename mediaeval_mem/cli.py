@@ -74,6 +74,9 @@ def _render_extract(report, con) -> None:
         if s.no_speech:
             con.print(f"  {s.split}: {len(s.no_speech)} video(s) without speech (no audio track, or none heard) were "
                       f"given the empty transcript (listed in the manifest under 'no_speech')", soft_wrap=True)
+        if s.silent:
+            con.print(f"  {s.split}: {len(s.silent)} video(s) without an audio track were encoded as silence "
+                      f"(listed in the manifest under 'silent')", soft_wrap=True)
     for s in report.splits:
         for vid, reason in s.failed.items():
             con.print(f"  [red]failed[/] {s.split}/{vid}: {reason}", soft_wrap=True)

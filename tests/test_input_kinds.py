@@ -142,7 +142,7 @@ def test_a_kinds_refusals_are_one_line(lab, capsys):
     try:
         with pytest.raises(UnknownNameError) as e:
             input_kind("lab-nowhere")
-        assert str(e.value).startswith("unknown input kind 'a kind that does not exist'; valid names: captions, clip, ")
+        assert str(e.value).startswith("unknown input kind 'a kind that does not exist'; valid names: audio, captions, clip, ")
         with pytest.raises(ConfigError, match="unknown input kind"):
             StreamCfg("lab-nowhere", aggregator="avg")
     finally:

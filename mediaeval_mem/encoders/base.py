@@ -9,6 +9,7 @@ a registered input kind (features/inputs/: how a dataset item becomes the encode
     clip      one vector per video (I3D): FrameEncoder over one whole video (T, 3, S, S)
     captions  one vector per caption (CLIP text towers, sentence-transformers): TextEncoder (encoders/text.py)
     features  rows read from files someone already extracted (encoders/precomputed.py)
+    audio     one vector per window of a video's sound (CLAP, AST): AudioEncoder (encoders/audio.py)
 """
 
 from __future__ import annotations

@@ -85,6 +85,8 @@ class RunLog:
             run.tags({Tag.UNCAPTIONED: uncaptioned})  # caption streams: videos given the empty caption
         if no_speech := noted("no_speech"):
             run.tags({Tag.NO_SPEECH: no_speech})  # speech streams: videos given the empty transcript
+        if silent := noted("silent"):
+            run.tags({Tag.SILENT: silent})  # audio streams: videos without an audio track, encoded as silence
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.run.__exit__(exc_type, exc, tb)

@@ -19,6 +19,7 @@ class SplitReport:
     repaired: dict[str, str] = field(default_factory=dict)  # damaged cache files dropped (file -> why): their videos redone
     uncaptioned: dict[str, str] = field(default_factory=dict)  # caption streams: videos given the empty caption
     no_speech: dict[str, str] = field(default_factory=dict)  # speech streams: videos given the empty transcript
+    silent: dict[str, str] = field(default_factory=dict)  # audio streams: videos without sound, given a window of silence
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Layout of a split folder:
     manifest.json        {"dim", "dtype", "segments": [{"file", "ids", "lengths", "bytes", "crc32"}],
-                          "failed": {id: reason}, "padded": {id: frames}, "uncaptioned": {id: treatment}}
+                          "failed": {id: reason}, "padded": {id: frames}, "uncaptioned": {id: treatment},
+                          "silent": {id: treatment}}
     seg-<hex>.npy        (sum of T, D) float16, the frames of the videos the segment lists, in order
     .lock                held by the one writer (others wait for it)
 

@@ -68,7 +68,8 @@ class Tag:
     SELECTION, GIT_COMMIT = "selection", "git_commit"
     FEATURE_KEY = "feature_key."  # + `<dataset>.<stream label>`: the digest of the feature key read
     BEST_EPOCH, EPOCHS_RUN = "best_epoch", "epochs_run"
-    CLIPS_PADDED, UNCAPTIONED, NO_SPEECH = "clips_padded", "uncaptioned_videos", "no_speech_videos"
+    CLIPS_PADDED, UNCAPTIONED = "clips_padded", "uncaptioned_videos"
+    NO_SPEECH, SILENT = "no_speech_videos", "silent_videos"
     PARENT = "mlflow.parentRunId"  # MLflow's own: the UI nests a child under it
     REFIT_OF, REFIT_EPOCHS, EVAL_OF = "refit_of", "refit_epochs", "eval_of"
     CV_KEY, CV_FOLD, CV_FOLDS, CV_SEEDS, CHILDREN = "cv_key", "cv_fold", "cv_folds", "cv_seeds", "children"

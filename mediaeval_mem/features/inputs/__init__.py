@@ -9,6 +9,7 @@ validation and `mem predict` ask the kind; none compares the names. The built-in
     clip      one vector per video (I3D): the same decoding, one whole video (in windows) per forward
     captions  one vector per caption (CLIP text towers, sentence-transformers): the dataset's captions
     features  rows read from files someone already extracted (encoders/precomputed.py)
+    audio     one vector per window of a video's sound (CLAP, AST): its first audio track, decoded as it is read
 
 A new kind is one module and one registration (a plugin may add its own):
 
@@ -20,7 +21,7 @@ A new kind is one module and one registration (a plugin may add its own):
 """
 
 
-from mediaeval_mem.features.inputs import captions, stored, video  # noqa: F401  (the built-in kinds register themselves)
+from mediaeval_mem.features.inputs import audio, captions, stored, video  # noqa: F401  (the built-in kinds register themselves)
 from mediaeval_mem.features.inputs.base import INPUT_KINDS, Extraction, InputKind, input_kind, register_kind
 
 __all__ = ["INPUT_KINDS", "Extraction", "InputKind", "input_kind", "register_kind"]
