@@ -53,6 +53,7 @@ from mediaeval_mem.experiments.runner import (
     trains_itself,
 )
 from mediaeval_mem.experiments.tasks import plan_task
+from mediaeval_mem.models import HEADS
 from mediaeval_mem.tracking import record
 from mediaeval_mem.tracking.record import Kind, Tag
 from mediaeval_mem.training.batches import LabelledSplit, predict
@@ -313,7 +314,8 @@ def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print
                                               dict(zip(predicted.ids, outputs.test_pred.tolist())))
         log.run.write_fold_predictions(fold["pred"])
 
-    with progress_bar(f"{where} fold {k + 1}/{folds} epochs", scfg.train.epochs, progress, unit=None) as bar:
+    closed = HEADS.info(scfg.model.head) is not None  # ridge, svr: fitted at once, no epochs to show
+    with progress_bar(f"{where} fold {k + 1}/{folds} epochs", scfg.train.epochs, progress and not closed, unit=None) as bar:
         result = train_and_log(fold_plan, scfg, data.indexes, data.features, splits, selection, data.device, child_tags,
                                name, progress=False, echo=echo, finish=report_dev,
                                wrap_epoch=lambda logged, log: lambda epoch: (logged(epoch), bar.advance(1)))
