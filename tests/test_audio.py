@@ -142,6 +142,19 @@ def test_extraction_gives_a_row_per_window_silence_for_no_sound_and_fails_only_t
     assert again.splits[0].cached == 4 and again.splits[0].extracted == 0
 
 
+def test_a_missing_file_or_a_track_too_short_to_featurise_fails_that_video_alone(sounds, runs_dir):
+    """A video the dataset lists whose file is gone, and a track of a few samples (AST's extractor refuses it):
+    each one line, the others extracted."""
+    items = sounds.split("train")
+    blip = write_sound_video(sounds.root / "blip.mkv", _tone(440, 0.002, 16_000), 16_000, "pcm_s16le")  # 32 samples
+    more = [VideoItem("gone", None), VideoItem("blip", blip)]
+    index = DatasetIndex("ads2", sounds.root, "files", "none", {"train": [items[0], *more]})
+    split = extract_features(index, "ast-demo", ("train",), progress=False).splits[0]
+    assert split.failed["gone"] == "gone: video file not found" and split.extracted == 1
+    assert "sound too short to featurise" in split.failed["blip"]
+    assert "tone" not in split.failed and all("\n" not in why for why in split.failed.values())
+
+
 def test_the_key_holds_the_rate_the_window_and_the_extractor(sounds, runs_dir):
     clap = extract_features(sounds, "clap-audio-demo", ("train",), progress=False).key
     ast = extract_features(sounds, "ast-demo", ("train",), progress=False).key

@@ -133,6 +133,11 @@ def test_weights_weigh_the_loss_and_zero_removes_a_video():
         loss = WeightedLoss({"l1": 1.0, "spearman": 1.0})(p, t, w)
         (grad,) = torch.autograd.grad(loss, p)
         assert torch.isfinite(grad).all() and loss.item() >= 1.0
+    # a batch whose every video weighs 0 (a last batch of one such video, say): 1, a zero gradient, no error
+    p = pred.detach().clone().requires_grad_()
+    loss = WeightedLoss({"l1": 1.0, "spearman": 0.5})(p, target, torch.zeros(6))
+    (grad,) = torch.autograd.grad(loss, p)
+    assert loss.item() == pytest.approx(0.5) and not grad.any()
 
 
 def test_weight_column_values_are_checked_in_one_line(tmp_path):

@@ -42,6 +42,26 @@ def test_a_score_column_is_a_target_by_name_and_several_are_read_at_once(tmp_pat
            {s: [(it.video_id, it.score) for it in v] for s, v in both.splits.items()}
 
 
+def test_a_labelled_test_row_may_lack_another_target(tmp_path):
+    """Per-split files: a test row with a score but no brand score is read (the test split's scores are hidden
+    anyway); only the seeded draw's scored rows need every target's."""
+    folder = tmp_path / "ads"
+    for split, rows in {"train": "a,a.mp4,0.5,0.1\nb,b.mp4,0.6,0.2\n", "dev": "c,c.mp4,0.7,0.3\n",
+                        "test": "d,d.mp4,0.4,\n"}.items():
+        _write(folder / f"{split}.csv", f"video_id,path,score,brand_score\n{rows}")
+    for v in "abcd":
+        (folder / f"{v}.mp4").touch()
+    _write(tmp_path / "datasets.yaml", "ads: {folder: ads}\n")
+    index = open_dataset("ads", tmp_path, target="score", more_targets=("brand_score",))
+    assert not index.problems and [it.video_id for it in index.split("test")] == ["d"]
+
+
+def test_two_targets_naming_one_column_are_refused_in_one_line(tmp_path):
+    root = _two_scores(tmp_path / "ads", header="video_id,path,score,long_term_score")
+    with pytest.raises(DataError, match=r"ads: targets score, long_term_score, long-term name the same column twice"):
+        open_dataset("ads", root, target="score", more_targets=("long_term_score", "long-term"))
+
+
 def test_a_missing_target_column_is_refused_in_one_line(tmp_path):
     root = _two_scores(tmp_path / "ads")
     with pytest.raises(DataError) as e:

@@ -89,7 +89,11 @@ def read_targets(name: str, layout: str, folder: Path, targets: tuple[str, ...],
     """`layout`'s read of `folder` for `targets` (the first is each item's `score`, the others its `targets`,
     by target name); several targets need a layout that reads several columns (generic)."""
     spec = LAYOUTS[layout]
-    column, *more = [target_column(name, layout, folder, t) for t in targets]
+    columns = [target_column(name, layout, folder, t) for t in targets]
+    if len(set(columns)) < len(columns):  # `long-term` and `long_term_score` are one column of the generic layout
+        raise DataError(f"{name}: targets {', '.join(targets)} name the same column twice ({', '.join(columns)}): "
+                        f"give each target once")
+    column, *more = columns
     if not more:
         return spec.read(folder, column, dev_fraction, split_seed)
     if not spec.columns:

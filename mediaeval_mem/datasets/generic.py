@@ -86,7 +86,7 @@ def _read_rows(path: Path, root: Path, column: str, split: str | None, problems:
                     bad = True
                     break
         missing = [c for c in more if c not in scores]
-        if not bad and column in scores and missing:  # a scored row (of the seeded draw) lacks another target's
+        if not bad and where is None and column in scores and missing:  # a scored row of the seeded draw lacks one
             problems.append(Problem(path, f"column {missing[0]!r} is empty: a row with a {column} needs every "
                                           f"target's score", line))
             bad = True

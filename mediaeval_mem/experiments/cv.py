@@ -59,6 +59,7 @@ from mediaeval_mem.tracking.record import Kind, Tag
 from mediaeval_mem.training.batches import LabelledSplit, predict
 from mediaeval_mem.training.bootstrap import bootstrap_interval, per_row
 from mediaeval_mem.training.metrics import evaluate, mse, plcc, srocc
+from mediaeval_mem.training.weights import column_weights
 
 Echo = Callable[[str], None]
 METRICS = ("srocc", "plcc", "mse")
@@ -280,8 +281,15 @@ def open_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5,
                   "pool": digest([pool.ids, [round(float(x), 6) for x in pool.scores]]),
                   "features": [f.keys for f in features],
                   **({"group_by": group_by, "groups": digest(groups.tolist())} if group_by else {}),
-                  **({"repeats": repeats} if repeats > 1 else {})})
+                  **({"repeats": repeats} if repeats > 1 else {}),
+                  **({"weights": digest(_pool_weights(cfg, indexes[train], plan.train_splits, pool.ids, train).tolist())}
+                     if cfg.data.weight_column else {})})  # edited weight cells: not the same cross-validation
     return replace(data, key=key)
+
+
+def _pool_weights(cfg: RunConfig, index, splits: tuple[str, ...], ids: list[str], train: str) -> np.ndarray:
+    """(N,) the pool's loss weights (data.weight_column), for the key; a bad cell is refused here, before any fold."""
+    return column_weights([it for s in splits for it in index.split(s)], ids, cfg.data.weight_column, train)
 
 
 def run_fold(data: CVData, seed: int, k: int, parent_id: str, echo: Echo = print, progress: bool = False,

@@ -219,10 +219,14 @@ def read_config(run_id: str) -> RunConfig:
 
 def read_targets(run_id: str) -> tuple[str, ...]:
     """The targets a run predicts, its first first (its predictions' `prediction` column): its config's data targets;
-    an ensemble's, as it recorded them (an ensemble of an older version: its members' first target alone)."""
+    an ensemble's, as it recorded them (an ensemble of an older version: its members' first target alone); a cv
+    parent's, its first fold's (the folds differ in their seed only)."""
     try:
         return read_config(run_id).data.target_names
     except MemError:
+        children = read_record(run_id).children
+        if children:
+            return read_config(children[0]).data.target_names
         body = json.loads(read_artifact_text(run_id, ENSEMBLE))  # neither: MemError naming the run and the file
         return tuple(body.get("targets") or (DEFAULT_TARGET,))
 

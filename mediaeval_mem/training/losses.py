@@ -51,6 +51,8 @@ def weighted_spearman(pred: torch.Tensor, target: torch.Tensor, weight: torch.Te
     """1 - the weighted Pearson of soft_rank(pred) and rank(target) over the videos of weight > 0 (ranked among
     themselves); with equal weights, `spearman_loss`."""
     keep = weight > 0
+    if int(keep.sum()) < 2:  # a batch of zero-weight videos (or one kept): no ranking, 1 and no gradient
+        return (pred * 0).sum() + 1
     pred, target, w = pred[keep], target[keep], weight[keep].to(pred.dtype)
     r, s = soft_rank(pred, tau), rank(target.detach()).to(pred.dtype)  # (B',), (B',)
     w = w / w.sum().clamp_min(1e-12)

@@ -98,6 +98,10 @@ def audio_rows(encoder, items: list[VideoItem], device: torch.device, dtype: str
             run()
 
     for it in items:
+        if it.path is None:  # the dataset lists it, the file is gone (a warning when the run opened the dataset)
+            failed[it.video_id] = f"{it.video_id}: video file not found"
+            rows.pop(it.video_id)
+            continue
         try:
             n = 0
             if has_audio(it.path):
@@ -108,8 +112,8 @@ def audio_rows(encoder, items: list[VideoItem], device: torch.device, dtype: str
                 silent[it.video_id] = NO_AUDIO
                 add(it.video_id, np.zeros(size, np.float32))
             windows += max(n, 1)
-        except DecodeError as e:
-            failed[it.video_id] = str(e)
+        except (DecodeError, ValueError) as e:  # ValueError: the extractor refuses a track of a few samples
+            failed[it.video_id] = str(e) if isinstance(e, DecodeError) else f"{it.path}: sound too short to featurise ({e})"
             rows.pop(it.video_id)
             keep = [i for i, vid in enumerate(pending.owners) if vid != it.video_id]
             pending.owners[:] = [pending.owners[i] for i in keep]
