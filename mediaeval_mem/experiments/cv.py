@@ -25,6 +25,7 @@ the other trains the folds nobody holds, then waits for the rest and reuses thei
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass, field, replace
@@ -447,6 +448,14 @@ def _echo_fold(run: FoldRun, folds: int, echo: Echo) -> FoldRun:
     return run
 
 
+def _sd(values: list[float]) -> float:
+    """The sample sd of the folds' figures; NaN where one is NaN (a fold too small, or of one score, for a Spearman:
+    statistics.stdev raises on a NaN), 0 for a single fold."""
+    if len(values) < 2:
+        return 0.0
+    return statistics.stdev(values) if all(math.isfinite(v) for v in values) else float("nan")
+
+
 def _summarise(runs: list[FoldRun], pool, report, predicted, parent, evaluate) -> tuple[dict[str, float], int]:
     """Per-fold mean and sd, pooled out-of-fold metrics with intervals, the fold models' mean predictions; logged."""
 
@@ -454,7 +463,7 @@ def _summarise(runs: list[FoldRun], pool, report, predicted, parent, evaluate) -
     for m in METRICS:
         values = [r.metrics[m] for r in runs]
         summary[f"cv_{m}_mean"] = statistics.fmean(values)
-        summary[f"cv_{m}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        summary[f"cv_{m}_sd"] = _sd(values)
     y = pool.scores.astype(float)
     oof = np.array([np.mean([r.oof[v] for r in runs if v in r.oof]) for v in pool.ids])  # averaged over seeds
     for m, fn in (("srocc", srocc), ("plcc", plcc), ("mse", mse)):
@@ -487,5 +496,5 @@ def repeat_summary(runs: list[FoldRun], ids: list[str], y: np.ndarray) -> dict[s
         oof = np.array([np.mean([r.oof[v] for r in mine if v in r.oof]) for v in ids])
         out[f"oof_srocc_r{rep}"] = srocc(y, oof)
     values = [out[f"oof_srocc_r{rep}"] for rep in repeats]
-    out["oof_srocc_repeats_mean"], out["oof_srocc_repeats_sd"] = statistics.fmean(values), statistics.stdev(values)
+    out["oof_srocc_repeats_mean"], out["oof_srocc_repeats_sd"] = statistics.fmean(values), _sd(values)
     return out
