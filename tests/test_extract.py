@@ -73,6 +73,8 @@ def test_interrupt_keeps_finished_videos_and_resumes(demo_root, runs_dir, monkey
             time.sleep(0.002)
 
     watcher = threading.Thread(target=press_ctrl_c_after_two_segments, daemon=True)
+    # Ctrl-C's handler, whatever this process inherited: a background job (`cmd &`, nohup) starts with SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     watcher.start()
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -80,6 +82,7 @@ def test_interrupt_keeps_finished_videos_and_resumes(demo_root, runs_dir, monkey
     finally:
         stop.set()
         watcher.join()
+        signal.signal(signal.SIGINT, previous)
     store = FeatureStore(runs_dir.parent / "runs2" / reference.cache_dir.relative_to(runs_dir) / "train")
     part = store.load()
     assert 0 < len(part) < len(ref) and len(set(part.ids)) == len(part.ids)

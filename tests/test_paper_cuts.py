@@ -134,7 +134,9 @@ def test_ctrl_c_in_mem_run_says_training_restarts(demo_root):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     argv = [sys.executable, "-m", "mediaeval_mem.cli", "run", "--train", "memento10k", "--test", "memento10k",
             "--config", DEMO, "--data-root", str(demo_root), "--set", "train.epochs=500", "--set", "train.patience=500"]
-    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+    # SIGINT's default in the child, whatever this process inherited (a background job starts with it ignored)
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as proc:
         for line in proc.stdout:
             if line.startswith("epoch   2"):
                 proc.send_signal(signal.SIGINT)
