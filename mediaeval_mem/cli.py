@@ -93,6 +93,25 @@ def cmd_extract(args) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_captions_generate(args) -> int:
+    from mediaeval_mem.features.generated import CaptionOptions, caption_dataset
+
+    given = {k: getattr(args, k) for k in ("model", "weights", "prompt", "sampling", "max_new_tokens")
+             if getattr(args, k) is not None}  # the others: CaptionOptions' defaults
+    opts = CaptionOptions(**given)
+    splits = tuple(x.strip() for x in args.splits.split(",") if x.strip()) if args.splits else None
+    r = caption_dataset(args.dataset, opts, args.data_root, splits, args.device, progress=not args.quiet)
+    con = _console()
+    con.print(f"{r.dataset}: {r.videos} video(s): {r.generated} captioned now, {r.cached} cached, {len(r.failed)} "
+              f"failed ({r.model}; captions in {r.folder})", soft_wrap=True)
+    for vid, reason in r.failed.items():
+        con.print(f"  [red]failed[/] {vid}: {reason}", soft_wrap=True)
+    args_ = ", ".join(f"{k}: {v!r}" if k == "prompt" else f"{k}: {v}" for k, v in given.items())
+    con.print(f"a caption stream reads them with `source: generated, source_args: {{{args_}}}`", soft_wrap=True,
+              markup=False)
+    return 1 if r.failed else 0
+
+
 def cmd_cache_check(args) -> int:
     from mediaeval_mem.core.paths import runs_dir
     from mediaeval_mem.features.check import check_cache
@@ -523,6 +542,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", help="with --source speech: a Whisper language code (en, de, ...); default: detected")
     p.set_defaults(func=cmd_extract)
 
+    captions = sub.add_parser("captions", help="captions written by a vision-language model").add_subparsers(
+        dest="captions_command", required=True, metavar="ACTION")
+    p = captions.add_parser("generate", parents=[sh["data"], sh["quiet"]],
+                            help="a caption per video of a dataset by a VLM (greedy, cached): what `source: generated` "
+                                 "caption streams read")
+    p.add_argument("--dataset", required=True, help="memento10k, videomem, or a name declared in <data root>/datasets.yaml")
+    p.add_argument("--model", help="the VLM: qwen2.5-vl-3b (default), qwen2.5-vl-7b, qwen2.5-vl-demo (tiny, seeded)")
+    p.add_argument("--weights", help="the VLM's save_pretrained folder, a hub id, or 'random' (default: the model's own)")
+    p.add_argument("--prompt", help="what the VLM is asked (default: 'Describe this video in one sentence.')")
+    p.add_argument("--sampling", help="the frames it reads: uniform:N (default uniform:8) or all")
+    p.add_argument("--max-new-tokens", type=int, help="the longest caption, in tokens (default 48)")
+    p.add_argument("--splits", help="comma-separated (default: every split)")
+    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    p.set_defaults(func=cmd_captions_generate)
+
     cache = sub.add_parser("cache", help="feature cache tools").add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     p = cache.add_parser("check", help="check every cached feature file against its manifest (size, CRC-32); exit 1 on damage")
     p.set_defaults(func=cmd_cache_check)
@@ -643,6 +677,7 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
 _RESTARTS = "training starts again at epoch 1 (only a fine-tuned I3D resumes from its last finished epoch)"
 INTERRUPTED = {
     "extract": "every video stored so far is kept; run the same command again to extract the rest",
+    "captions": "every caption written so far is kept; run the same command again to write the rest",
     "run": f"the features extracted so far are kept (an MLflow run already started is marked KILLED); the same "
            f"command again extracts only what is missing, but the model's {_RESTARTS}",
     "grid": f"finished runs and extracted features are kept; the same command again runs only the runs that did not "

@@ -32,6 +32,7 @@ from mediaeval_mem.experiments.executor import Earlier, Task, check_cluster, exe
 from mediaeval_mem.experiments.run_log import run_name
 from mediaeval_mem.experiments.runner import extract_first, run_experiment
 from mediaeval_mem.experiments.tasks import infer_task
+from mediaeval_mem.features.captions import text_source
 from mediaeval_mem.features.inputs import input_kind
 from mediaeval_mem.tracking import record
 from mediaeval_mem.tracking.record import Tag
@@ -147,12 +148,16 @@ def load_profile(path: str | Path, data_root: str | Path | None) -> Profile:
 
 
 def apply_profile(cfg: RunConfig, profile: Profile) -> RunConfig:
-    """Swap each stream's encoder, fill in weights where a stream gives none, set the video streams' sampling,
-    apply the profile's overrides."""
+    """Swap each stream's encoder (and the model a text source names: the generated captions' VLM), fill in weights
+    where a stream gives none, set the video streams' sampling, apply the profile's overrides."""
 
     d = to_dict(cfg)
     for stream in d["model"]["streams"]:
         stream["encoder"] = profile.encoders.get(stream["encoder"], stream["encoder"])
+        source, args = stream.get("source", "captions"), stream.get("source_args") or {}
+        model = getattr(text_source(source, args), "model", None)  # as given, or the source's default
+        if model in profile.encoders:
+            stream["source_args"] = {**args, "model": profile.encoders[model]}
         if stream.get("weights") is None and stream["encoder"] in profile.weights:
             stream["weights"] = profile.weights[stream["encoder"]]
         if profile.sampling and input_kind(stream["encoder"]).reads_video:

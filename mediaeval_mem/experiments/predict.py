@@ -158,7 +158,7 @@ def _recorded_key(features, i: int, encoder: str) -> dict | None:
 
 
 # What must match between the run's features and these videos' (the dataset and its captions may differ; a speech
-# stream's transcriber and language may not)
+# stream's transcriber and language, a generated one's VLM and prompt may not)
 SAME = ("format", "encoder", "weights", "preprocess", "decode", "compute_dtype", "source")
 
 
@@ -166,7 +166,7 @@ def _same_extraction(recorded: dict | None, key: dict, i: int, encoder: str, run
     """Refuse features made otherwise than the run's: replaced weights, another dtype or preprocessing."""
 
     key = json.loads(json.dumps(key, default=str))  # as the run recorded it (tuples become lists)
-    fields = SAME + (() if key["sampling"].startswith(("captions:", "speech:")) else ("sampling",))
+    fields = SAME + (() if key["sampling"].startswith(("captions:", "speech:", "generated:")) else ("sampling",))
     if input_kind(encoder).files_per_dataset:  # its key's weights identify one dataset's files (the run's
         fields = tuple(f for f in fields if f != "weights")  # folder, read for another dataset: other files)
     diff = [f for f in fields if recorded is not None and recorded.get(f) != key.get(f)]

@@ -12,6 +12,8 @@ Where a caption stream's texts come from is its text source (TEXT_SOURCES, a str
     speech    each video's transcript (features/transcripts.py: Whisper, cached), one row per video; a video
               without speech gets the empty transcript and is listed under `no_speech`; one whose audio
               cannot be decoded fails alone
+    generated each video's caption written by a vision-language model (features/generated.py: Qwen2.5-VL, greedy,
+              cached), one row per video; a video the model cannot read fails alone
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from mediaeval_mem.core.registry import Registry
 from mediaeval_mem.core.runtime import autocast
 from mediaeval_mem.core.schema import build, digest
 from mediaeval_mem.datasets import DatasetIndex, VideoItem
+from mediaeval_mem.features.generated import CaptionOptions, generate_captions
 from mediaeval_mem.features.rows import Rows
 from mediaeval_mem.features.transcripts import SpeechOptions, audio_id, transcribe_videos
 
@@ -35,11 +38,19 @@ NO_CAPTION = "no caption: the empty caption was encoded"
 # What the feature key records about how captions become rows.
 CAPTION_PATH = "every caption of a video one row, in file order; a video without captions: the empty caption"
 SPEECH_PATH = "a video's transcript one row; a video without speech: the empty transcript"
+GENERATED_PATH = "a video's generated caption one row; an empty one: the empty caption"
 
 
 def captions_digest(index: DatasetIndex) -> str:
     """A digest of every caption of every split: edited captions make a new cache entry."""
     return digest({split: [(it.video_id, list(it.captions)) for it in items] for split, items in index.splits.items()}, 12)
+
+
+def video_files_digest(index: DatasetIndex) -> str:
+    """A digest of every video's file identity (a stat each: transcripts.py audio_id; None for a missing file),
+    split by split: a replaced file makes a new cache entry, as edited captions do."""
+    return digest({split: [(it.video_id, audio_id(it.path) if it.path is not None and it.path.is_file() else None)
+                           for it in items] for split, items in index.splits.items()}, 12)
 
 
 @dataclass
@@ -60,6 +71,7 @@ class TextSource:
     gives as `source_args`) and register it in TEXT_SOURCES."""
 
     name: str
+    path: str = CAPTION_PATH  # what the feature key records about how its texts become rows
 
     def key(self, index: DatasetIndex) -> tuple[str, dict]:
         """(the feature key's `sampling`, extra key fields): what fixes the texts of `index`'s videos."""
@@ -67,6 +79,10 @@ class TextSource:
 
     def texts(self, items: list[VideoItem], device: torch.device, progress: bool) -> Texts:
         raise NotImplementedError
+
+    def new_video_note(self, i: int, encoder: str) -> str | None:
+        """What scoring new video files means for stream `i` (reading `encoder`) with this source; None: nothing to say."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -87,12 +103,10 @@ class Speech(SpeechOptions, TextSource):
     """Each video's speech, transcribed once (features/transcripts.py), as one text per video."""
 
     name = "speech"
+    path = SPEECH_PATH
 
     def key(self, index: DatasetIndex) -> tuple[str, dict]:
-        # every video's audio identity (a stat each): a replaced file makes a new cache entry, as edited captions do
-        files = {split: [(it.video_id, audio_id(it.path) if it.path is not None and it.path.is_file() else None)
-                         for it in items] for split, items in index.splits.items()}
-        return f"speech:{digest(files, 12)}", {"source": {"name": self.name, **self.describe()}}
+        return f"speech:{video_files_digest(index)}", {"source": {"name": self.name, **self.describe()}}
 
     def texts(self, items: list[VideoItem], device: torch.device, progress: bool) -> Texts:
         t = transcribe_videos(items, self, device, progress)
@@ -100,8 +114,29 @@ class Speech(SpeechOptions, TextSource):
                      {"no_speech": t.no_speech} if t.no_speech else {})
 
 
+@dataclass(frozen=True)
+class Generated(CaptionOptions, TextSource):
+    """Each video's caption written by a vision-language model (features/generated.py), one text per video."""
+
+    name = "generated"
+    path = GENERATED_PATH
+
+    def key(self, index: DatasetIndex) -> tuple[str, dict]:
+        # the videos' file identities, and what fixes a caption (the model's weights, prompt, frames, length)
+        return f"generated:{video_files_digest(index)}", {"source": {"name": self.name, **self.describe()}}
+
+    def texts(self, items: list[VideoItem], device: torch.device, progress: bool) -> Texts:
+        c = generate_captions(items, self, device, progress)
+        return Texts({vid: [text] if text else [] for vid, text in c.texts.items()}, c.failed)
+
+    def new_video_note(self, i: int, encoder: str) -> str | None:
+        return (f"note: stream {i} ({encoder}) reads captions that {self.model} writes: each new video is captioned "
+                f"now (cached), as the run's videos were")
+
+
 TEXT_SOURCES.add("captions", DatasetCaptions)
 TEXT_SOURCES.add("speech", Speech)
+TEXT_SOURCES.add("generated", Generated)
 
 
 def text_source(name: str = "captions", args: Mapping | None = None) -> TextSource:

@@ -1,10 +1,11 @@
 """The `captions` kind: every text of a video one row (features/captions.py), the texts from the stream's text
-source (the dataset's captions, or each video's speech transcribed); a new video has no captions."""
+source (the dataset's captions, each video's speech transcribed, or a caption a VLM writes); a new video has no
+captions of its own."""
 
 from __future__ import annotations
 
 from mediaeval_mem.datasets import DatasetIndex, VideoItem
-from mediaeval_mem.features.captions import CAPTION_PATH, SPEECH_PATH, DatasetCaptions, caption_rows
+from mediaeval_mem.features.captions import DatasetCaptions, caption_rows, stream_source
 from mediaeval_mem.features.inputs.base import Extraction, InputKind, register_kind
 from mediaeval_mem.features.key import feature_key
 from mediaeval_mem.features.report import SplitReport
@@ -21,12 +22,11 @@ class Captions(InputKind):
     takes_source = True
 
     def key(self, index: DatasetIndex, recipe, sampling: Sampling, dtype: str, source=None) -> dict:
-        # the texts themselves in place of frame sampling: the captions by digest, or the transcripts' settings
-        # and the audio files' identities (the `captions` source's key is the one caption streams always had)
+        # the texts themselves in place of frame sampling: the captions by digest, or the transcriber's (the VLM's)
+        # settings and the video files' identities (the `captions` source's key is the one caption streams always had)
         source = source or DatasetCaptions()
         texts, extra = source.key(index)
-        path = CAPTION_PATH if isinstance(source, DatasetCaptions) else SPEECH_PATH
-        return {**feature_key(index.name, index.root, recipe.identity(), texts, dtype, path), **extra}
+        return {**feature_key(index.name, index.root, recipe.identity(), texts, dtype, source.path), **extra}
 
     def fill(self, job: Extraction, items: list[VideoItem], store: FeatureStore, report: SplitReport) -> None:
         source = job.source or DatasetCaptions()
@@ -46,7 +46,8 @@ class Captions(InputKind):
         fill_store(job.load_encoder, items, store, rows_for, job.opts.flush_every, report, job.progress, "captions")
 
     def new_video_note(self, run_id: str, i: int, stream) -> str | None:
-        if getattr(stream, "source", "captions") != "captions":
-            return None  # its texts come from the video itself (the speech source transcribes it with the run's model)
+        source = stream_source(stream)
+        if source is not None:  # its texts come from the video itself (transcribed, or captioned by the run's VLM)
+            return source.new_video_note(i, stream.encoder)
         return (f"note: stream {i} ({stream.encoder}) reads captions; these videos have none, so each gets the "
                 f"empty caption (as videos without captions did in training)")
