@@ -155,7 +155,7 @@ def generate_captions(items: list[VideoItem], opts: CaptionOptions, device: torc
                     pixels = vlm.transform.normalize(frames.to(device))  # float32 (T, 3, h, w)
                     with autocast(device, dtype):
                         text = model.caption(pixels, opts.prompt, opts.max_new_tokens)
-                    rec = {"file": str(it.path), "text": text, "frames": len(frames)}
+                    rec = {"file": str(Path(it.path).resolve()), "text": text, "frames": len(frames)}
                     atomic_write_json(folder / f"{file_id(it.path)}.json", rec)
                     _take(out, it, folder, rec)
                     out.generated += 1
