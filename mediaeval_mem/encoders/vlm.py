@@ -23,7 +23,6 @@ save_pretrained under runs/models/ and loaded back through the same code.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
