@@ -186,8 +186,10 @@ class QwenVL(torch.nn.Module):
         return {k: v.to(device) for k, v in {**ids, **extra}.items()}
 
     def hidden(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The language model's last hidden states (1, L, D) for `inputs`."""
-        return self.model.model(**inputs).last_hidden_state
+        """The language model's last hidden states (1, L, D) for `inputs` (through LoRA adapters where peft put some:
+        they sit inside the same modules)."""
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return model.model(**inputs).last_hidden_state  # Qwen2_5_VLModel: vision tower + LM, no LM head
 
     def pool(self, hidden: torch.Tensor, pooling: str) -> torch.Tensor:
         """(B, L, D) -> (B, D): `answer` the mean over the assistant header's tokens (the last ones), `mean` all."""
