@@ -82,14 +82,15 @@ def quiet_transformers():
     """transformers reports every unused key (a vision tower loaded from a whole CLIP) and draws loading bars: keep that out."""
     from transformers.utils import logging
 
-    level = logging.get_verbosity()
+    level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()
     logging.disable_progress_bar()
     try:
         yield
-    finally:
+    finally:  # as it was: an inner block (a model built inside a save) must not turn the bars back on
         logging.set_verbosity(level)
-        logging.enable_progress_bar()
+        if bars:
+            logging.enable_progress_bar()
 
 
 def saved_once(folder: Path, write) -> Path:
