@@ -451,10 +451,15 @@ def _text_source(args):
     from mediaeval_mem.core.errors import ConfigError
     from mediaeval_mem.features.captions import stream_source
 
+    from mediaeval_mem.core.schema import override
+
     given = {k: getattr(args, a) for k, a in (("transcriber", "transcriber"), ("weights", "transcriber_weights"),
                                                ("language", "language")) if getattr(args, a) is not None}
     if given and args.source == "captions":
         raise ConfigError(f"--{next(iter(given)).replace('weights', 'transcriber-weights')} is for --source speech")
+    if args.source_arg and args.source == "captions":
+        raise ConfigError("--source-arg is for --source speech or generated")
+    given = override(given, args.source_arg, "--source-arg")  # KEY=VALUE, as a stream's source_args
     return stream_source(argparse.Namespace(source=args.source, source_args=given))
 
 
@@ -535,7 +540,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", default="train,dev,test", help="comma-separated (default train,dev,test)")
     p.add_argument("--ray-workers", type=int, default=2, help="with --ray: encoder actors, each holding the model (default 2)")
     p.add_argument("--source", default="captions", help="caption encoders: where the texts come from: captions (the "
-                   "dataset's, default) or speech (each video's transcript, made once and cached)")
+                   "dataset's, default), speech (each video's transcript, made once and cached) or generated (a "
+                   "caption per video by a VLM, made once and cached: mem captions generate)")
+    p.add_argument("--source-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the text source, as a stream's source_args, e.g. model=qwen2.5-vl-demo or "
+                        "max_new_tokens=32 for --source generated (repeatable)")
     p.add_argument("--transcriber", help="with --source speech: whisper-large-v3-turbo (default), whisper-small, "
                    "whisper-demo (tiny, seeded)")
     p.add_argument("--transcriber-weights", help="with --source speech: the transcriber's save_pretrained folder or hub id")

@@ -243,3 +243,26 @@ def test_the_demo_profile_swaps_the_captioning_vlm():
     assert apply_profile(bare, profile).model.streams[0].source_args == {"model": "qwen2.5-vl-demo"}
     speech = apply_overrides(cfg, ["model.streams.0.source=speech", "model.streams.0.source_args={transcriber: whisper-demo}"])
     assert apply_profile(speech, profile).model.streams[0].source_args == {"transcriber": "whisper-demo"}
+
+
+def test_mem_extract_reads_generated_captions_and_names_them_for_a_repair(tmp_path, runs_dir, capsys):
+    """`mem extract --source generated --source-arg ...` fills the entry a stream with those source_args reads; the
+    repair command of that entry gives the same flags back."""
+    import shlex
+
+    from mediaeval_mem.features.key import repair_command
+
+    root = write_ads(tmp_path / "data")
+    prompt = "What is it: a disc?"  # YAML would read it as a mapping: written back quoted
+    given = {"model": "qwen2.5-vl-demo", "prompt": json.dumps(prompt), "sampling": "uniform:4", "max_new_tokens": SHORT}
+    flags = ["--source", "generated", *(x for k, v in given.items() for x in ("--source-arg", f"{k}={v}"))]
+    assert main(["extract", "--dataset", "ads", "--encoder", "sentence-demo", "--splits", "dev", *flags,
+                 "--data-root", str(root), "--quiet"]) == 0
+    source = text_source("generated", {**ARGS, "prompt": prompt})
+    report = extract_features(open_dataset("ads", root), "sentence-demo", ("dev",), source=source, progress=False)
+    assert report.splits[0].cached == 3
+    cmd = shlex.split(repair_command(report.cache_dir / "dev"))
+    assert cmd[cmd.index("--source") : cmd.index("--data-root")] == flags
+    assert main(["extract", "--dataset", "ads", "--encoder", "sentence-demo", "--source-arg", "model=x",
+                 "--data-root", str(root), "--quiet"]) == 2
+    assert "--source-arg is for --source speech or generated" in capsys.readouterr().err

@@ -134,7 +134,7 @@ def test_an_unknown_language_is_refused_in_one_line(tmp_path, runs_dir):
 def test_a_stream_names_its_source_and_a_bad_one_is_refused():
     s = StreamCfg(encoder="sentence-demo", aggregator="avg", source="speech", source_args=SPEECH)
     assert text_source(s.source, s.source_args).transcriber == "whisper-demo"
-    with pytest.raises(ConfigError, match="unknown text source 'subtitles'; valid names: captions, speech"):
+    with pytest.raises(ConfigError, match="unknown text source 'subtitles'; valid names: captions, generated, speech"):
         StreamCfg(encoder="sentence-demo", aggregator="avg", source="subtitles")
     with pytest.raises(ConfigError, match="source_args: unknown key 'model'"):
         StreamCfg(encoder="sentence-demo", aggregator="avg", source="speech", source_args={"model": "x"})

@@ -47,13 +47,32 @@ def repair_command(split_folder: Path) -> str:
     split_folder = Path(split_folder)
     try:
         key = json.loads((split_folder.parent / "key.json").read_text())
-        frames = "" if key["sampling"].startswith(("captions:", "speech:", "as stored")) else f"--sampling {key['sampling']} "
+        frames = "" if key["sampling"].startswith(("captions:", "speech:", "generated:", "as stored")) else f"--sampling {key['sampling']} "
         dtype = "" if key["compute_dtype"] == "none" else f"--dtype {key['compute_dtype']} "
-        source = key.get("source") or {}  # a caption stream reading transcripts: its transcriber and language
-        texts = (f"--source {source['name']} --transcriber {source['transcriber']} "
-                 + (f"--language {source['language']} " if source.get("language") else "")) if source else ""
+        source = key.get("source") or {}  # a caption stream's text source: its settings
+        texts = _source_flags(source) if source else ""
         cmd = (f"mem extract --dataset {key['dataset']} --encoder {key['encoder']} --splits {split_folder.name} "
                f"{frames}{dtype}{texts}--data-root {quote(str(Path(key['data']).parent))}")
     except (OSError, ValueError, KeyError, TypeError):
         return f"mem extract --splits {split_folder.name} (with the dataset and encoder that made {split_folder})"
     return cmd  # plus the --weights it was made with, if any: the key holds only their digest
+
+
+def _source_flags(source: dict) -> str:
+    """The `mem extract` flags of a text source as its key describes it (its weights aside: the key holds their digest)."""
+    import json
+    from dataclasses import fields
+    from shlex import quote
+
+    import yaml
+
+    from mediaeval_mem.features.captions import TEXT_SOURCES  # here: captions.py imports the store, which imports this
+
+    if source["name"] == "speech":
+        return (f"--source speech --transcriber {source['transcriber']} "
+                + (f"--language {source['language']} " if source.get("language") else ""))
+    def value(v) -> str:  # as YAML reads it back: a text that would read as something else is written as JSON
+        return v if isinstance(v, str) and yaml.safe_load(v) == v else json.dumps(v)
+
+    settings = [f.name for f in fields(TEXT_SOURCES[source["name"]]) if f.name != "weights" and f.name in source]
+    return f"--source {source['name']} " + "".join(f"--source-arg {quote(f'{k}={value(source[k])}')} " for k in settings)
