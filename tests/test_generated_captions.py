@@ -95,19 +95,37 @@ def test_greedy_captions_are_the_models_own_generate(tmp_path, runs_dir):
     assert src.load().caption(pixels, CAPTION_PROMPT, SHORT) == text
 
 
+def _thin_video(path, width: int = 600, height: int = 2):
+    """A video whose frames are 300 times wider than high: decodable, but Qwen's resize refuses the aspect ratio."""
+    import av
+
+    c = av.open(str(path), "w")
+    v = c.add_stream("mpeg4", rate=8)
+    v.width, v.height, v.pix_fmt = width, height, "yuv420p"
+    for i in range(8):
+        for p in v.encode(av.VideoFrame.from_ndarray(np.full((height, width, 3), i * 20, np.uint8), format="rgb24")):
+            c.mux(p)
+    for p in v.encode(None):
+        c.mux(p)
+    c.close()
+    return path
+
+
 def test_a_video_the_vlm_cannot_read_fails_alone(tmp_path, runs_dir):
-    """A truncated mp4, an empty file and a missing one: each fails in one line naming its file, the others get
-    captions; failures are not cached (a repaired file is captioned next time)."""
+    """A truncated mp4, an empty file, a missing one and frames of an aspect ratio Qwen refuses: each fails in one
+    line naming its file, the others get captions; failures are not cached (a repaired file is captioned next time)."""
     cut = truncate(write_video(tmp_path / "cut.mp4", audio=None))
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     items = [VideoItem("cut", cut), VideoItem("empty", empty), VideoItem("gone", tmp_path / "gone.mp4"),
+             VideoItem("thin", _thin_video(tmp_path / "thin.mp4")),
              VideoItem("good", write_video(tmp_path / "good.mp4", audio=None))]
     c = generate_captions(items, DEMO)
-    assert set(c.texts) == {"good"} and set(c.failed) == {"cut", "empty", "gone"} and c.generated == 1
+    assert set(c.texts) == {"good"} and set(c.failed) == {"cut", "empty", "gone", "thin"} and c.generated == 1
     assert all("\n" not in why for why in c.failed.values())
     assert str(cut) in c.failed["cut"] and "cannot decode" in c.failed["cut"]
     assert str(empty) in c.failed["empty"] and "gone.mp4: video file not found" in c.failed["gone"]
+    assert f"{tmp_path / 'thin.mp4'}: qwen2.5-vl-demo cannot read its frames: absolute aspect ratio" in c.failed["thin"]
     write_video(cut, audio=None)  # repaired
     again = generate_captions(items, DEMO)
     assert set(again.texts) == {"good", "cut"} and again.generated == 1

@@ -151,6 +151,8 @@ def generate_captions(items: list[VideoItem], opts: CaptionOptions, device: torc
                     frames = frames_for(it.path, vlm.transform, opts.sampling)  # uint8 (T, 3, h, w)
                 except DecodeError as e:
                     out.failed[it.video_id] = str(e)
+                except ValueError as e:  # frames the VLM's resize refuses (an aspect ratio over 200)
+                    out.failed[it.video_id] = f"{it.path}: {opts.model} cannot read its frames: {e}"
                 else:
                     pixels = vlm.transform.normalize(frames.to(device))  # float32 (T, 3, h, w)
                     with autocast(device, dtype):

@@ -71,6 +71,7 @@ def _source_flags(source: dict) -> str:
     if source["name"] == "speech":
         return (f"--source speech --transcriber {source['transcriber']} "
                 + (f"--language {source['language']} " if source.get("language") else ""))
+
     def value(v) -> str:  # as YAML reads it back: a text that would read as something else is written as JSON
         return v if isinstance(v, str) and yaml.safe_load(v) == v else json.dumps(v)
 
