@@ -122,8 +122,9 @@ def generate_captions(items: list[VideoItem], opts: CaptionOptions, device: torc
                       progress: bool = False) -> Captions:
     """Every video's caption, from the cache or written now (the VLM loaded only if some video is missing).
 
-    >>> generate_captions(index.split("train"), CaptionOptions("qwen2.5-vl-demo")).texts["00013"]
-    'curious moving drifting odd strange'
+    >>> index = open_dataset("memento10k", "data/demo")  # mem demo-data --scale 0.1
+    >>> generate_captions(index.split("dev"), CaptionOptions("qwen2.5-vl-demo", max_new_tokens=5)).texts["13"]
+    'odd circle medium moving sliding'
     """
     device = torch.device(device)
     vlm = opts.vlm()
@@ -185,9 +186,9 @@ def caption_dataset(dataset: str | DatasetIndex, opts: CaptionOptions, data_root
     """`mem captions generate`: a caption for every video of `splits` (None: all) of a dataset, into the cache a
     `source: generated` stream with the same settings reads.
 
-    >>> r = caption_dataset("memento10k", CaptionOptions("qwen2.5-vl-demo"), "data/demo")
-    >>> r.generated, r.cached, len(r.failed)
-    (120, 0, 0)
+    >>> r = caption_dataset("memento10k", CaptionOptions("qwen2.5-vl-demo"), "data/demo")  # mem demo-data --scale 0.1
+    >>> r.videos, r.generated, r.cached, r.failed
+    (20, 20, 0, {})
     """
     index = dataset if isinstance(dataset, DatasetIndex) else open_dataset(dataset, data_root)
     names = tuple(index.splits) if splits is None else splits
