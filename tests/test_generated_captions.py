@@ -147,6 +147,8 @@ def test_mem_captions_generate_reports_and_caches(tmp_path, runs_dir, capsys):
     assert "ads: 12 video(s): 0 captioned now, 11 cached, 1 failed" in capsys.readouterr().out
     assert main([*cmd[:-1], "--splits", "dev,test", "--quiet"]) == 0
     assert "ads: 6 video(s): 0 captioned now, 6 cached, 0 failed" in capsys.readouterr().out
+    assert main([*cmd[:-1], "--splits", "val", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == "error: ads has no split 'val': use train, dev, test"
 
 
 def test_an_unknown_model_or_setting_is_one_line(tmp_path, runs_dir, capsys):
