@@ -196,8 +196,11 @@ def test_missing_or_foreign_weights_are_one_clear_line(tmp_path, runs_dir):
     clip = tmp_path / "clip"
     clip.mkdir()
     (clip / "config.json").write_text(json.dumps({"model_type": "clip"}))
-    with pytest.raises(WeightsError, match=r"holds a clip, not a SigLIP checkpoint"):
+    with pytest.raises(WeightsError, match=r"holds a clip, not a SigLIP checkpoint with a text tower"):
         encoder_recipe("siglip2-base-p16-224-text", str(clip))
+    (clip / "config.json").write_text(json.dumps({"model_type": "siglip_text_model"}))  # a text tower saved alone
+    with pytest.raises(WeightsError, match=r"holds a siglip_text_model, not a SigLIP checkpoint with a vision tower"):
+        encoder_recipe("siglip2-base-p16-224", str(clip))
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsError, match=r"no readable config.json"):
         encoder_recipe("siglip2-base-p16-224", str(tmp_path / "empty"))

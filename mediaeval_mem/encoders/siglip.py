@@ -54,8 +54,9 @@ NAFLEX = ("siglip2", "siglip2_vision_model", "siglip2_text_model")
 
 
 # --------------------------------------------------------------------------- the folder
-def _model_type(name: str, folder: Path) -> str:
-    """The folder's config.json model_type; a NaFlex or non-SigLIP folder is one clear line."""
+def _check_model_type(name: str, folder: Path, tower: str) -> None:
+    """The folder's config.json must be a whole SigLIP or its `tower` ('vision', 'text') alone; a NaFlex or
+    other folder is one clear line."""
     try:
         kind = json.loads((folder / "config.json").read_text()).get("model_type", "")
     except (OSError, ValueError) as e:
@@ -64,9 +65,9 @@ def _model_type(name: str, folder: Path) -> str:
         raise WeightsError(f"{name}: {folder} is a SigLIP 2 NaFlex checkpoint (model_type {kind}: variable patch grids), "
                            "which this encoder does not read: give a fixed-resolution one such as "
                            "google/siglip2-base-patch16-224 or google/siglip2-so400m-patch14-384")
-    if not kind.startswith("siglip"):
-        raise WeightsError(f"{name}: {folder} holds a {kind or 'model without a model_type'}, not a SigLIP checkpoint")
-    return kind
+    if kind not in ("siglip", f"siglip_{tower}_model"):
+        raise WeightsError(f"{name}: {folder} holds a {kind or 'model without a model_type'}, not a SigLIP checkpoint "
+                           f"with a {tower} tower")
 
 
 def _dir_transform(name: str, folder: Path) -> ImageTransform:
@@ -118,7 +119,7 @@ def create_siglip(name: str, weights: str | None = None) -> EncoderRecipe:
         transform, wid = ImageTransform.square(SIGLIP_ARCHS[name]["image_size"]), f"random:seed={DEMO_SEED}"
         return EncoderRecipe(name, wid, transform, lambda: SiglipEncoder(name, _random_vision(name), transform, wid))
     folder = resolve_hf_weights(weights or HF_IDS[name], name)
-    _model_type(name, folder)
+    _check_model_type(name, folder, "vision")
     transform, wid = _dir_transform(name, folder), dir_identity(folder)
     return EncoderRecipe(name, wid, transform, lambda: SiglipEncoder(name, _load_vision(name, folder), transform, wid))
 
@@ -181,7 +182,7 @@ def create_siglip_text(name: str, weights: str | None = None) -> EncoderRecipe:
         transform = TextPreprocess("demo-vocab", TEXT_CONTEXT)
         return EncoderRecipe(name, wid, transform, lambda: SiglipTextEncoder(name, *_random_text(name), transform, wid))
     folder = resolve_hf_weights(weights or HF_IDS[name], name, HF_PATTERNS)
-    _model_type(name, folder)
+    _check_model_type(name, folder, "text")
     wid = dir_identity(folder, TEXT_FILES)
     transform = TextPreprocess(wid, TEXT_CONTEXT)
     return EncoderRecipe(name, wid, transform, lambda: SiglipTextEncoder(name, *_load_text(name, folder), transform, wid))
