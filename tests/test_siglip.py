@@ -120,6 +120,7 @@ def test_demo_siglip_round_trips_and_extracts_caches_once(demo_root, runs_dir, m
                              progress=False)
     n = first.splits[0].extracted
     assert n > 0 and not first.splits[0].failed
+    assert "bilinear resize of the whole frame to 32x32" in first.key["decode"]  # CLIP's keys keep PIXEL_PATH
 
     def no_load(*a, **k):
         raise AssertionError("a cached extraction loaded the model")
