@@ -90,6 +90,9 @@ class VideoTransform:
     mean: tuple[float, float, float] = OPENAI_MEAN
     std: tuple[float, float, float] = OPENAI_STD
     resample: str = "bicubic"
+    # what the feature key records about how pixels are made (features/pixels.py pixel_path)
+    pixel_path = ("full-size decode in chunks; antialiased bicubic resize on uint8 (Pillow's filter) to smart_resize's "
+                  "size (aspect kept, multiples of patch x merge); no crop")
 
     @classmethod
     def from_processor_config(cls, cfg: dict, max_pixels: int | None = None) -> "VideoTransform":
