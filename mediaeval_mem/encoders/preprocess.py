@@ -17,6 +17,7 @@ from mediaeval_mem.video.decode import resize_short_side
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+RESAMPLES = ("bicubic", "bilinear")  # the antialiased filters resize_short_side runs on uint8, as Pillow's
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class ImageTransform:
     resample: str = "bicubic"
 
     def __post_init__(self):
+        if self.resample not in RESAMPLES:
+            raise ValueError(f"resample {self.resample!r} is not one of {', '.join(RESAMPLES)}")
         if self.crop > self.short_side:
             raise ValueError(f"crop {self.crop} is larger than the resized short side {self.short_side}")
 
@@ -43,8 +46,8 @@ class ImageTransform:
         return asdict(self)
 
     def resize(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, H, W, 3) full-size frames -> uint8 (N, 3, h, w), the short side resized (PIL's bicubic)."""
-        return resize_short_side(frames.permute(0, 3, 1, 2), self.short_side)
+        """uint8 (N, H, W, 3) full-size frames -> uint8 (N, 3, h, w), the short side resized (PIL's filter: `resample`)."""
+        return resize_short_side(frames.permute(0, 3, 1, 2), self.short_side, self.resample)
 
     def crop_to(self, x: torch.Tensor, random_crop: bool = False) -> torch.Tensor:
         """uint8 (N, 3, h, w) -> (N, 3, crop, crop): centred, or (training) one random position for all N."""
