@@ -197,6 +197,22 @@ def test_a_long_video_runs_in_windows_each_resampled_to_the_clip(demo_root, runs
     assert report.splits[0].padded == {items[1].video_id: 3}
 
 
+def test_a_video_the_model_cannot_read_is_one_line_and_the_others_go_on(demo_copy, runs_dir):
+    from mediaeval_mem.datasets import open_dataset
+    from mediaeval_mem.features.extract import extract_features
+
+    items = open_dataset("memento10k", demo_copy).split("dev")
+    victim = items[0]
+    data = victim.path.read_bytes()
+    victim.path.write_bytes(data[: len(data) // 2])  # an mp4 cut in half: no index, FFmpeg cannot open it
+    report = extract_features("memento10k", "xclip-demo", ("dev",), data_root=demo_copy, sampling="uniform:6",
+                              progress=False)
+    dev = report.splits[0]
+    assert list(dev.failed) == [victim.video_id] and dev.extracted == len(items) - 1
+    reason = dev.failed[victim.video_id]
+    assert victim.path.name in reason and "\n" not in reason and "Traceback" not in reason
+
+
 # ---------------------------------------------------------------- the full-size architectures
 @pytest.mark.slow
 @pytest.mark.parametrize("name,width,frames,short_side,crop", [

@@ -26,6 +26,10 @@ What each checkpoint was trained with, and what the harness feeds it:
                       window, get_video_features (the frames' projected CLS tokens through the multi-frame
                       integration transformer, averaged): the video tower only, no text.
 
+With a stream's sampling `all`, a 3 s Memento10k video (90 frames at 30 fps) is one window: X-CLIP gets
+exactly its test-time sampling (the centre frame of each of 8 segments), VideoMAE 16 frames about 5.6 apart
+(trained 4 apart), V-JEPA 2 64 frames over the 90. `uniform:N` with N below the clip length repeats frames.
+
 A weights folder's own preprocessor config (preprocessor_config.json or video_preprocessor_config.json)
 and model config (frames per clip, image size) win over these defaults, as for CLIP. `weights: random`
 builds the full-size architecture with seeded random weights (benches); `vjepa2-demo`, `videomae-demo` and
