@@ -12,7 +12,7 @@ device, the extraction's autocast dtype), on a clip already decoded and cropped:
   clip_frames     frames per clip (the checkpoint's)
   frames_per_s    clip frames the model takes in per second (clip_frames / clip_s)
   videos_per_h    videos of one window per hour (3600 / clip_s)
-  gflop_per_clip  forward FLOPs of one clip (torch's FlopCounterMode), and achieved_gflops
+  gflop_per_clip  forward FLOPs of one clip (torch's FlopCounterMode, attention included), and achieved_gflops
   pct_of_peak     achieved FLOP/s over --peak-tflops (only when given)
   peak_mem_mb     peak resident memory (CPU) or peak allocated device memory (CUDA)
 The last line printed is one JSON object with every figure.
@@ -34,7 +34,7 @@ FULL_SIZE = ("vjepa2-vitl-256", "videomae-base", "xclip-base-p32")
 
 def measure(name: str, weights: str, device, dtype: str, repeats: int, peak_tflops: float | None) -> dict:
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
     from mediaeval_mem.encoders import build_encoder
     from mediaeval_mem.features.engine import _forward
@@ -47,7 +47,13 @@ def measure(name: str, weights: str, device, dtype: str, repeats: int, peak_tflo
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    with FlopCounterMode(display=False) as counter:
+    # The CPU's fused attention kernel is not in torch's FLOP table: count it with the formula of the CUDA ones.
+    def cpu_sdpa(query, key, value, *args, out_val=None, **kwargs) -> int:  # q, k, v: (B, heads, tokens, head dim)
+        return sdpa_flop_count(query.shape, key.shape, value.shape)
+
+    cpu_sdpa._get_raw = True  # FlopCounterMode passes it the tensors themselves
+    cpu_attention = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa}
+    with FlopCounterMode(display=False, custom_mapping=cpu_attention) as counter:
         _forward(enc, window, device, dtype)  # also the warm-up
     sync()
     if device.type == "cuda":
