@@ -84,8 +84,7 @@ def child_encoder(args) -> None:
     n = clip_frames(args.child) if enc.clip_level else args.batch_size
     frames = frames_640x360(n, enc.transform)
     run = lambda: _forward(enc, frames, device, dtype)
-    run()  # warm-up (and the first CUDA kernels' compilation)
-    flops = flops_of(run)
+    flops = flops_of(run)  # also the warm-up (the first CUDA kernels' compilation): a V-JEPA 2 clip is minutes on a CPU
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
