@@ -41,3 +41,12 @@ def test_bench_concurrent_reports_its_keys(tmp_path):
     assert {"alone_s", "total_s_2", "fair_share_2", "cpu_s_per_run_1", "cpu_s_per_run_2"} <= set(figures)
     assert figures["fair_share_2"] == round(2 * figures["alone_s"] / figures["total_s_2"], 3)
     assert len(set(figures["srocc_2"])) == 1  # the same config and seed: the same result, however many ran at once
+
+
+def test_bench_video_models_reports_its_keys(tmp_path):
+    figures = _last_json([str(REPO / "bench" / "video_models.py"), "--encoders", "videomae-demo,xclip-demo",
+                          "--repeats", "1", "--device", "cpu"], tmp_path)
+    for name in ("videomae-demo", "xclip-demo"):
+        r = figures[name]
+        assert r["clip_frames"] == 4 and r["clip_s"] > 0 and r["gflop_per_clip"] > 0 and r["peak_mem_mb"] > 0
+        assert abs(r["frames_per_s"] * r["clip_s"] - 4) < 0.2  # frames per clip over seconds per clip (both rounded)

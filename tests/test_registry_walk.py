@@ -18,7 +18,11 @@ from mediaeval_mem.models import AGGREGATORS, HEADS, build_model
 
 from conftest import REPO
 
-FULL_SIZE = {"clip-vit-b32", "clip-vit-l14-336"}  # built at full size in test_encoders (slow)
+# built at full size in test_encoders, test_siglip and test_video_models (slow)
+FULL_SIZE = {"clip-vit-b32", "clip-vit-l14-336", "siglip2-base-p16-224", "siglip2-so400m-p14-384",
+             "vjepa2-vitl-256", "videomae-base", "xclip-base-p32"}
+# the full-size VLMs (15 GB in fp32 for the 3B): their architecture is the demo VLM's, which the walk runs
+FULL_SIZE |= {n for n in ENCODERS if n.startswith(("qwen2.5-vl-3b", "qwen2.5-vl-7b"))}
 
 
 def _allowed(encoder: str, aggregator: str, head: str = "mlp") -> bool:
@@ -37,10 +41,11 @@ def test_the_schema_allows_what_makes_sense():
     assert _allowed("i3d-kinetics", "linear-avg") and _allowed("clip-vit-l14-336", "transformer")
     assert not _allowed("clip-demo-text", "none") and _allowed("clip-demo-text", "bigru-attention")
     assert not _allowed("clip-demo", "bigru-attention", "ridge") and _allowed("i3d-kinetics", "none", "svr")
-    # 2 trained heads: 3 frame-level x 5 aggregators, 3 clip-level x 3, 8 caption encoders x 5, precomputed x 5,
-    # 4 audio encoders x 5; 2 closed-form heads (ridge, svr) on time-pooled features: avg for all 19 encoders,
-    # none for the 3 clip-level
-    assert len(COMBOS) == 2 * (3 * 5 + 3 * 3 + 8 * 5 + 1 * 5 + 4 * 5) + 2 * (19 + 3)
+    # 2 trained heads: 6 frame-level (CLIPs, SigLIP 2s, their stand-ins) x 5 aggregators, 18 clip-level (3 I3Ds, 3
+    # video transformers and their 3 stand-ins, 3 VLMs x 3 variants) x 3, 11 caption encoders x 5, precomputed x 5,
+    # 4 audio encoders x 5; 2 closed-form heads (ridge, svr) on time-pooled features: avg for all 40 encoders, none
+    # for the 18 clip-level
+    assert len(COMBOS) == 2 * (6 * 5 + 18 * 3 + 11 * 5 + 1 * 5 + 4 * 5) + 2 * (40 + 18)
 
 
 @pytest.mark.parametrize("encoder,aggregator,head", COMBOS, ids=["-".join(c) for c in COMBOS])

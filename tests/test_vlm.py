@@ -136,3 +136,30 @@ def test_demo_folder_round_trips_through_from_pretrained(runs_dir):
     assert cfg["model_type"] == "qwen2_5_vl"
     vlm = vlm_source("qwen2.5-vl-demo").load()
     assert vlm.tokenizer.convert_tokens_to_ids("<|video_pad|>") == cfg["video_token_id"]
+
+
+def test_captioned_vlm_reads_each_videos_caption(demo_copy, runs_dir):
+    """The -captioned name puts the video's first caption in the prompt: other vectors than the frames alone, and
+    an edited caption is a new cache entry (the captions are in the key)."""
+    from mediaeval_mem.datasets import open_dataset
+    from mediaeval_mem.features.extract import extract_features
+    from mediaeval_mem.features.inputs import input_kind
+    from mediaeval_mem.features.store import FeatureStore
+    from mediaeval_mem.video import Sampling
+
+    plain = extract_features("memento10k", "qwen2.5-vl-demo", ("dev",), data_root=demo_copy, sampling="uniform:4",
+                             progress=False)
+    captioned = extract_features("memento10k", "qwen2.5-vl-demo-captioned", ("dev",), data_root=demo_copy,
+                                 sampling="uniform:4", progress=False)
+    a, b = (np.asarray(FeatureStore(r.cache_dir / "dev").load().frames, np.float32) for r in (plain, captioned))
+    assert a.shape == b.shape and not np.allclose(a, b, atol=1e-3)
+    recipe = encoder_recipe("qwen2.5-vl-demo-captioned")
+    key = lambda: input_kind("qwen2.5-vl-demo-captioned").key(open_dataset("memento10k", demo_copy), recipe,
+                                                              Sampling.parse("uniform:4"), "fp32")
+    before = key()
+    edited = demo_copy / "memento10k" / "dev_set" / "dev_text_descriptions.csv"
+    edited.write_text(edited.read_text().replace("over a", "across a", 1))
+    assert key()["captions"] != before["captions"]
+    assert "captions" not in input_kind("qwen2.5-vl-demo").key(open_dataset("memento10k", demo_copy),
+                                                               encoder_recipe("qwen2.5-vl-demo"),
+                                                               Sampling.parse("uniform:4"), "fp32")

@@ -64,6 +64,7 @@ class FrameEncoder(nn.Module):
     weights_id: str
     clip_level = False  # True: forward takes one whole video (T, 3, S, S) and returns (1, out_dim)
     min_frames = 1  # clip-level encoders: shorter videos are padded by repeating frames
+    reads_caption = False  # clip-level encoders: forward also takes `caption=` (the video's first; a VLM's prompt)
 
     identity = EncoderRecipe.identity
 

@@ -15,7 +15,8 @@ and the prompt is Qwen's chat format with one <|video_pad|> per merged patch (T/
 
 The embedding is the language model's last hidden states (1, L, D), pooled one of two ways (POOLINGS): `answer`,
 the mean over the assistant header's tokens (the positions that would start the answer), or `mean`, the mean over
-the whole sequence; L2-normalised. Names: qwen2.5-vl-3b / -7b (answer pooling) and their `-mean` variants;
+the whole sequence; L2-normalised. Names: qwen2.5-vl-3b / -7b (answer pooling), their `-mean` variants, and their
+`-captioned` variants, whose prompt also holds the video's first caption (CAPTIONED_PROMPT; "" where it has none);
 qwen2.5-vl-demo is a tiny seeded Qwen2.5-VL (2 text layers, 64-d, a byte-level tokenizer) saved with
 save_pretrained under runs/models/ and loaded back through the same code.
 """
@@ -67,6 +68,7 @@ QWEN_ARCHS = {
 DEMO_SEED = 0
 SYSTEM = "You are a helpful assistant."
 EMBED_PROMPT = "How memorable is this video?"  # the fixed prompt the embeddings read (it is in their feature key)
+CAPTIONED_PROMPT = 'Caption: "{caption}"\n{prompt}'  # the -captioned names: the video's first caption, then the prompt
 ASSISTANT_HEADER = "<|im_start|>assistant\n"
 POOLINGS = ("answer", "mean")
 # The demo tokenizer's special tokens, in Qwen's spelling, after the 256 byte characters.
@@ -88,6 +90,9 @@ class VideoTransform:
     mean: tuple[float, float, float] = OPENAI_MEAN
     std: tuple[float, float, float] = OPENAI_STD
     resample: str = "bicubic"
+    # what the feature key records about how pixels are made (features/pixels.py pixel_path)
+    pixel_path = ("full-size decode in chunks; antialiased bicubic resize on uint8 (Pillow's filter) to smart_resize's "
+                  "size (aspect kept, multiples of patch x merge); no crop")
 
     @classmethod
     def from_processor_config(cls, cfg: dict, max_pixels: int | None = None) -> "VideoTransform":
@@ -213,15 +218,19 @@ class QwenVLEncoder(FrameEncoder):
     clip_level = True
     min_frames = 2  # one temporal patch
 
-    def __init__(self, name: str, vlm: QwenVL, pooling: str, prompt: str, weights_id: str):
+    def __init__(self, name: str, vlm: QwenVL, pooling: str, prompt: str, weights_id: str, reads_caption: bool = False):
         super().__init__()
         self.name, self.vlm, self.pooling, self.prompt, self.weights_id = name, vlm, pooling, prompt, weights_id
-        self.transform, self.out_dim = EmbedTransform(**asdict(vlm.transform), prompt=prompt, pooling=pooling), vlm.width
+        self.reads_caption = reads_caption
+        self.transform = EmbedTransform(**asdict(vlm.transform), prompt=prompt, pooling=pooling, reads_caption=reads_caption)
+        self.out_dim = vlm.width
         self.eval().requires_grad_(False)
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(T, 3, h, w) normalised frames of one video, in order -> (1, D) unit vector (fp32)."""
-        hidden = self.vlm.hidden(self.vlm.inputs(pixels, self.prompt))  # (1, L, D)
+    def forward(self, pixels: torch.Tensor, caption: str | None = None) -> torch.Tensor:
+        """(T, 3, h, w) normalised frames of one video, in order (and its caption, for the -captioned names) -> (1, D)
+        unit vector (fp32)."""
+        prompt = self.prompt if caption is None else CAPTIONED_PROMPT.format(caption=caption, prompt=self.prompt)
+        hidden = self.vlm.hidden(self.vlm.inputs(pixels, prompt))  # (1, L, D)
         return F.normalize(self.vlm.pool(hidden, self.pooling).float(), dim=-1)
 
 
@@ -356,12 +365,14 @@ def vlm_source(name: str, weights: str | None = None) -> VlmSource:
 
 
 # --------------------------------------------------------------------------- registered names
-def create_vlm_encoder(name: str, arch: str, pooling: str, weights: str | None = None) -> EncoderRecipe:
-    """The frozen-VLM embedding encoder `name` over architecture `arch`, pooled by `pooling`."""
+def create_vlm_encoder(name: str, arch: str, pooling: str, weights: str | None = None,
+                       reads_caption: bool = False) -> EncoderRecipe:
+    """The frozen-VLM embedding encoder `name` over architecture `arch`, pooled by `pooling`, prompted with the
+    video's first caption too where `reads_caption`."""
     src = vlm_source(arch, weights)
-    transform = EmbedTransform(**asdict(src.transform), prompt=EMBED_PROMPT, pooling=pooling)
+    transform = EmbedTransform(**asdict(src.transform), prompt=EMBED_PROMPT, pooling=pooling, reads_caption=reads_caption)
     return EncoderRecipe(name, src.weights_id, transform,
-                         lambda: QwenVLEncoder(name, src.load(), pooling, EMBED_PROMPT, src.weights_id))
+                         lambda: QwenVLEncoder(name, src.load(), pooling, EMBED_PROMPT, src.weights_id, reads_caption))
 
 
 @dataclass(frozen=True)
@@ -371,9 +382,12 @@ class EmbedTransform(VideoTransform):
 
     prompt: str = EMBED_PROMPT
     pooling: str = "answer"
+    reads_caption: bool = False  # the video's first caption goes in the prompt (CAPTIONED_PROMPT)
 
     def describe(self) -> dict:
-        return {**super().describe(), "prompt": self.prompt, "pooling": self.pooling}
+        caption = {"reads_caption": True, "prompt": CAPTIONED_PROMPT.format(caption="{caption}", prompt=self.prompt)} \
+            if self.reads_caption else {}
+        return {**super().describe(), "prompt": self.prompt, "pooling": self.pooling, **caption}
 
 
 def _width(arch: str) -> int:
@@ -381,13 +395,15 @@ def _width(arch: str) -> int:
 
 
 def _register(arch: str) -> None:
-    for pooling in POOLINGS:
-        name = arch if pooling == "answer" else f"{arch}-mean"
+    """arch (answer pooling), arch-mean (the sequence's mean), arch-captioned (answer pooling, the caption in the prompt)."""
+    for suffix, pooling, captioned in (("", "answer", False), ("-mean", "mean", False), ("-captioned", "answer", True)):
+        name = arch + suffix
 
-        def build(weights: str | None = None, _name=name, _pooling=pooling) -> EncoderRecipe:
-            return create_vlm_encoder(_name, arch, _pooling, weights)
+        def build(weights: str | None = None, _name=name, _pooling=pooling, _captioned=captioned) -> EncoderRecipe:
+            return create_vlm_encoder(_name, arch, _pooling, weights, _captioned)
 
-        build.__doc__ = (f"{arch}: the frozen VLM's last hidden states over a video's frames and a fixed prompt, "
+        build.__doc__ = (f"{arch}: the frozen VLM's last hidden states over a video's frames"
+                         f"{', its first caption' if captioned else ''} and a fixed prompt, "
                          f"{'the assistant header tokens' if pooling == 'answer' else 'the whole sequence'} averaged.")
         ENCODERS.add(name, build, EncoderInfo(_width(arch), input="clip"))
 

@@ -306,12 +306,15 @@ class _Windows:
         self.held, self.n_held = [held[n:]], len(held) - n
 
 
-def _forward(encoder: FrameEncoder, frames: torch.Tensor, device: torch.device, dtype: str) -> torch.Tensor:
-    """uint8 (B, 3, S, S) -> (B, D) on the device (a clip-level encoder: one window (T, 3, S, S) -> (1, D))."""
+def _forward(encoder: FrameEncoder, frames: torch.Tensor, device: torch.device, dtype: str,
+             caption: str | None = None) -> torch.Tensor:
+    """uint8 (B, 3, S, S) -> (B, D) on the device (a clip-level encoder: one window (T, 3, S, S) -> (1, D); one that
+    reads a caption too gets the video's)."""
     if device.type == "cuda":
         frames = frames.pin_memory().to(device, non_blocking=True)
     with torch.inference_mode(), autocast(device, dtype):
-        return encoder(encoder.transform.normalize(frames))
+        pixels = encoder.transform.normalize(frames)
+        return encoder(pixels) if caption is None else encoder(pixels, caption=caption)
 
 
 def _encode(encoder: FrameEncoder, frames: torch.Tensor, device: torch.device, dtype: str) -> np.ndarray:
@@ -398,16 +401,18 @@ def encode_videos(encoder: FrameEncoder, todo: list[VideoItem], emit: Emit, samp
         bar.advance(0, frames=len(frames))
         flush()
 
-    def run_window(frames: torch.Tensor) -> torch.Tensor:  # uint8 (n, 3, S, S) -> float32 (1, D)
+    def run_window(frames: torch.Tensor, caption: str | None = None) -> torch.Tensor:  # uint8 (n, 3, S, S) -> (1, D)
         report.frames += len(frames)
         bar.advance(0, frames=len(frames))
-        return _forward(encoder, frames, device, dtype).float()
+        return _forward(encoder, frames, device, dtype, caption).float()
 
     def feed(stream: _Stream, chunk: torch.Tensor) -> None:  # chunk: uint8 (n, 3, S, S)
         vid = stream.item.video_id
         if encoder.clip_level:
             if vid not in windows:
-                windows[vid] = _Windows(run_window, encoder.min_frames)
+                # an encoder that reads a caption with the frames (a VLM's prompt) gets the video's first ("" if none)
+                caption = (stream.item.captions[:1] or [""])[0] if getattr(encoder, "reads_caption", False) else None
+                windows[vid] = _Windows(lambda f, c=caption: run_window(f, c), encoder.min_frames)
             windows[vid].add(chunk)
             return
         packer.add(vid, chunk)

@@ -25,6 +25,18 @@ from mediaeval_mem.video.decode import iter_chunks
 PIXEL_PATH = "full-size decode in chunks; antialiased bicubic short-side resize on uint8 (Pillow's filter); centre crop"
 
 
+def pixel_path(transform) -> str:
+    """What the feature key records about how `transform`'s pixels are made: PIXEL_PATH (CLIP, I3D: unchanged, so
+    their keys stay), the whole-frame resize of a transform that does not keep the aspect (SigLIP), or what a
+    transform of another kind says of itself (its `pixel_path`: the VLM's)."""
+    if getattr(transform, "pixel_path", None):
+        return transform.pixel_path
+    if getattr(transform, "keep_aspect", True):
+        return PIXEL_PATH
+    return (f"full-size decode in chunks; antialiased {transform.resample} resize of the whole frame to "
+            f"{transform.short_side}x{transform.short_side} on uint8 (Pillow's filter), aspect not kept; no crop")
+
+
 def iter_frames(path: str | Path, transform: ImageTransform, sampling: str | Sampling = "all",
                 backend: str = "auto") -> Iterator[torch.Tensor]:
     """The video's sampled frames as uint8 (n, 3, S, S) chunks (n <= video.decode.CHUNK), resized and centre-cropped.

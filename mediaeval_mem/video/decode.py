@@ -43,8 +43,9 @@ def resized_hw(height: int, width: int, short_side: int) -> tuple[int, int]:
     return int(short_side * height / width), short_side
 
 
-def resize_short_side(x: torch.Tensor, short_side: int) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> uint8 (N, 3, h, w), the short side to `short_side`, antialiased bicubic.
+def resize_short_side(x: torch.Tensor, short_side: int, mode: str = "bicubic") -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> uint8 (N, 3, h, w), the short side to `short_side`, antialiased bicubic
+    (or `mode` "bilinear": PIL's BILINEAR, which VideoMAE's and V-JEPA 2's processors use).
 
     On uint8 in channels-last layout, torch runs Pillow's separable filter (SIMD): the same pixels as
     PIL's Image.resize(BICUBIC), about 10x faster than resizing in float (1280x720: 1,200 frames/s on
@@ -55,7 +56,7 @@ def resize_short_side(x: torch.Tensor, short_side: int) -> torch.Tensor:
     if (th, tw) == (h, w):
         return x
     x = x.contiguous(memory_format=torch.channels_last)
-    return torch.nn.functional.interpolate(x, size=(th, tw), mode="bicubic", antialias=True)
+    return torch.nn.functional.interpolate(x, size=(th, tw), mode=mode, antialias=True)
 
 
 def probe(path: str | Path) -> tuple[int, int]:

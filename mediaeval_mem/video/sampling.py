@@ -16,6 +16,11 @@ from mediaeval_mem.core.errors import MemError
 KINDS = ("all", "uniform", "segments")
 
 
+def segment_centres(n_frames: int, k: int) -> np.ndarray:
+    """The centre frame of each of `k` equal segments of `n_frames` frames (k > n_frames repeats frames)."""
+    return ((np.arange(k) + 0.5) * n_frames / k).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Sampling:
     kind: str  # "all" | "uniform" | "segments"
@@ -52,7 +57,7 @@ class Sampling:
         """
         if self.kind != "uniform" or n_frames <= self.n:
             return np.arange(n_frames)
-        return ((np.arange(self.n) + 0.5) * n_frames / self.n).astype(np.int64)
+        return segment_centres(n_frames, self.n)
 
     def rows(self, n_rows: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """Which of a video's `n_rows` cached rows (one per frame) a batch takes, in temporal order.

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from mediaeval_mem.datasets import DatasetIndex, VideoItem
 from mediaeval_mem.features import engine
+from mediaeval_mem.features.captions import captions_digest
 from mediaeval_mem.features.inputs.base import Extraction, InputKind, register_kind
 from mediaeval_mem.features.key import feature_key
-from mediaeval_mem.features.pixels import PIXEL_PATH
+from mediaeval_mem.features.pixels import pixel_path
 from mediaeval_mem.features.report import SplitReport
 from mediaeval_mem.features.store import FeatureStore
 from mediaeval_mem.video import Sampling
@@ -24,7 +25,10 @@ class VideoFrames(InputKind):
         # (read at call time: a test narrows it); an encoder module given as it is says so itself
         clip_level = self.per_video or getattr(recipe, "clip_level", False)
         window = engine.CLIP_WINDOW if clip_level else None
-        return feature_key(index.name, index.root, recipe.identity(), str(sampling), dtype, PIXEL_PATH, window)
+        identity = recipe.identity()
+        if identity["preprocess"].get("reads_caption"):  # a VLM prompted with the caption: edited captions, new key
+            identity = {**identity, "captions": captions_digest(index)}
+        return feature_key(index.name, index.root, identity, str(sampling), dtype, pixel_path(recipe.transform), window)
 
     def fill(self, job: Extraction, items: list[VideoItem], store: FeatureStore, report: SplitReport) -> None:
         if job.pool is not None:
