@@ -265,7 +265,8 @@ def _train(folder: Path, src: VlmSource, encoder: str, fit: list[VideoItem], sel
     data = [VideoData(items, lo.frames, vlm.tokenizer, vlm.transform, lo.workers) for items in (fit, select)]
     result = train_model(model, *data, recipe, device, on_epoch, checkpoint=last)
     if result.best_epoch == 0:
-        raise MemError(f"LoRA training in {folder}: no epoch could be evaluated (every selection video failed to decode?)")
+        raise MemError(f"LoRA training in {folder}: no epoch could be evaluated (a selection SROCC needs two videos that "
+                       f"decode; the selection has {len(select)}): raise train.holdout_fraction or check the videos")
     meta = LoraMeta(LORA_ARCHS[encoder], lo.weights, src.weights_id, lo.pooling, EMBED_PROMPT, lo.rank, lo.alpha,
                     lo.dropout, lo.frames, precision, result.best_epoch, lo.head, dict(lo.head_args))
     out = folder / "lora"
