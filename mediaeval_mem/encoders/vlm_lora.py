@@ -26,7 +26,7 @@ import torch
 
 from mediaeval_mem.core.errors import WeightsError
 from mediaeval_mem.encoders.base import ENCODERS, EncoderInfo, EncoderRecipe
-from mediaeval_mem.encoders.vlm import QWEN_ARCHS, EmbedTransform, QwenVL, QwenVLEncoder, vlm_source
+from mediaeval_mem.encoders.vlm import EMBED_PROMPT, QWEN_ARCHS, EmbedTransform, QwenVL, QwenVLEncoder, vlm_source
 from mediaeval_mem.encoders.weights import dir_identity, give_weights, quiet_transformers
 
 LORA_ARCHS = {f"{arch}-lora": arch for arch in QWEN_ARCHS}  # encoder name -> the base VLM's architecture
@@ -127,7 +127,14 @@ def load_merged(folder: Path, meta: LoraMeta, encoder: str) -> QwenVL:
 
 
 def create_lora_encoder(name: str, weights: str | None) -> EncoderRecipe:
-    """Encoder `name` (a LORA_ARCHS name) from the LoRA folder `weights`."""
+    """Encoder `name` (a LORA_ARCHS name) from the LoRA folder `weights`, or 'random': the architecture with seeded
+    random weights and untrained adapters (LoRA's B starts at zero: the base alone), for benches and registry walks."""
+    if weights == "random":
+        base = vlm_source(LORA_ARCHS[name], "random")
+        transform = EmbedTransform(**asdict(base.transform), prompt=EMBED_PROMPT, pooling="answer")
+        wid = f"{base.weights_id}+lora:untrained"
+        return EncoderRecipe(name, wid, transform,
+                             lambda: QwenVLLoraEncoder(name, base.load(), "answer", EMBED_PROMPT, wid))
     if not weights:
         raise WeightsError(f"{name}: needs the LoRA adapters it is trained with; `mem run` / `mem grid` train them "
                            f"first (config section lora), or {give_weights('DIR')} (a runs/finetune/vlm-lora/.../lora "
