@@ -184,7 +184,8 @@ def load_base(src: VlmSource, precision: str, device: torch.device):
 
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
                                bnb_4bit_use_double_quant=True)
-    vlm = src.load(dtype=torch.bfloat16, quantization_config=quant, device_map={"": device})
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    vlm = src.load(dtype=torch.bfloat16, quantization_config=quant, device_map={"": index})  # loaded onto the GPU
     prepare_model_for_kbit_training(vlm.model, use_gradient_checkpointing=True)  # fp32 norms, checkpointed layers
     return vlm
 
