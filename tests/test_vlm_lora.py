@@ -178,7 +178,7 @@ def test_the_lora_section_is_config_data_that_sweeps_and_cv_can_vary(tmp_path):
 
 def test_what_a_user_can_get_wrong_is_one_line(demo_root, runs_dir, tmp_path):
     from mediaeval_mem.encoders import encoder_recipe
-    from mediaeval_mem.training.vlm_lora import base_precision
+    from mediaeval_mem.training.vlm_lora import base_precision, lora_key, train_vlm_lora
 
     with pytest.raises(WeightsError, match="needs the LoRA adapters it is trained with"):
         encoder_recipe("qwen2.5-vl-demo-lora")
@@ -188,13 +188,14 @@ def test_what_a_user_can_get_wrong_is_one_line(demo_root, runs_dir, tmp_path):
     (tmp_path / "half" / "adapter_config.json").write_text("{}")
     with pytest.raises(WeightsError, match="lacks adapter_model.safetensors, head.safetensors, lora.json"):
         encoder_recipe("qwen2.5-vl-demo-lora", str(tmp_path / "half"))
+    cfg = load_config(None, [*STREAM, "lora.weights=" + str(tmp_path / "no-base")])
+    with pytest.raises(WeightsError, match=r"the base VLM: .*no-base not found\. Give its weights as `lora.weights: DIR`"):
+        train_vlm_lora(*_split(demo_root, cfg), "qwen2.5-vl-demo-lora", cfg, torch.device("cpu"), print)
     with pytest.raises(WeightsError, match="4-bit base weights need CUDA"):
         base_precision("nf4", torch.device("cpu"), "fp32", False, print)
     assert base_precision("auto", torch.device("cpu"), "bf16", False, print) == "bf16"
 
     # adapters trained over one architecture are refused by another's name
-    from mediaeval_mem.training.vlm_lora import lora_key, train_vlm_lora
-
     cfg = load_config(None, [*STREAM, *TINY, "lora.epochs=1"])
     index, fit, select = _split(demo_root, cfg)
     done = train_vlm_lora(index, fit[:4], select, "qwen2.5-vl-demo-lora", cfg, torch.device("cpu"), lambda *a: None)

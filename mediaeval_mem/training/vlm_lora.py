@@ -35,7 +35,7 @@ from mediaeval_mem.core.paths import runs_dir
 from mediaeval_mem.core.runtime import DTYPES, resolve_dtype
 from mediaeval_mem.core.schema import digest, to_dict
 from mediaeval_mem.datasets import DatasetIndex, VideoItem
-from mediaeval_mem.encoders.vlm import EMBED_PROMPT, VideoTransform, VlmSource, header_length, pool_hidden, video_inputs, vlm_source
+from mediaeval_mem.encoders.vlm import EMBED_PROMPT, QWEN_IDS, VideoTransform, VlmSource, header_length, pool_hidden, video_inputs, vlm_source
 from mediaeval_mem.encoders.vlm_lora import HEAD, LORA_ARCHS, LoraMeta, check_folder, lora_config, quiet_peft, stored_bytes
 from mediaeval_mem.features.pixels import frames_for
 from mediaeval_mem.models import HEADS
@@ -223,7 +223,14 @@ def train_vlm_lora(index: DatasetIndex, fit: list[VideoItem], select: list[Video
     fit = [it for it in fit if it.path is not None]
     select = [it for it in select if it.path is not None]
     arch = LORA_ARCHS[encoder]
-    src = vlm_source(arch, cfg.lora.weights)
+    try:
+        src = vlm_source(arch, cfg.lora.weights)
+    except WeightsError as e:  # its advice names a stream's weights; a LoRA stream's base is lora.weights
+        reason = str(e).split(" On a machine with internet")[0].split(": give ")[0].rstrip(".")
+        hub = QWEN_IDS.get(arch, arch)
+        raise WeightsError(f"{encoder}: the base VLM: {reason}. Give its weights as `lora.weights: DIR` in the run "
+                           f"config (a save_pretrained folder of {hub}), or run `hf download {hub}` on a machine with "
+                           f"internet and copy ~/.cache/huggingface here") from None
     folder = runs_dir() / "finetune" / "vlm-lora" / index.name / lora_key(index, fit, select, arch, src.weights_id, cfg)
 
     def finished() -> LoraResult | None:
