@@ -203,6 +203,16 @@ def test_what_a_user_can_get_wrong_is_one_line(demo_root, runs_dir, tmp_path):
         encoder_recipe("qwen2.5-vl-3b-lora", str(done.folder))
     recipe = encoder_recipe("qwen2.5-vl-demo-lora", str(done.folder))
     assert recipe.identity()["preprocess"]["pooling"] == "answer" and "+lora:" in recipe.weights_id
+    # the extractor is the base with the trained adapters merged in: its pooled state is not the base's
+    from mediaeval_mem.encoders.vlm import EMBED_PROMPT, vlm_source
+    from mediaeval_mem.features.pixels import pixels_for
+
+    pixels = pixels_for("qwen2.5-vl-demo-lora", fit[0].path, "uniform:8", weights=str(done.folder))
+    with torch.inference_mode():
+        adapted = recipe.load()(pixels)  # (1, 64)
+        base = vlm_source("qwen2.5-vl-demo").load()  # the base the adapters were trained over, without them
+        frozen = base.pool(base.hidden(base.inputs(pixels, EMBED_PROMPT)), "answer")
+    assert adapted.shape == (1, 64) and torch.isfinite(adapted).all() and not torch.allclose(adapted, frozen)
 
     # what fixes the adapters: not how many processes decode, but the rank
     key = lambda c: lora_key(index, fit, select, "qwen2.5-vl-demo", "base", c)  # noqa: E731
