@@ -214,7 +214,10 @@ def test_what_a_user_can_get_wrong_is_one_line(demo_root, runs_dir, tmp_path):
         frozen = base.pool(base.hidden(base.inputs(pixels, EMBED_PROMPT)), "answer")
         from peft import PeftModel  # the adapters as they were trained: beside the weights, not merged
 
-        unmerged = PeftModel.from_pretrained(vlm_source("qwen2.5-vl-demo").load().model, str(done.folder))
+        from mediaeval_mem.encoders.vlm_lora import quiet_peft
+
+        with quiet_peft():
+            unmerged = PeftModel.from_pretrained(vlm_source("qwen2.5-vl-demo").load().model, str(done.folder))
         trained = unmerged.get_base_model().model(**base.inputs(pixels, EMBED_PROMPT)).last_hidden_state
     assert adapted.shape == (1, 64) and torch.isfinite(adapted).all() and not torch.allclose(adapted, frozen)
     assert torch.allclose(adapted, base.pool(trained, "answer"), atol=1e-5)  # merging changes nothing
