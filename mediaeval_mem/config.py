@@ -29,10 +29,10 @@ from mediaeval_mem.features.inputs import input_kind
 from mediaeval_mem.features.options import ExtractOptions
 from mediaeval_mem.models import AGGREGATORS
 from mediaeval_mem.plugins import load_plugins, plugin_path
-from mediaeval_mem.training.options import FinetuneCfg, TrainCfg, known_head
+from mediaeval_mem.training.options import FinetuneCfg, LoraCfg, TrainCfg, known_head
 from mediaeval_mem.video import Sampling
 
-__all__ = ["RunConfig", "StreamCfg", "ModelCfg", "TrainCfg", "FinetuneCfg", "DataCfg", "DatasetDecl", "ExtractOptions",
+__all__ = ["RunConfig", "StreamCfg", "ModelCfg", "TrainCfg", "FinetuneCfg", "LoraCfg", "DataCfg", "DatasetDecl", "ExtractOptions",
            "load_config", "config_from_dict", "apply_overrides", "to_dict", "to_yaml", "flatten"]
 
 
@@ -142,6 +142,8 @@ class RunConfig:
     train: TrainCfg = field(default_factory=TrainCfg)
     data: DataCfg = field(default_factory=DataCfg)
     finetune: FinetuneCfg = field(default_factory=FinetuneCfg)
+    # the VLM regressor's LoRA training (qwen2.5-vl-*-lora streams); LATER: runs that do not set it keep their keys
+    lora: LoraCfg = field(default_factory=LoraCfg, metadata=LATER)
 
     def __post_init__(self):
         if len(self.data.target_names) > 1 and known_head(self.model.head, "head") is not None:

@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mediaeval_mem"
 OWNER = "tracking/record.py"
 
 # A run's artifact files, and the ways a module reads or writes a tag by its name.
-ARTIFACTS = re.compile(r"\w+_predictions\.csv|features\.json|fold_predictions\.json|folds\.json|model\.safetensors")
+ARTIFACTS = re.compile(r"\w+_predictions\.csv|features\.json|fold_predictions\.json|folds\.json|\bmodel\.safetensors")
+# (\b: a LoRA folder's adapter_model.safetensors, peft's file name, is not a run's artifact)
 TAG_ACCESS = re.compile(r"\.data\.tags|\bset_tags?\(|\btags\.\w+\s*(=|!=|LIKE)")
 
 # What may touch tags outside record.py, and why:

@@ -22,7 +22,7 @@ from conftest import REPO
 FULL_SIZE = {"clip-vit-b32", "clip-vit-l14-336", "siglip2-base-p16-224", "siglip2-so400m-p14-384",
              "vjepa2-vitl-256", "videomae-base", "xclip-base-p32"}
 # the full-size VLMs (15 GB in fp32 for the 3B): their architecture is the demo VLM's, which the walk runs
-FULL_SIZE |= {n for n in ENCODERS if n.startswith(("qwen2.5-vl-3b", "qwen2.5-vl-7b"))}
+FULL_SIZE |= {n for n in ENCODERS if n.startswith(("qwen2.5-vl-3b", "qwen2.5-vl-7b"))}  # -mean, -captioned, -lora too
 
 
 def _allowed(encoder: str, aggregator: str, head: str = "mlp") -> bool:
@@ -41,11 +41,11 @@ def test_the_schema_allows_what_makes_sense():
     assert _allowed("i3d-kinetics", "linear-avg") and _allowed("clip-vit-l14-336", "transformer")
     assert not _allowed("clip-demo-text", "none") and _allowed("clip-demo-text", "bigru-attention")
     assert not _allowed("clip-demo", "bigru-attention", "ridge") and _allowed("i3d-kinetics", "none", "svr")
-    # 2 trained heads: 6 frame-level (CLIPs, SigLIP 2s, their stand-ins) x 5 aggregators, 18 clip-level (3 I3Ds, 3
-    # video transformers and their 3 stand-ins, 3 VLMs x 3 variants) x 3, 11 caption encoders x 5, precomputed x 5,
-    # 4 audio encoders x 5; 2 closed-form heads (ridge, svr) on time-pooled features: avg for all 40 encoders, none
-    # for the 18 clip-level
-    assert len(COMBOS) == 2 * (6 * 5 + 18 * 3 + 11 * 5 + 1 * 5 + 4 * 5) + 2 * (40 + 18)
+    # 2 trained heads: 6 frame-level (CLIPs, SigLIP 2s, their stand-ins) x 5 aggregators, 21 clip-level (3 I3Ds, 3
+    # video transformers and their 3 stand-ins, 3 VLMs x 4 variants: answer, -mean, -captioned, -lora) x 3, 11 caption
+    # encoders x 5, precomputed x 5, 4 audio encoders x 5; 2 closed-form heads (ridge, svr) on time-pooled features:
+    # avg for all 43 encoders, none for the 21 clip-level
+    assert len(COMBOS) == 2 * (6 * 5 + 21 * 3 + 11 * 5 + 1 * 5 + 4 * 5) + 2 * (43 + 21)
 
 
 @pytest.mark.parametrize("encoder,aggregator,head", COMBOS, ids=["-".join(c) for c in COMBOS])

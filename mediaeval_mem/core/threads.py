@@ -28,7 +28,7 @@ from pathlib import Path
 from mediaeval_mem.core.errors import ConfigError
 
 ENV = "MEM_THREADS"
-LARGE_MODEL_PARAMS = 5_000_000  # trainable parameters from which training is compute-bound (the fine-tuned I3D: 12M)
+LARGE_MODEL_PARAMS = 5_000_000  # parameters (in the forward) from which training is compute-bound (the fine-tuned I3D: 12M)
 
 
 def usable_cores() -> int:
@@ -102,9 +102,9 @@ def threads_for(work: str) -> int:
 
 
 def training_work(model) -> str:
-    """'encode' for a model large enough to be compute-bound (a video network fine-tuned), else 'train'."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return "encode" if trainable >= LARGE_MODEL_PARAMS else "train"
+    """'encode' for a model large enough to be compute-bound (a video network fine-tuned, a VLM with LoRA adapters:
+    its frozen weights compute too), else 'train'."""
+    return "encode" if sum(p.numel() for p in model.parameters()) >= LARGE_MODEL_PARAMS else "train"
 
 
 def set_threads(n: int) -> int:

@@ -9,6 +9,6 @@ from mediaeval_mem.encoders.base import (
     build_encoder,
     encoder_recipe,
 )
-from mediaeval_mem.encoders import audio, clip, i3d, precomputed, siglip, text, video_models, vlm  # noqa: F401,E402  (register their names; transformers loads lazily)
+from mediaeval_mem.encoders import audio, clip, i3d, precomputed, siglip, text, video_models, vlm, vlm_lora  # noqa: F401,E402  (register their names; transformers loads lazily)
 
 __all__ = ["ENCODERS", "EncoderInfo", "EncoderRecipe", "FrameEncoder", "build_encoder", "encoder_recipe"]

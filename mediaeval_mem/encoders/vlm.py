@@ -164,6 +164,31 @@ def chat(prompt: str, video_tokens: int) -> str:
             + ASSISTANT_HEADER)
 
 
+def video_inputs(tokenizer, transform: VideoTransform, pixels: torch.Tensor | None, prompt: str) -> dict[str, torch.Tensor]:
+    """Normalised frames (T, 3, h, w) (or None: text only) and a prompt -> the model's keyword inputs, batch 1, on the
+    CPU (what QwenVL.inputs moves to the model's device; the LoRA training builds them in its decoding workers)."""
+    extra, tokens = {}, 0
+    if pixels is not None:
+        patches, grid = transform.patchify(pixels)
+        tokens = transform.tokens(grid)
+        # second_per_grid_ts: seconds per temporal patch; the processor's default sampling (2 fps) gives 1.0
+        extra = dict(pixel_values_videos=patches, video_grid_thw=grid, second_per_grid_ts=torch.tensor([1.0]))
+    ids = tokenizer(chat(prompt, tokens), add_special_tokens=False, return_tensors="pt")
+    return {**ids, **extra}
+
+
+def header_length(tokenizer) -> int:
+    """How many tokens the assistant header takes (the positions `answer` pooling averages)."""
+    return len(tokenizer(ASSISTANT_HEADER, add_special_tokens=False)["input_ids"])
+
+
+def pool_hidden(hidden: torch.Tensor, pooling: str, header_len: int) -> torch.Tensor:
+    """(B, L, D) -> (B, D): `answer` the mean over the last `header_len` tokens (the assistant header), `mean` all."""
+    if pooling == "answer":
+        return hidden[:, -header_len:].mean(dim=1)
+    return hidden.mean(dim=1)
+
+
 class QwenVL(torch.nn.Module):
     """A Qwen2.5-VL (ForConditionalGeneration), its tokenizer and its video preprocessing: `inputs` builds a
     video's model inputs, `hidden` its last hidden states, `caption` greedy-decodes a text about it."""
@@ -172,7 +197,7 @@ class QwenVL(torch.nn.Module):
         super().__init__()
         self.model, self.tokenizer, self.transform = model, tokenizer, transform
         self.width = model.config.text_config.hidden_size
-        self.header_len = len(tokenizer(ASSISTANT_HEADER, add_special_tokens=False)["input_ids"])
+        self.header_len = header_length(tokenizer)
 
     @property
     def device(self) -> torch.device:
@@ -180,15 +205,8 @@ class QwenVL(torch.nn.Module):
 
     def inputs(self, pixels: torch.Tensor | None, prompt: str) -> dict[str, torch.Tensor]:
         """Normalised frames (T, 3, h, w) (or None: text only) and a prompt -> the model's keyword inputs, batch 1."""
-        extra, tokens = {}, 0
-        if pixels is not None:
-            patches, grid = self.transform.patchify(pixels)
-            tokens = self.transform.tokens(grid)
-            # second_per_grid_ts: seconds per temporal patch; the processor's default sampling (2 fps) gives 1.0
-            extra = dict(pixel_values_videos=patches, video_grid_thw=grid, second_per_grid_ts=torch.tensor([1.0]))
-        ids = self.tokenizer(chat(prompt, tokens), add_special_tokens=False, return_tensors="pt")
         device = self.device
-        return {k: v.to(device) for k, v in {**ids, **extra}.items()}
+        return {k: v.to(device) for k, v in video_inputs(self.tokenizer, self.transform, pixels, prompt).items()}
 
     def hidden(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """The language model's last hidden states (1, L, D) for `inputs` (through LoRA adapters where peft put some:
@@ -198,9 +216,7 @@ class QwenVL(torch.nn.Module):
 
     def pool(self, hidden: torch.Tensor, pooling: str) -> torch.Tensor:
         """(B, L, D) -> (B, D): `answer` the mean over the assistant header's tokens (the last ones), `mean` all."""
-        if pooling == "answer":
-            return hidden[:, -self.header_len :].mean(dim=1)
-        return hidden.mean(dim=1)
+        return pool_hidden(hidden, pooling, self.header_len)
 
     @torch.inference_mode()
     def caption(self, pixels: torch.Tensor, prompt: str, max_new_tokens: int = 48) -> str:
@@ -294,13 +310,14 @@ def random_vlm(name: str, seed: int = DEMO_SEED):
     return model.eval(), tokenizer
 
 
-def load_vlm_folder(name: str, folder: Path, max_pixels: int | None = VIDEO_MAX_PIXELS) -> QwenVL:
-    """A QwenVL from a save_pretrained folder (weights, tokenizer, preprocessor config), in fp32 (autocast gives bf16)."""
+def load_vlm_folder(name: str, folder: Path, max_pixels: int | None = VIDEO_MAX_PIXELS, **load_args) -> QwenVL:
+    """A QwenVL from a save_pretrained folder (weights, tokenizer, preprocessor config), in fp32 (autocast gives bf16)
+    unless `load_args` say otherwise (from_pretrained's dtype, quantization_config, device_map: the LoRA training's)."""
     from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
     try:
         with quiet_transformers():
-            model = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+            model = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder, **{"dtype": torch.float32, **load_args})
             tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise WeightsError(f"{name}: cannot load a Qwen2.5-VL and its tokenizer from {folder}: {e}") from None
@@ -344,10 +361,12 @@ class VlmSource:
     transform: VideoTransform
     folder: Path | None  # None: random weights
 
-    def load(self) -> QwenVL:
+    def load(self, **load_args) -> QwenVL:
+        """The model, tokenizer and preprocessing; `load_args` go to from_pretrained (random weights: `dtype` only)."""
         if self.folder is None:
-            return QwenVL(*random_vlm(self.name), self.transform)
-        return load_vlm_folder(self.name, self.folder, self.transform.max_pixels)
+            model, tokenizer = random_vlm(self.name)
+            return QwenVL(model.to(load_args.get("dtype", torch.float32)), tokenizer, self.transform)
+        return load_vlm_folder(self.name, self.folder, self.transform.max_pixels, **load_args)
 
 
 def vlm_source(name: str, weights: str | None = None) -> VlmSource:

@@ -17,7 +17,7 @@ encoders, weights, and overrides, applied to every config of the grid (and recor
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, Mapping
@@ -27,6 +27,7 @@ from mediaeval_mem.core.cluster import Failed, RayOptions
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.paths import data_root as resolve_root
 from mediaeval_mem.core.schema import digest, key_dict, load_yaml, to_dict
+from mediaeval_mem.encoders import ENCODERS
 from mediaeval_mem.experiments.cv import run_cv
 from mediaeval_mem.experiments.executor import Earlier, Task, check_cluster, execute
 from mediaeval_mem.experiments.run_log import run_name
@@ -149,7 +150,8 @@ def load_profile(path: str | Path, data_root: str | Path | None) -> Profile:
 
 def apply_profile(cfg: RunConfig, profile: Profile) -> RunConfig:
     """Swap each stream's encoder (and the model a text source names: the generated captions' VLM), fill in weights
-    where a stream gives none, set the video streams' sampling, apply the profile's overrides."""
+    where a stream gives none, set the video streams' sampling, apply the profile's overrides (those of lora only to
+    configs that train LoRA adapters)."""
 
     d = to_dict(cfg)
     for stream in d["model"]["streams"]:
@@ -162,7 +164,12 @@ def apply_profile(cfg: RunConfig, profile: Profile) -> RunConfig:
             stream["weights"] = profile.weights[stream["encoder"]]
         if profile.sampling and input_kind(stream["encoder"]).reads_video:
             stream["sampling"] = profile.sampling
-    return apply_overrides(config_from_dict(d, "profile"), profile.set, "profile")
+    profiled = apply_overrides(config_from_dict(d, "profile"), profile.set, "profile")
+    # the profile's lora settings only where a stream trains LoRA adapters: lora is a LATER section (left out of run
+    # keys at its defaults), so every other config keeps the run key it had before the section existed
+    if not any(ENCODERS.info(s.encoder).trainer == "vlm-lora" for s in profiled.model.streams):
+        profiled = replace(profiled, lora=cfg.lora)
+    return profiled
 
 
 def run_key(cfg: RunConfig, task: int, train: str, test: str, data_root) -> str:

@@ -160,7 +160,8 @@ def prepare_features(plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetI
     for stream, label in zip(cfg.model.streams, stream_labels(cfg)):
         feats = StreamFeatures(stream, label, stream.weights)
         if trains_itself(stream):
-            context = PrepareContext(indexes[plan.train_dataset], selection.fit, selection.select, cfg, device, echo)
+            context = PrepareContext(indexes[plan.train_dataset], selection.fit, selection.select, cfg, device, echo,
+                                     stream.encoder)
             feats.prepared = TRAINERS[ENCODERS.info(stream.encoder).trainer](context)
             feats.weights = feats.prepared.weights
         _extract_stream(feats, plan, cfg, indexes, progress, echo)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from mediaeval_mem.config import RunConfig, apply_overrides, load_config
+from mediaeval_mem.config import LoraCfg, RunConfig, apply_overrides, load_config
 from mediaeval_mem.core.cluster import RayOptions, gpus_each, ray_session, worker_env
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.io import atomic_write_text
@@ -313,8 +313,9 @@ def _feature_key(cfg: RunConfig) -> str:
     streams = [(s.encoder, s.weights, s.sampling) + ((s.source, dict(s.source_args))
                                                      if s.source != "captions" or s.source_args else ())
                for s in cfg.model.streams]
+    lora = {"lora": to_dict(cfg.lora)} if cfg.lora != LoraCfg() else {}  # (configs without LoRA keep their digest)
     return digest({"streams": streams,
-                   "extract": to_dict(cfg.extract), "data": to_dict(cfg.data), "finetune": to_dict(cfg.finetune)})
+                   "extract": to_dict(cfg.extract), "data": to_dict(cfg.data), "finetune": to_dict(cfg.finetune), **lora})
 
 
 def trial_env() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The training options a run config holds (`train:` and `finetune:`), as the training code reads them.
+"""The training options a run config holds (`train:`, `finetune:` and `lora:`), as the training code reads them.
 
 They are sections of a RunConfig (config.py builds and re-exports them), defined here so that training,
 below config in the layers, needs nothing from above it.
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from mediaeval_mem.core.errors import ConfigError, MemError
+from mediaeval_mem.encoders.vlm import POOLINGS
 from mediaeval_mem.models import HEADS
 from mediaeval_mem.training.losses import loss_terms
 
@@ -86,4 +87,47 @@ class FinetuneCfg:
 
     def recipe(self, train: TrainCfg) -> TrainCfg:
         """The training recipe of the fine-tuning: train's, with this section's epochs, batch, lr, patience."""
+        return replace(train, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience)
+
+
+QUANTIZE = ("auto", "nf4", "none")  # auto: nf4 (4-bit) where CUDA is present, else none
+
+
+@dataclass(frozen=True)
+class LoraCfg:
+    """The VLM regressor (qwen2.5-vl-*-lora): LoRA adapters on the language model's attention projections and a head
+    on its pooled last hidden state, trained before the stream extracts; the rest of the recipe is train's."""
+
+    weights: str | None = None  # the base VLM: None its default (hub id; the demo's saved folder), a folder, 'random'
+    rank: int = 16  # LoRA rank r of q_proj, k_proj, v_proj, o_proj
+    alpha: float = 32.0  # LoRA scale alpha (the update is alpha / r * B A)
+    dropout: float = 0.05  # on the adapters' input
+    pooling: str = "answer"  # answer | mean: which hidden states are averaged (encoders/vlm.py POOLINGS)
+    frames: int = 8  # frames per video, sampled uniformly (extract with the stream's sampling: uniform:<frames>)
+    quantize: str = "auto"  # auto | nf4 | none: the frozen base weights in 4-bit (bitsandbytes, CUDA only)
+    head: str = "linear"  # from the heads registry, over the pooled hidden state
+    head_args: Mapping[str, Any] = field(default_factory=dict)
+    epochs: int = 3
+    batch_size: int = 4
+    lr: float = 1e-4
+    patience: int = 2
+    workers: int = 2  # DataLoader workers decoding videos on the fly
+
+    def __post_init__(self):
+        if known_head(self.head, "head") is not None:
+            raise ConfigError(f"head: {self.head} is fitted in closed form; the LoRA regressor needs a trained head "
+                              f"(linear, mlp)")
+        for name in ("rank", "frames", "epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1")
+        checks = [(self.alpha > 0, "alpha must be > 0"), (0 <= self.dropout < 1, "dropout must lie in [0, 1)"),
+                  (self.lr > 0, "lr must be > 0"), (self.workers >= 0, "workers must be >= 0"),
+                  (self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}"),
+                  (self.quantize in QUANTIZE, f"quantize must be one of {', '.join(QUANTIZE)}, got {self.quantize!r}")]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def recipe(self, train: TrainCfg) -> TrainCfg:
+        """The training recipe of the adapters: train's, with this section's epochs, batch, lr, patience."""
         return replace(train, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience)

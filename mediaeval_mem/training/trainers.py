@@ -19,6 +19,7 @@ import torch
 from mediaeval_mem.core.registry import Registry
 from mediaeval_mem.datasets import DatasetIndex, VideoItem
 from mediaeval_mem.training.finetune import finetune_i3d
+from mediaeval_mem.training.vlm_lora import train_vlm_lora
 
 if TYPE_CHECKING:
     from mediaeval_mem.config import RunConfig
@@ -37,6 +38,7 @@ class PrepareContext:
     cfg: RunConfig
     device: torch.device
     echo: Callable[[str], None] = print
+    encoder: str = ""  # the stream's encoder name (a trainer that makes several, vlm-lora, needs it)
 
 
 @dataclass
@@ -54,3 +56,13 @@ def finetune_i3d_weights(ctx: PrepareContext) -> Prepared:
     done = finetune_i3d(ctx.dataset, ctx.fit, ctx.select, ctx.cfg, ctx.device, ctx.echo)
     tags = {"finetune_checkpoint": done.checkpoint, "finetune_best_epoch": done.best_epoch, "finetune_cached": done.cached}
     return Prepared(str(done.checkpoint), tags, done.history)
+
+
+@TRAINERS.register("vlm-lora")
+def vlm_lora_weights(ctx: PrepareContext) -> Prepared:
+    """Train LoRA adapters and a head on a Qwen2.5-VL for memorability on the run's training videos (or find them
+    trained): their folder (adapters, head, lora.json; no base weights), its size logged."""
+    done = train_vlm_lora(ctx.dataset, ctx.fit, ctx.select, ctx.encoder, ctx.cfg, ctx.device, ctx.echo)
+    tags = {"lora_adapters": done.folder, "lora_size_bytes": done.size_bytes, "lora_best_epoch": done.best_epoch,
+            "lora_base_dtype": done.base_dtype, "lora_cached": done.cached}
+    return Prepared(str(done.folder), tags, done.history)
