@@ -6,17 +6,16 @@
 
 Each encoder runs in a fresh process (its peak memory is its own), on what extraction gives it, already decoded and
 resized from 640x360 frames (Memento10k's usual size): a batch of 64 frames for a frame encoder (SigLIP 2); one
-clip for a clip-level encoder, of the frames its stream reads (V-JEPA 2: its 64-frame clip; VideoMAE 16; X-CLIP 8;
-the VLM: 8 frames, sampling uniform:8 as in configs/frontier/vlm.yaml). Normalisation and the forward run exactly as
+clip for a clip-level encoder (V-JEPA 2: its 64-frame clip; VideoMAE 16; X-CLIP 8: each window of a video is
+resampled to that, so a clip is what one window costs, whatever the stream's sampling; the VLM: 8 frames, sampling
+uniform:8 as in configs/frontier/vlm.yaml). Normalisation and the forward run exactly as
 extraction runs them (features/engine.py `_forward`, the same dtype and autocast). Figures per encoder:
   fps            frames/s of the model alone (the ceiling of extraction; decoding is bench/extract.py's)
-  tflops         achieved TFLOP/s (FLOPs of one forward counted by torch's FlopCounterMode)
+  tflops         achieved TFLOP/s (FLOPs of one forward counted by torch's FlopCounterMode, attention included)
   peak_pct       % of the GPU's dense bf16 peak (CUDA only)
   peak_mem_mb    peak resident memory (CPU) or peak allocated GPU memory (CUDA)
   load_s         seconds to build the architecture
-With --lora-steps N (default 2; 0 skips it) it also times N training steps of the VLM regressor (LoRA adapters on
-the 3B's language model and a head, one 8-frame clip per step, forward + backward + AdamW) in its own process.
-The last line printed is one JSON object with every figure.
+The LoRA regressor's training step is bench/vlm_lora.py's. The last line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -33,13 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import peak_rss_mb, print_table, run_child  # noqa: E402
 
 DEFAULT = "siglip2-so400m-p14-384,vjepa2-vitl-256,qwen2.5-vl-3b"
-# frames a clip-level encoder gets per forward in the frontier configs (the VLM's stream samples uniform:8)
-CLIP_FRAMES = {"vjepa2": 64, "videomae": 16, "xclip": 8, "qwen2.5-vl": 8}
+VLM_FRAMES = 8  # the VLM's stream samples uniform:8 (configs/frontier/vlm.yaml)
 BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "4090": 165.0}
-
-
-def clip_frames(name: str) -> int:
-    return next((n for prefix, n in CLIP_FRAMES.items() if name.startswith(prefix)), 16)
 
 
 def frames_640x360(n: int, transform):
@@ -53,9 +47,17 @@ def frames_640x360(n: int, transform):
 
 
 def flops_of(fn) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
+    """FLOPs of one call of `fn`, attention included (torch's table lacks the CPU's fused attention kernel: it is
+    counted with the formula of the CUDA ones)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-    with FlopCounterMode(display=False) as counter:
+    def cpu_sdpa(query, key, value, *args, out_val=None, **kwargs) -> int:  # q, k, v: (B, heads, tokens, head dim)
+        return sdpa_flop_count(query.shape, key.shape, value.shape)
+
+    cpu_sdpa._get_raw = True  # FlopCounterMode passes it the tensors themselves
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         fn()
     return float(counter.get_total_flops())
 
@@ -73,15 +75,18 @@ def child_encoder(args) -> None:
     import torch
 
     from mediaeval_mem.core.runtime import resolve_device, resolve_dtype
+    from mediaeval_mem.core.threads import set_threads, usable_cores
     from mediaeval_mem.encoders import encoder_recipe
     from mediaeval_mem.features.engine import _forward
 
+    set_threads(usable_cores())  # as extraction's encoding does
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     t0 = time.perf_counter()
     enc = encoder_recipe(args.child, "random").load().to(device)
     load_s = time.perf_counter() - t0
-    n = clip_frames(args.child) if enc.clip_level else args.batch_size
+    # a video transformer's clip length (each window is resampled to it), the VLM's 8 frames, a frame encoder's batch
+    n = (getattr(enc, "frames", None) or VLM_FRAMES) if enc.clip_level else args.batch_size
     frames = frames_640x360(n, enc.transform)
     run = lambda: _forward(enc, frames, device, dtype)
     flops = flops_of(run)  # also the warm-up (the first CUDA kernels' compilation): a V-JEPA 2 clip is minutes on a CPU
@@ -104,52 +109,6 @@ def child_encoder(args) -> None:
     print(json.dumps(out))
 
 
-def child_lora(args) -> None:
-    """N training steps of LoRA on the random full-size VLM: forward on one 8-frame clip, a head, L1, backward, AdamW."""
-    import torch
-
-    from mediaeval_mem.core.runtime import autocast, resolve_device, resolve_dtype
-    from mediaeval_mem.encoders.vlm import vlm_source
-
-    device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
-    from peft import LoraConfig, get_peft_model
-
-    vlm = vlm_source(args.vlm, "random").load()
-    vlm.model = get_peft_model(vlm.model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05,
-                                                    target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
-    vlm.to(device)
-    head = torch.nn.Linear(vlm.width, 1).to(device)
-    params = [p for p in vlm.parameters() if p.requires_grad] + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=1e-4)
-    pixels = vlm.transform.normalize(frames_640x360(8, vlm.transform)).to(device)
-    target = torch.tensor([0.8], device=device)
-
-    def step() -> float:
-        with autocast(device, dtype):
-            pooled = vlm.pool(vlm.hidden(vlm.inputs(pixels, "How memorable is this video?")), "answer")
-            loss = (head(pooled.float()).squeeze(-1) - target).abs().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    step()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    for _ in range(args.lora_steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    per_step = (time.perf_counter() - t0) / args.lora_steps
-    trainable = sum(p.numel() for p in params)
-    print(json.dumps({"step_s": per_step, "steps": args.lora_steps, "trainable_params": trainable, "dtype": dtype,
-                      "device": str(device), "peak_mem_mb": (torch.cuda.max_memory_allocated(device) / 2**20
-                                                             if device.type == "cuda" else peak_rss_mb())}))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--encoders", default=DEFAULT, help=f"comma-separated registered names (default {DEFAULT})")
@@ -157,29 +116,20 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--batch-size", type=int, default=64, help="frames per forward of a frame encoder")
     ap.add_argument("--seconds", type=float, default=20.0, help="how long each model runs after its warm-up")
-    ap.add_argument("--lora-steps", type=int, default=2)
-    ap.add_argument("--vlm", default="qwen2.5-vl-3b", help="the VLM the LoRA steps train")
     ap.add_argument("--child", help=argparse.SUPPRESS)
-    ap.add_argument("--child-lora", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.child_lora:
-        return child_lora(args)
     if args.child:
         return child_encoder(args)
     common = ["--device", args.device, "--dtype", args.dtype, "--batch-size", str(args.batch_size),
-              "--seconds", str(args.seconds), "--lora-steps", str(args.lora_steps), "--vlm", args.vlm]
+              "--seconds", str(args.seconds)]
     results, rows = {}, []
     for name in [n for n in args.encoders.split(",") if n]:
         r = run_child([__file__, "--child", name, *common])
         results[name] = r
+        print(name, json.dumps(r), flush=True)  # each as it comes: a later one may fail (memory)
         gpu = f", {r['peak_pct']:.1f}% of bf16 peak" if "peak_pct" in r else ""
         rows.append((name, f"{r['fps']:.2f} frames/s ({r['frames_per_forward']} per forward, input {r['input']}), "
                            f"{r['tflops']:.2f} TFLOP/s{gpu}, peak {r['peak_mem_mb']:.0f} MB, {r['dtype']} on {r['device']}"))
-    if args.lora_steps > 0:
-        r = run_child([__file__, "--child-lora", *common])
-        results[f"{args.vlm}-lora-step"] = r
-        rows.append((f"{args.vlm} LoRA step", f"{r['step_s']:.2f} s per 8-frame clip ({r['trainable_params']:,} "
-                                              f"trainable), peak {r['peak_mem_mb']:.0f} MB, {r['dtype']} on {r['device']}"))
     print_table(rows)
     print(json.dumps(results))
 

@@ -43,10 +43,13 @@ def test_bench_concurrent_reports_its_keys(tmp_path):
     assert len(set(figures["srocc_2"])) == 1  # the same config and seed: the same result, however many ran at once
 
 
-def test_bench_video_models_reports_its_keys(tmp_path):
-    figures = _last_json([str(REPO / "bench" / "video_models.py"), "--encoders", "videomae-demo,xclip-demo",
-                          "--repeats", "1", "--device", "cpu"], tmp_path)
-    for name in ("videomae-demo", "xclip-demo"):
-        r = figures[name]
-        assert r["clip_frames"] == 4 and r["clip_s"] > 0 and r["gflop_per_clip"] > 0 and r["peak_mem_mb"] > 0
-        assert abs(r["frames_per_s"] * r["clip_s"] - 4) < 0.2  # frames per clip over seconds per clip (both rounded)
+def test_bench_frontier_reports_its_keys(tmp_path):
+    """bench/frontier.py on the stand-ins of a frame encoder, a video transformer and the VLM."""
+    names = ["siglip2-demo", "videomae-demo", "qwen2.5-vl-demo"]
+    figures = _last_json([str(REPO / "bench" / "frontier.py"), "--encoders", ",".join(names), "--seconds", "0.2",
+                          "--batch-size", "4", "--device", "cpu"], tmp_path)
+    assert [figures[n]["frames_per_forward"] for n in names] == [4, 4, 8]  # a batch; the demo VideoMAE's 4-frame clip; 8
+    for n in names:
+        r = figures[n]
+        assert r["fps"] > 0 and r["tflops"] > 0 and r["peak_mem_mb"] > 0 and r["forwards"] >= 1
+        assert abs(r["fps"] * r["seconds"] - r["forwards"] * r["frames_per_forward"]) < 1e-6 * r["fps"] + 1e-6
