@@ -254,7 +254,8 @@ def open_cv(cfg: RunConfig, train: str, test: str | None = None, folds: int = 5,
     for s in cfg.model.streams:
         if trains_itself(s):
             raise ConfigError(f"{s.encoder} trains itself on the training videos before it extracts: in cross-validation "
-                              f"every fold would see the others' held-out videos; give its stream fine-tuned weights")
+                              f"every fold would see the others' held-out videos; give its stream fine-tuned weights (or choose its "
+                              f"settings, e.g. lora.rank, with mem sweep on the holdout)")
     plan = plan_task(None, train, test, "holdout")
     if with_dev and test == train:
         raise MemError(f"--with-dev: {train}'s dev split is the one reported for this pair; it cannot also be in the folds")
