@@ -6,8 +6,9 @@ LoRA adapters on its language model and a linear head (training/vlm_lora.py Lora
 
 The videos are generated (Memento10k-like, 3 s, 640x360 unless --size) and turned into the model's inputs once, as
 the training's decoding workers do; the figures time the model alone: step_s (median over --steps, after one warm-up
-step), videos_per_s, frames_per_s, and the tokens per video. On CUDA the base weights are 4-bit (bitsandbytes) where it
-is installed, else bf16; on a CPU they are bf16 where it computes bf16 natively, else fp32 (as the training chooses);
+step), videos_per_s, frames_per_s, and the tokens per video. The random base is bf16 on CUDA (bitsandbytes quantises
+weights as they load from a folder, so the 4-bit step of a real checkpoint is not what this times) and, on a CPU,
+bf16 where it computes bf16 natively, else fp32 (as the training chooses);
 peak_mem_mb is the GPU's peak allocation there, the process's peak RSS on a CPU. The last line is one JSON object.
 """
 

@@ -101,7 +101,7 @@ def test_every_shipped_config_runs_one_step(path, demo_root, runs_dir):
     profile = replace(load_profile(REPO / "configs" / "profiles" / "demo.yaml", demo_root), sampling="uniform:9")
     cfg = apply_overrides(apply_profile(load_config(path), profile),
                           ["train.epochs=3", "train.patience=3", "train.lr=1e-4", "finetune.epochs=1", "finetune.size=32",
-                           "finetune.frames=9"])
+                           "finetune.frames=9", "lora.frames=9"])
     task, data = (0, "commercials") if path.parent.name == "commercials" else (1, "memento10k")  # sound, channels, two scores
     result = run_experiment(task, data, data, cfg, demo_root, progress=False, echo=lambda *a, **k: None)
     loss = [m.value for m in sorted(client().get_metric_history(result.run_id, "train_loss"), key=lambda m: m.step)]

@@ -153,6 +153,18 @@ def test_captioned_vlm_reads_each_videos_caption(demo_copy, runs_dir):
                                  sampling="uniform:4", progress=False)
     a, b = (np.asarray(FeatureStore(r.cache_dir / "dev").load().frames, np.float32) for r in (plain, captioned))
     assert a.shape == b.shape and not np.allclose(a, b, atol=1e-3)
+    # each video's vector is its own caption's: the encoder run here on its frames with its caption, not another's
+    from mediaeval_mem.features.pixels import pixels_for
+
+    dev = open_dataset("memento10k", demo_copy).split("dev")
+    stored = FeatureStore(captioned.cache_dir / "dev").load()
+    encoder = encoder_recipe("qwen2.5-vl-demo-captioned").load()
+    first, other = dev[0], next(it for it in dev if it.captions and it.captions[0] != dev[0].captions[0])
+    row = np.asarray(stored.frames[stored.starts[stored.ids.index(first.video_id)]], np.float32)
+    pixels = pixels_for("qwen2.5-vl-demo-captioned", first.path, "uniform:4", weights=None)
+    with torch.inference_mode():
+        own, wrong = (encoder(pixels, caption=c)[0].numpy() for c in (first.captions[0], other.captions[0]))
+    assert np.abs(row - own).max() < np.abs(row - wrong).max()
     recipe = encoder_recipe("qwen2.5-vl-demo-captioned")
     key = lambda: input_kind("qwen2.5-vl-demo-captioned").key(open_dataset("memento10k", demo_copy), recipe,
                                                               Sampling.parse("uniform:4"), "fp32")

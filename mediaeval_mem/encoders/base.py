@@ -37,6 +37,7 @@ class EncoderInfo:
     # (training/trainers.py), which the run's feature stage calls when a stream gives no weights;
     # None for frozen extractors.
     trainer: str | None = None
+    reads_caption: bool = False  # a clip-level encoder that also reads the video's first caption (a VLM's prompt)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mediaeval_mem.core.errors import WeightsError
+from mediaeval_mem.core.errors import DecodeError, WeightsError
 from mediaeval_mem.core.paths import runs_dir
 from mediaeval_mem.encoders.base import ENCODERS, EncoderInfo, EncoderRecipe, FrameEncoder
 from mediaeval_mem.encoders.preprocess import OPENAI_MEAN, OPENAI_STD
@@ -77,6 +77,10 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "
 
 
 # --------------------------------------------------------------------------- pixels
+class FrameSizeError(DecodeError):
+    """Frames Qwen's resize refuses (an aspect ratio over 200): a video the model cannot read, alone."""
+
+
 @dataclass(frozen=True)
 class VideoTransform:
     """Qwen2VLVideoProcessor's preprocessing, on uint8 tensors (same interface as ImageTransform where extraction
@@ -111,8 +115,11 @@ class VideoTransform:
         """(h, w) the processor resizes an (height, width) frame to (its own smart_resize)."""
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
-        return smart_resize(height, width, factor=self.patch * self.merge, min_pixels=self.min_pixels,
-                            max_pixels=self.max_pixels)
+        try:
+            return smart_resize(height, width, factor=self.patch * self.merge, min_pixels=self.min_pixels,
+                                max_pixels=self.max_pixels)
+        except ValueError as e:  # a frame thinner than the model reads (aspect ratio over 200): this video alone
+            raise FrameSizeError(f"{width}x{height} frames: {e}") from None
 
     def resize(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (N, H, W, 3) -> uint8 (N, 3, h, w), antialiased bicubic on uint8 (Pillow's filter, as PIL's resize)."""
@@ -424,7 +431,7 @@ def _register(arch: str) -> None:
         build.__doc__ = (f"{arch}: the frozen VLM's last hidden states over a video's frames"
                          f"{', its first caption' if captioned else ''} and a fixed prompt, "
                          f"{'the assistant header tokens' if pooling == 'answer' else 'the whole sequence'} averaged.")
-        ENCODERS.add(name, build, EncoderInfo(_width(arch), input="clip"))
+        ENCODERS.add(name, build, EncoderInfo(_width(arch), input="clip", reads_caption=captioned))
 
 
 for _arch in QWEN_ARCHS:

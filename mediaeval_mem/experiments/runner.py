@@ -161,7 +161,7 @@ def prepare_features(plan: TaskPlan, cfg: RunConfig, indexes: dict[str, DatasetI
         feats = StreamFeatures(stream, label, stream.weights)
         if trains_itself(stream):
             context = PrepareContext(indexes[plan.train_dataset], selection.fit, selection.select, cfg, device, echo,
-                                     stream.encoder)
+                                     stream.encoder, stream.sampling)
             feats.prepared = TRAINERS[ENCODERS.info(stream.encoder).trainer](context)
             feats.weights = feats.prepared.weights
         _extract_stream(feats, plan, cfg, indexes, progress, echo)

@@ -38,7 +38,7 @@ from mediaeval_mem.core.runtime import autocast, resolve_device, resolve_dtype
 from mediaeval_mem.core.schema import digest
 from mediaeval_mem.core.threads import with_threads
 from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
-from mediaeval_mem.encoders.vlm import QWEN_ARCHS, VlmSource, vlm_source
+from mediaeval_mem.encoders.vlm import QWEN_ARCHS, FrameSizeError, VlmSource, vlm_source
 from mediaeval_mem.features.pixels import frames_for
 from mediaeval_mem.features.transcripts import audio_id as file_id  # a file's identity: path, size, mtime
 from mediaeval_mem.video import Sampling
@@ -150,10 +150,10 @@ def generate_captions(items: list[VideoItem], opts: CaptionOptions, device: torc
             for it in todo:
                 try:
                     frames = frames_for(it.path, vlm.transform, opts.sampling)  # uint8 (T, 3, h, w)
+                except FrameSizeError as e:  # frames the VLM's resize refuses (an aspect ratio over 200)
+                    out.failed[it.video_id] = f"{it.path}: {opts.model} cannot read its frames: {e}"
                 except DecodeError as e:
                     out.failed[it.video_id] = str(e)
-                except ValueError as e:  # frames the VLM's resize refuses (an aspect ratio over 200)
-                    out.failed[it.video_id] = f"{it.path}: {opts.model} cannot read its frames: {e}"
                 else:
                     pixels = vlm.transform.normalize(frames.to(device))  # float32 (T, 3, h, w)
                     with autocast(device, dtype):

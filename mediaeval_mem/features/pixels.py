@@ -31,8 +31,8 @@ def pixel_path(transform) -> str:
     transform of another kind says of itself (its `pixel_path`: the VLM's)."""
     if getattr(transform, "pixel_path", None):
         return transform.pixel_path
-    if getattr(transform, "keep_aspect", True):
-        return PIXEL_PATH
+    if getattr(transform, "keep_aspect", True):  # a short side resized: bicubic (CLIP, I3D), or the checkpoint's filter
+        return PIXEL_PATH if transform.resample == "bicubic" else PIXEL_PATH.replace("bicubic", transform.resample)
     return (f"full-size decode in chunks; antialiased {transform.resample} resize of the whole frame to "
             f"{transform.short_side}x{transform.short_side} on uint8 (Pillow's filter), aspect not kept; no crop")
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from mediaeval_mem.core.errors import ConfigError
 from mediaeval_mem.core.registry import Registry
 from mediaeval_mem.datasets import DatasetIndex, VideoItem
 from mediaeval_mem.training.finetune import finetune_i3d
@@ -39,6 +40,7 @@ class PrepareContext:
     device: torch.device
     echo: Callable[[str], None] = print
     encoder: str = ""  # the stream's encoder name (a trainer that makes several, vlm-lora, needs it)
+    sampling: str = "all"  # the frames the stream extracts with the weights made (vlm-lora trains on the same ones)
 
 
 @dataclass
@@ -62,6 +64,9 @@ def finetune_i3d_weights(ctx: PrepareContext) -> Prepared:
 def vlm_lora_weights(ctx: PrepareContext) -> Prepared:
     """Train LoRA adapters and a head on a Qwen2.5-VL for memorability on the run's training videos (or find them
     trained): their folder (adapters, head, lora.json; no base weights), its size logged."""
+    if ctx.sampling != f"uniform:{ctx.cfg.lora.frames}":  # features from other frames than the adapters learnt on
+        raise ConfigError(f"{ctx.encoder}: the stream samples {ctx.sampling} but the adapters train on "
+                          f"lora.frames={ctx.cfg.lora.frames} (uniform:{ctx.cfg.lora.frames}): set both alike")
     done = train_vlm_lora(ctx.dataset, ctx.fit, ctx.select, ctx.encoder, ctx.cfg, ctx.device, ctx.echo)
     tags = {"lora_adapters": done.folder, "lora_size_bytes": done.size_bytes, "lora_best_epoch": done.best_epoch,
             "lora_base_dtype": done.base_dtype, "lora_cached": done.cached}

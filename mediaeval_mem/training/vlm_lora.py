@@ -203,14 +203,14 @@ class LoraResult:
 
 def lora_key(index: DatasetIndex, fit: list[VideoItem], select: list[VideoItem], arch: str, base_id: str,
              cfg: RunConfig) -> str:
-    """What fixes a LoRA regressor: data (ids, folder), the base VLM, the lora settings (not lora.workers) and the
-    recipe; not the device or the base's precision (recorded in lora.json)."""
+    """What fixes a LoRA regressor: data (ids, folder, the target scored), the base VLM, the lora settings (not
+    lora.workers) and the recipe; not the device or the base's precision (recorded in lora.json)."""
     t = to_dict(cfg.train)
     recipe = {k: t[k] for k in ("lr_decay", "lr_step_epochs", "loss", "seed", "holdout_fraction", "monitor")}
     settings = {k: v for k, v in to_dict(cfg.lora).items() if k not in UNKEYED}
     blob = {"dataset": index.name, "root": str(index.root.resolve()), "fit": [i.video_id for i in fit],
             "select": [i.video_id for i in select], "arch": arch, "base": base_id, "prompt": EMBED_PROMPT,
-            "lora": settings, "recipe": recipe}
+            "lora": settings, "recipe": recipe, "target": index.target}
     return digest(blob, 12)
 
 

@@ -5,6 +5,7 @@ process or on Ray encoder actors."""
 from __future__ import annotations
 
 from mediaeval_mem.datasets import DatasetIndex, VideoItem
+from mediaeval_mem.encoders import ENCODERS
 from mediaeval_mem.features import engine
 from mediaeval_mem.features.captions import captions_digest
 from mediaeval_mem.features.inputs.base import Extraction, InputKind, register_kind
@@ -49,3 +50,9 @@ class Clip(VideoFrames):
     extraction still counts decoded frames."""
 
     unit, per_video = "video", True
+
+    def new_video_note(self, run_id: str, i: int, stream) -> str | None:
+        if not ENCODERS.info(stream.encoder).reads_caption:
+            return None
+        return (f"note: stream {i} ({stream.encoder}) reads each video's caption with its frames; these videos have "
+                f"none, so each is read with the empty caption")
