@@ -61,8 +61,26 @@ def demo_copy(demo_root, tmp_path) -> Path:
     return dst
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An empty MLflow store (runs/mlflow.db) at this MLflow's schema, made once per session: creating the schema
+    takes about a second, so a fresh runs/ folder starts with a copy of this one (what `mem` would create there)."""
+    from mediaeval_mem.tracking.store import prepare_sqlite_store
+
+    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    prepare_sqlite_store(path)
+    return path
+
+
+def fresh_runs(folder: Path, empty_store: Path) -> Path:
+    """`folder` made as a new runs/ folder: no features, no models, an empty MLflow store."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(empty_store, folder / "mlflow.db")
+    return folder
+
+
 @pytest.fixture
-def runs_dir(tmp_path, monkeypatch) -> Path:
-    """A fresh runs/ folder for one test (empty feature cache)."""
+def runs_dir(tmp_path, monkeypatch, empty_store) -> Path:
+    """A fresh runs/ folder for one test (empty feature cache, empty MLflow store)."""
     monkeypatch.setenv("MEM_RUNS_DIR", str(tmp_path / "runs"))
-    return tmp_path / "runs"
+    return fresh_runs(tmp_path / "runs", empty_store)
