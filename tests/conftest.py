@@ -19,6 +19,19 @@ DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent
 
 
+# Modules whose tests start Ray (a local cluster, or nodes of their own): under pytest-xdist they run on one worker,
+# one after another, so that two Ray clusters never share the two cores at once.
+RAY_MODULES = {"test_cv_grouped_ray", "test_executor", "test_extract_ray", "test_ray", "test_ray_cluster", "test_sweep"}
+
+
+def pytest_collection_modifyitems(items):
+    """For `pytest -n 2 --dist loadgroup` (make test): a module runs whole on one worker, so its module-scoped
+    fixtures are built once; the Ray modules form one group. Without xdist the marks do nothing."""
+    for item in items:
+        module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+        item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))
+
+
 ISOLATED = ("MEM_RUNS_DIR", "MEM_SUBMISSIONS_DIR", "MEM_DATA_ROOT", "MEM_I3D_DIR", "MLFLOW_TRACKING_URI", "HF_HOME",
             "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
