@@ -31,7 +31,7 @@ lint: venv-test
 
 # Two pytest-xdist workers; a test module runs whole on one, the Ray modules together on one (tests/conftest.py).
 test: lint
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist loadscope
 
 clean:
 	rm -rf $(VENV) runs/features runs/models data/demo

@@ -24,12 +24,20 @@ REPO = Path(__file__).resolve().parent.parent
 RAY_MODULES = {"test_cv_grouped_ray", "test_executor", "test_extract_ray", "test_ray", "test_ray_cluster", "test_sweep"}
 
 
-def pytest_collection_modifyitems(items):
-    """For `pytest -n 2 --dist loadgroup` (make test): a module runs whole on one worker, so its module-scoped
-    fixtures are built once; the Ray modules form one group. Without xdist the marks do nothing."""
-    for item in items:
-        module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
-        item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`pytest -n 2 --dist loadscope` (make test): a test module runs whole on one worker, so its module-scoped
+    fixtures are built once, and the Ray modules are one unit of work. Other --dist modes are xdist's own."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return "ray" if Path(module).stem in RAY_MODULES else module
+
+    return ModuleScheduling(config, log)
 
 
 ISOLATED = ("MEM_RUNS_DIR", "MEM_SUBMISSIONS_DIR", "MEM_DATA_ROOT", "MEM_I3D_DIR", "MLFLOW_TRACKING_URI", "HF_HOME",
