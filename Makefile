@@ -29,8 +29,9 @@ lint: venv-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
+# Two pytest-xdist workers; a test module runs whole on one, the Ray modules together on one (tests/conftest.py).
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadscope
 
 clean:
 	rm -rf $(VENV) runs/features runs/models data/demo

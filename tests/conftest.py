@@ -19,6 +19,27 @@ DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent
 
 
+# Modules whose tests start Ray (a local cluster, or nodes of their own): under pytest-xdist they run on one worker,
+# one after another, so that two Ray clusters never share the two cores at once.
+RAY_MODULES = {"test_cv_grouped_ray", "test_executor", "test_extract_ray", "test_ray", "test_ray_cluster", "test_sweep"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`pytest -n 2 --dist loadscope` (make test): a test module runs whole on one worker, so its module-scoped
+    fixtures are built once, and the Ray modules are one unit of work. Other --dist modes are xdist's own."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return "ray" if Path(module).stem in RAY_MODULES else module
+
+    return ModuleScheduling(config, log)
+
+
 ISOLATED = ("MEM_RUNS_DIR", "MEM_SUBMISSIONS_DIR", "MEM_DATA_ROOT", "MEM_I3D_DIR", "MLFLOW_TRACKING_URI", "HF_HOME",
             "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
@@ -61,8 +82,26 @@ def demo_copy(demo_root, tmp_path) -> Path:
     return dst
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An empty MLflow store (runs/mlflow.db) at this MLflow's schema, made once per session: creating the schema
+    takes about a second, so a fresh runs/ folder starts with a copy of this one (what `mem` would create there)."""
+    from mediaeval_mem.tracking.store import prepare_sqlite_store
+
+    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    prepare_sqlite_store(path)
+    return path
+
+
+def fresh_runs(folder: Path, empty_store: Path) -> Path:
+    """`folder` made as a new runs/ folder: no features, no models, an empty MLflow store."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(empty_store, folder / "mlflow.db")
+    return folder
+
+
 @pytest.fixture
-def runs_dir(tmp_path, monkeypatch) -> Path:
-    """A fresh runs/ folder for one test (empty feature cache)."""
+def runs_dir(tmp_path, monkeypatch, empty_store) -> Path:
+    """A fresh runs/ folder for one test (empty feature cache, empty MLflow store)."""
     monkeypatch.setenv("MEM_RUNS_DIR", str(tmp_path / "runs"))
-    return tmp_path / "runs"
+    return fresh_runs(tmp_path / "runs", empty_store)

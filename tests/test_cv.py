@@ -32,9 +32,11 @@ def test_folds_are_disjoint_stratified_and_seeded():
         stratified_folds(scores[:9], 5, 0)
 
 
-@pytest.fixture
-def cv_run(demo_root, runs_dir, monkeypatch):
-    """A 3-fold cross-validation on the tiny demo data, recording what every fold's model was fit and selected on."""
+@pytest.fixture(scope="module")
+def cv_done(demo_root, empty_store, tmp_path_factory):
+    """A 3-fold cross-validation on the tiny demo data in a runs/ folder of its own, recording what every fold's
+    model was fit and selected on. Made once for the tests below: each reads the runs it names by id."""
+    from conftest import fresh_runs
     from mediaeval_mem.config import load_config
     from mediaeval_mem.experiments import runner
     from mediaeval_mem.experiments.cv import run_cv
@@ -46,10 +48,21 @@ def cv_run(demo_root, runs_dir, monkeypatch):
         seen.append((set(splits.fit.ids), set(splits.select.ids) if splits.select else set(), set(splits.dev.ids)))
         return real_fit(cfg, splits, device, on_epoch)
 
-    monkeypatch.setattr(runner, "fit", recording_fit)
-    cfg = load_config("configs/demo.yaml", ["train.epochs=2", "model.streams.0.sampling=uniform:4"])
-    result = run_cv(cfg, "memento10k", folds=3, data_root=demo_root, progress=False, echo=lambda *a: None)
-    return cfg, result, seen
+    runs = fresh_runs(tmp_path_factory.mktemp("cv") / "runs", empty_store)
+    with pytest.MonkeyPatch.context() as mp:  # the cross-validation's fits only
+        mp.setenv("MEM_RUNS_DIR", str(runs))
+        mp.setattr(runner, "fit", recording_fit)
+        cfg = load_config("configs/demo.yaml", ["train.epochs=2", "model.streams.0.sampling=uniform:4"])
+        result = run_cv(cfg, "memento10k", folds=3, data_root=demo_root, progress=False, echo=lambda *a: None)
+    return runs, (cfg, result, seen)
+
+
+@pytest.fixture
+def cv_run(cv_done, monkeypatch):
+    """The cross-validation above, its runs/ folder in use for the test."""
+    runs, done = cv_done
+    monkeypatch.setenv("MEM_RUNS_DIR", str(runs))
+    return done
 
 
 def test_no_fold_sees_its_own_fold_and_the_runs_nest(cv_run, demo_root):

@@ -173,19 +173,21 @@ def test_run_refuses_pairs_the_task_does_not_allow(demo_root, capsys):
 
 def test_mlflow_rest_api_serves_the_store(store):
     """`mlflow server` on 127.0.0.1 over the same store answers the REST API with our runs."""
+    import os
     import socket
     import subprocess
     import sys
     import time
     import urllib.request
 
-    from mediaeval_mem.tracking import tracking_uri
+    from mediaeval_mem.tracking import UI_ENV, tracking_uri
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(),
                              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            env={**os.environ, **UI_ENV},  # as `mem ui` starts it: no job runner (seven processes)
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         body = None

@@ -58,8 +58,10 @@ def test_the_server_dies_with_mem_ui(runs_dir, sig):
     stays, the port is free."""
     port, mark = free_port(), f"MEM_UI_TEST_{uuid.uuid4().hex}"
     env = {**os.environ, "MEM_RUNS_DIR": str(runs_dir), mark: "1"}
+    # SIGINT's default in the child, whatever this process inherited (a background job starts with it ignored)
     proc = subprocess.Popen([sys.executable, "-m", "mediaeval_mem", "ui", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert wait_for(lambda: answers(port) or proc.poll() is not None, 120) and proc.poll() is None, "mem ui did not serve"
         assert len(marked(mark)) >= 3  # mem ui, the guard, the server (and its workers)
