@@ -125,7 +125,7 @@ def test_a_video_the_vlm_cannot_read_fails_alone(tmp_path, runs_dir):
     assert all("\n" not in why for why in c.failed.values())
     assert str(cut) in c.failed["cut"] and "cannot decode" in c.failed["cut"]
     assert str(empty) in c.failed["empty"] and "gone.mp4: video file not found" in c.failed["gone"]
-    assert f"{tmp_path / 'thin.mp4'}: qwen2.5-vl-demo cannot read its frames: absolute aspect ratio" in c.failed["thin"]
+    assert f"{tmp_path / 'thin.mp4'}: qwen2.5-vl-demo cannot read its frames: 600x2 frames: absolute aspect ratio" in c.failed["thin"]
     write_video(cut, audio=None)  # repaired
     again = generate_captions(items, DEMO)
     assert set(again.texts) == {"good", "cut"} and again.generated == 1
