@@ -164,3 +164,19 @@ def file_lock(path: Path, on_wait: Callable[[], None] | None = None, wait: bool 
                 on_wait()
             fcntl.flock(f, fcntl.LOCK_EX)
         yield True
+
+
+@contextmanager
+def keyed_folder(folder: Path, key: dict, doing: str):
+    """A cache folder of per-video files (transcripts, generated captions): made with its key.json, then held under
+    its .lock for the block (saying on stderr what it waits for, e.g. doing="transcribing")."""
+    import sys
+
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "key.json", key)
+
+    def waiting():
+        print(f"waiting: another process is {doing} into {folder}", file=sys.stderr, flush=True)
+
+    with file_lock(folder / ".lock", on_wait=waiting):
+        yield

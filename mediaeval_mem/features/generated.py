@@ -24,14 +24,13 @@ cached (a repaired file is tried again) and the other videos go on.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from mediaeval_mem.core.errors import ConfigError, DataError, DecodeError
-from mediaeval_mem.core.io import atomic_write_json, file_lock
+from mediaeval_mem.core.io import atomic_write_json, keyed_folder
 from mediaeval_mem.core.paths import runs_dir
 from mediaeval_mem.core.progress import progress_bar
 from mediaeval_mem.core.runtime import autocast, resolve_device, resolve_dtype
@@ -135,13 +134,7 @@ def generate_captions(items: list[VideoItem], opts: CaptionOptions, device: torc
     missing = [it for it in items if not _take(out, it, folder)]
     if not missing:
         return out
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / "key.json", described)
-
-    def waiting():
-        print(f"waiting: another process is writing captions into {folder}", file=sys.stderr, flush=True)
-
-    with file_lock(folder / ".lock", on_wait=waiting):
+    with keyed_folder(folder, described, "writing captions"):
         todo = [it for it in missing if not _take(out, it, folder)]  # another process may have done them meanwhile
         if not todo:
             return out
