@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from mediaeval_mem.features import pixels_for  # the public name; loads features/pixels.py
-from mediaeval_mem.video.footage import FootageSpec, write_footage
+from mediaeval_mem.video.footage import FootageSpec
+
+from footage_media import raw_frames, write_all
 
 SPECS = {
     "1920x1080-h264-audio": FootageSpec("coffee", 1920, 1080, "h264", frames=6, audio=True),
@@ -29,25 +31,12 @@ CLIPS = {"clip-vit-b32": 224, "clip-vit-l14-336": 336}
 @pytest.fixture(scope="module")
 def footage(tmp_path_factory):
     root = tmp_path_factory.mktemp("footage")
-    return {name: write_footage(root / f"{name}{spec.suffix}", spec) for name, spec in SPECS.items()}
-
-
-def _raw_frames(path, backend: str) -> np.ndarray:
-    """(T, H, W, 3) uint8 at full size, straight from the decoder library (not through the harness)."""
-    if backend == "decord":
-        import decord
-
-        vr = decord.VideoReader(str(path))
-        return vr.get_batch(list(range(len(vr)))).asnumpy()
-    import av
-
-    with av.open(str(path)) as c:
-        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    return write_all(root, SPECS)
 
 
 def _decodes(path, backend: str) -> bool:
     try:
-        _raw_frames(path, backend)
+        raw_frames(path, backend)
         return True
     except Exception:
         return False
@@ -65,7 +54,7 @@ def test_clip_pixels_match_clip_image_processor(footage, video, encoder, backend
     size = CLIPS[encoder]
     processor = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
     ref = processor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})(
-        images=list(_raw_frames(path, backend)), return_tensors="np")["pixel_values"]
+        images=list(raw_frames(path, backend)), return_tensors="np")["pixel_values"]
     ours = pixels_for(encoder, path, backend=backend).numpy()
     assert ours.shape == ref.shape == (SPECS[video].frames, 3, size, size)
     diff = np.abs(ours - ref)
@@ -81,7 +70,7 @@ def test_i3d_pixels_match_its_stated_transform(footage, video, backend):
     if not _decodes(path, backend):
         pytest.skip(f"{backend} cannot read {path.suffix} as encoded here")
     ref = []
-    for frame in _raw_frames(path, backend):
+    for frame in raw_frames(path, backend):
         img = Image.fromarray(frame)
         w, h = img.size
         tw, th = (int(224 * w / h), 224) if h <= w else (224, int(224 * h / w))
@@ -102,7 +91,7 @@ def test_the_decoders_own_scalers_were_not_faithful(footage):
     path = footage["1280x720-vp9-audio"]
     processor = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
     ref = processor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})(
-        images=list(_raw_frames(path, "pyav")), return_tensors="np")["pixel_values"]
+        images=list(raw_frames(path, "pyav")), return_tensors="np")["pixel_values"]
     import av
 
     t = ImageTransform(224, 224)

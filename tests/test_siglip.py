@@ -16,7 +16,9 @@ from mediaeval_mem.encoders import ENCODERS, encoder_recipe
 from mediaeval_mem.encoders.preprocess import ImageTransform
 from mediaeval_mem.features import pixels_for
 from mediaeval_mem.features.extract import extract_features
-from mediaeval_mem.video.footage import FootageSpec, write_footage
+from mediaeval_mem.video.footage import FootageSpec
+
+from footage_media import raw_frames, write_all
 
 # A subset of tests/test_fidelity.py's footage: the full-HD one, a portrait one, one below both model sizes.
 SPECS = {
@@ -31,20 +33,7 @@ CAPTIONS = ["a bright disc over a dark background", "", "an unforgettable scene"
 @pytest.fixture(scope="module")
 def footage(tmp_path_factory):
     root = tmp_path_factory.mktemp("footage")
-    return {name: write_footage(root / f"{name}{spec.suffix}", spec) for name, spec in SPECS.items()}
-
-
-def _raw_frames(path, backend: str) -> np.ndarray:
-    """(T, H, W, 3) uint8 at full size, straight from the decoder library (not through the harness)."""
-    if backend == "decord":
-        import decord
-
-        vr = decord.VideoReader(str(path))
-        return vr.get_batch(list(range(len(vr)))).asnumpy()
-    import av
-
-    with av.open(str(path)) as c:
-        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    return write_all(root, SPECS)
 
 
 def _siglip_processor(size: int, resample: int = 2):
@@ -67,7 +56,7 @@ def _siglip_processor(size: int, resample: int = 2):
 def test_siglip_pixels_match_siglip_image_processor(footage, video, encoder, backend):
     path = footage[video]
     try:
-        raw = _raw_frames(path, backend)
+        raw = raw_frames(path, backend)
     except Exception:
         pytest.skip(f"{backend} cannot read {path.suffix} as encoded here (extraction falls back to PyAV)")
     size = SIZES[encoder]

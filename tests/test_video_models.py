@@ -14,7 +14,9 @@ from mediaeval_mem.core.errors import WeightsError
 from mediaeval_mem.encoders import ENCODERS, build_encoder, encoder_recipe
 from mediaeval_mem.encoders.video_models import IMAGENET_MEAN, IMAGENET_STD, clip_frames
 from mediaeval_mem.features import pixels_for
-from mediaeval_mem.video.footage import FootageSpec, write_footage
+from mediaeval_mem.video.footage import FootageSpec
+
+from footage_media import raw_frames, write_all
 
 STAND_INS = {"vjepa2-demo": "vjepa2-vitl-256", "videomae-demo": "videomae-base", "xclip-demo": "xclip-base-p32"}
 
@@ -38,15 +40,7 @@ FOOTAGE = {
 @pytest.fixture(scope="module")
 def footage(tmp_path_factory):
     root = tmp_path_factory.mktemp("footage")
-    return {name: write_footage(root / f"{name}{spec.suffix}", spec) for name, spec in FOOTAGE.items()}
-
-
-def _raw_frames(path) -> np.ndarray:
-    """(T, H, W, 3) uint8 at full size, straight from PyAV (not through the harness)."""
-    import av
-
-    with av.open(str(path)) as c:
-        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    return write_all(root, FOOTAGE)
 
 
 def _processor(encoder: str):
@@ -69,7 +63,7 @@ def _processor(encoder: str):
 @pytest.mark.parametrize("video", sorted(FOOTAGE))
 def test_pixels_match_the_checkpoints_own_processor(footage, video, encoder):
     path = footage[video]
-    ref = np.asarray(_processor(encoder)(list(_raw_frames(path)), return_tensors="np")["pixel_values"])[0]  # (T, 3, S, S)
+    ref = np.asarray(_processor(encoder)(list(raw_frames(path)), return_tensors="np")["pixel_values"])[0]  # (T, 3, S, S)
     ours = pixels_for(encoder, path, backend="pyav").numpy()
     size = 256 if encoder.startswith("vjepa2") else 224
     assert ours.shape == ref.shape == (FOOTAGE[video].frames, 3, size, size)
@@ -83,7 +77,7 @@ def test_vjepa2_pixels_match_vjepa2_video_processor_itself(footage):
     from transformers import VJEPA2VideoProcessor
 
     path = footage["1280x720-vp9"]
-    ref = VJEPA2VideoProcessor()(videos=[_raw_frames(path)], return_tensors="np")["pixel_values_videos"][0]
+    ref = VJEPA2VideoProcessor()(videos=[raw_frames(path)], return_tensors="np")["pixel_values_videos"][0]
     ours = pixels_for("vjepa2-vitl-256", path, backend="pyav").numpy()
     assert ours.shape == ref.shape and np.abs(ours - ref).mean() < 0.005
 

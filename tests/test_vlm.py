@@ -13,7 +13,9 @@ import torch
 from mediaeval_mem.core.errors import WeightsError
 from mediaeval_mem.encoders import ENCODERS, encoder_recipe
 from mediaeval_mem.encoders.vlm import QWEN_ARCHS, VideoTransform, chat, vlm_source
-from mediaeval_mem.video.footage import FootageSpec, write_footage
+from mediaeval_mem.video.footage import FootageSpec
+
+from footage_media import raw_frames, write_all
 
 REPO = Path(__file__).resolve().parent.parent
 # Realistic footage (real photographs, camera motion, grain), at sizes that take each of smart_resize's branches:
@@ -28,7 +30,7 @@ SPECS = {
 @pytest.fixture(scope="module")
 def footage(tmp_path_factory):
     root = tmp_path_factory.mktemp("footage")
-    return {name: write_footage(root / f"{name}{spec.suffix}", spec) for name, spec in SPECS.items()}
+    return write_all(root, SPECS)
 
 
 @pytest.mark.parametrize("video", sorted(SPECS))
@@ -41,14 +43,12 @@ def test_video_pixels_match_qwen_processor(footage, video):
     (first and last frame): mean |diff| 2.9e-5 to 3.6e-5 (1280x720), 5.7e-6 to 7.0e-6 (360x640 portrait), 2.8e-5 to
     4.0e-5 (200x112, grown), in normalised units: bicubic rounding on uint8, well inside 0.005.
     """
-    import av
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     from mediaeval_mem.features.pixels import frames_for
 
     t = VideoTransform(128 * 28 * 28, 360 * 420)
-    with av.open(str(footage[video])) as c:
-        raw = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])  # (T, H, W, 3) full size
+    raw = raw_frames(footage[video])  # (T, H, W, 3) full size
     processor = Qwen2VLImageProcessorPil(min_pixels=t.min_pixels, max_pixels=t.max_pixels)
     ours = t.normalize(frames_for(footage[video], t, "all", backend="pyav"))  # what extraction feeds, (T, 3, h, w)
     for i in (0, len(raw) - 1):
