@@ -300,9 +300,10 @@ def _config(name: str, tokenizer=None):
     return Qwen2_5_VLConfig(text_config=text, vision_config=arch["vision"], **extra)
 
 
-def random_vlm(name: str, seed: int = DEMO_SEED):
+def random_vlm(name: str, seed: int = DEMO_SEED, dtype: torch.dtype | None = None):
     """(model, tokenizer): the architecture of `name` with seeded random weights (the demo tokenizer for every size:
-    a random model's vocabulary is its own; the full-size one keeps the checkpoint's vocabulary size)."""
+    a random model's vocabulary is its own; the full-size one keeps the checkpoint's vocabulary size), made in `dtype`
+    (None: fp32), so a bf16 3B never holds an fp32 copy (15 GB) on the way."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     tokenizer = demo_tokenizer()
@@ -313,7 +314,8 @@ def random_vlm(name: str, seed: int = DEMO_SEED):
         cfg.vision_start_token_id, cfg.vision_end_token_id = ids["<|vision_start|>"], ids["<|vision_end|>"]
     torch.manual_seed(seed)
     with quiet_transformers():
-        model = Qwen2_5_VLForConditionalGeneration(cfg)
+        model = (Qwen2_5_VLForConditionalGeneration(cfg) if dtype in (None, torch.float32)
+                 else Qwen2_5_VLForConditionalGeneration._from_config(cfg, dtype=dtype))
     return model.eval(), tokenizer
 
 
@@ -371,8 +373,8 @@ class VlmSource:
     def load(self, **load_args) -> QwenVL:
         """The model, tokenizer and preprocessing; `load_args` go to from_pretrained (random weights: `dtype` only)."""
         if self.folder is None:
-            model, tokenizer = random_vlm(self.name)
-            return QwenVL(model.to(load_args.get("dtype", torch.float32)), tokenizer, self.transform)
+            model, tokenizer = random_vlm(self.name, dtype=load_args.get("dtype"))
+            return QwenVL(model, tokenizer, self.transform)
         return load_vlm_folder(self.name, self.folder, self.transform.max_pixels, **load_args)
 
 
