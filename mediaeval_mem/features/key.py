@@ -58,15 +58,15 @@ def repair_command(split_folder: Path) -> str:
     return cmd  # plus the --weights it was made with, if any: the key holds only their digest
 
 
+NOT_SOURCE_ARGS = ("name", "weights", "preprocess")
+
+
 def _source_flags(source: dict) -> str:
     """The `mem extract` flags of a text source as its key describes it (its weights aside: the key holds their digest)."""
     import json
-    from dataclasses import fields
     from shlex import quote
 
     import yaml
-
-    from mediaeval_mem.features.captions import TEXT_SOURCES  # here: captions.py imports the store, which imports this
 
     if source["name"] == "speech":
         return (f"--source speech --transcriber {source['transcriber']} "
@@ -75,5 +75,7 @@ def _source_flags(source: dict) -> str:
     def value(v) -> str:  # as YAML reads it back: a text that would read as something else is written as JSON
         return v if isinstance(v, str) and yaml.safe_load(v) == v else json.dumps(v)
 
-    settings = [f.name for f in fields(TEXT_SOURCES[source["name"]]) if f.name != "weights" and f.name in source]
+    # every setting the key records is a source_arg, but its name, its weights (a digest here) and what the weights
+    # fix (their preprocessing): not TEXT_SOURCES' fields, which would import captions.py, which imports this module
+    settings = [k for k in source if k not in NOT_SOURCE_ARGS]
     return f"--source {source['name']} " + "".join(f"--source-arg {quote(f'{k}={value(source[k])}')} " for k in settings)
