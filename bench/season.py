@@ -1,13 +1,13 @@
 """A competition season on the CPU, measured stage by stage: data the size of Memento10k's and VideoMem's times S.
 
     .venv/bin/python bench/season.py --scale 0.05                      # 350/75/75 videos per dataset
-    .venv/bin/python bench/season.py --scale 0.01 --folds 5 --seeds 3 --workdir /tmp/season
+    .venv/bin/python bench/season.py --scale 0.01 --folds 5 --seeds 3 --workdir /tmp/season   # default runs/season
     .venv/bin/python bench/season.py --scale 0.01 --stages generate,data-check,extract-frames
 
 The data are the two demo datasets (datasets/synthetic.py) with the real counts times S: Memento10k 7,000 train,
 1,500 dev, 1,500 test clips of 3 s with 5 captions each; VideoMem the same counts of 7 s clips with one caption
-(about one in twelve without). They are generated in parallel (one process per core) into <workdir>/data and kept
-there: a later call at the same scale and seed reuses them. Each call then runs the protocol of the README's "The
+(about one in twelve without). They are generated in parallel (one process per core) into <workdir>/data-s<S>-seed<seed>
+and kept there: a later call at the same scale and seed reuses them. Each call then runs the protocol of the README's "The
 protocol that wins" on subtask 1 with the demo's tiny stand-ins (clip-demo frames, clip-demo-text captions), each
 stage a `mem` command in a child process, against a fresh runs folder (<workdir>/season-<time>/runs: its MLflow
 store and feature cache start empty, so every stage does its whole work):
@@ -128,7 +128,7 @@ def check_package(submissions: Path, data: Path, env: dict) -> int:
 
 def run_season(args: argparse.Namespace) -> dict:
     work = Path(args.workdir).resolve()
-    data = work / "data"
+    data = work / f"data-s{args.scale:g}-seed{args.seed}"  # one folder per scale: another scale's files never mix in
     stamp = time.strftime("%Y%m%d-%H%M%S")
     season = work / f"season-{stamp}"
     runs, submissions, logs = season / "runs", season / "submissions", season / "logs"
@@ -138,7 +138,7 @@ def run_season(args: argparse.Namespace) -> dict:
     seeds = [str(s) for s in range(args.seeds)]
     root = ["--data-root", str(data)]
     figures: dict = {"scale": args.scale, "folds": args.folds, "seeds": args.seeds, "cores": len(os.sched_getaffinity(0)),
-                     "loadavg_start": round(os.getloadavg()[0], 2), "workdir": str(season), "stages": {}}
+                     "loadavg_start": round(os.getloadavg()[0], 2), "workdir": str(season), "data": str(data), "stages": {}}
     marker = {"scale": args.scale, "seed": args.seed, "counts": {k: list(v) for k, v in REAL_COUNTS.items()}}
     ids: dict[str, str] = {}
 
@@ -210,7 +210,8 @@ def run_season(args: argparse.Namespace) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", type=float, required=True, help="S: the real counts times S (1 = the real size)")
-    ap.add_argument("--workdir", default="season-work", help="data (kept) and each season's runs (default ./season-work)")
+    ap.add_argument("--workdir", default="runs/season",
+                    help="the data (kept for the next call) and each season's runs (default runs/season)")
     ap.add_argument("--seeds", type=int, default=3, help="seeds of each cross-validation (default 3)")
     ap.add_argument("--folds", type=int, default=5, help="K of each cross-validation (default 5)")
     ap.add_argument("--seed", type=int, default=0, help="the data's seed (default 0)")

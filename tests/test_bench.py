@@ -79,7 +79,7 @@ def test_bench_season_runs_every_stage_and_packages_valid_run_files(tmp_path):
     manifest = json.loads((season / "submissions" / "season-subtask1-manifest.json").read_text())
     assert [r["run_id"] for r in manifest["runs"]] == [figures["run_ids"][k] for k in
                                                         ("ensemble", "refit", "cv-fused", "cv-video", "ridge")]
-    ids = [it.video_id for it in open_dataset("memento10k", work / "data").split("test")]
+    ids = [it.video_id for it in open_dataset("memento10k", figures["data"]).split("test")]
     for r in manifest["runs"]:
         preds = read_predictions((season / "submissions" / r["file"]).read_text(), r["file"], tuple(manifest["columns"][1:]))
         assert validate_predictions(preds, ids) == [] and len(preds) == 6
