@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import colorsys
 import csv
+import dataclasses
 import shutil
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,9 +124,17 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def _render_and_write(path: Path, seed: int, vid: int, brightness: float, disc: float, hue: float, n_frames: int,
+                      size: tuple[int, int], spec: DemoSpec) -> None:
+    clip_rng = np.random.default_rng([seed, vid])  # per clip, so skipping one keeps the rest the same
+    frames = render_clip(clip_rng, brightness, disc, hue, n_frames, *size)
+    write_video(path, frames, spec.codec, dict(spec.options))
+
+
 def generate_dataset(root: Path, spec: DemoSpec, seed: int, noise: float, scale: float = 1.0,
-                     size: tuple[int, int] = (WIDTH, HEIGHT)) -> dict[str, int]:
-    """Write one synthetic dataset under root/spec.folder; returns videos per split."""
+                     size: tuple[int, int] = (WIDTH, HEIGHT), pool: Executor | None = None) -> dict[str, int]:
+    """Write one synthetic dataset under root/spec.folder; returns videos per split. With `pool` (processes), the
+    clips are rendered and encoded there, the same files (each clip has its own seeded draws)."""
     rng = np.random.default_rng(seed)
     n_frames = int(round(spec.seconds * FPS))
     vid = spec.first_id
@@ -133,7 +143,7 @@ def generate_dataset(root: Path, spec: DemoSpec, seed: int, noise: float, scale:
         n = max(2, int(round(n * scale)))
         folder = root / spec.folder / f"{split}_set"
         (folder / "Videos").mkdir(parents=True, exist_ok=True)
-        scores, urls, descs = [], [], []
+        scores, urls, descs, pending = [], [], [], []
         for _ in range(n):
             brightness, disc, hue = rng.uniform(0, 1, 3)
             text_rng = np.random.default_rng([seed, vid, 1])  # apart from `rng`: the clips' draws stay as they were
@@ -142,14 +152,18 @@ def generate_dataset(root: Path, spec: DemoSpec, seed: int, noise: float, scale:
             raw = float(np.clip(score - 0.1 + rng.normal(0, 0.02), 0, 1))
             path = folder / "Videos" / f"{vid:05d}{spec.ext}"
             if not path.exists():  # a rerun after an interruption only writes what is missing
-                clip_rng = np.random.default_rng([seed, vid])  # per clip, so skipping one keeps the rest the same
-                frames = render_clip(clip_rng, brightness, disc, hue, n_frames, *size)
-                write_video(path, frames, spec.codec, dict(spec.options))
+                clip = (path, seed, vid, brightness, disc, hue, n_frames, size, spec)
+                if pool is None:
+                    _render_and_write(*clip)
+                else:
+                    pending.append(pool.submit(_render_and_write, *clip))
             scores.append([vid, f"{raw:.6f}", f"{score:.6f}"])
             urls.append([vid, f"https://example.invalid/{spec.folder}/{vid:05d}{spec.ext}"])
             if text_rng.random() >= spec.uncaptioned:
                 descs += [[vid, c] for c in demo_captions(text_rng, brightness, story, spec.captions)]
             vid += 1
+        for f in pending:
+            f.result()  # a clip that failed raises here, before its split's CSVs are written
         if split != "test":
             _write_csv(folder / f"{split}_scores.csv", ["video_id", "scores_raw_short_term", "scores_normalized_short_term"], scores)
         _write_csv(folder / f"{split}_video_urls.csv", ["video_id", "video_url"], urls)
@@ -159,18 +173,31 @@ def generate_dataset(root: Path, spec: DemoSpec, seed: int, noise: float, scale:
 
 
 def generate_demo_data(root: Path, seed: int = 0, noise: float = 0.03, scale: float = 1.0,
-                       force: bool = False) -> dict[str, dict[str, int]]:
+                       force: bool = False, counts: dict[str, tuple[int, int, int]] | None = None,
+                       workers: int = 1) -> dict[str, dict[str, int]]:
     """Generate both demo datasets under `root`; `scale` shrinks the split sizes (tests use ~0.1).
 
+    `counts` replaces a dataset's (train, dev, test) before scaling (e.g. the real 7000, 1500, 1500 for
+    bench/season.py); `workers` > 1 renders and encodes the clips in that many processes (the same files).
     Deterministic for a given seed: a second call rewrites the CSVs identically and skips videos that exist.
     `mem demo-data` (experiments/demo.py `make_demo_data`) also writes the demo profile's I3D stand-ins.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(root / DEMO_MARKER, {"made_by": "mem demo-data", "seed": seed, "scale": scale, "noise": noise})
-    out = {}
-    for i, (name, spec) in enumerate(DEMO_SPECS.items()):
-        if force and (root / spec.folder).exists():
-            shutil.rmtree(root / spec.folder)
-        out[name] = generate_dataset(root, spec, seed + 1000 * i, noise, scale)
-    return out
+    marker = {"made_by": "mem demo-data", "seed": seed, "scale": scale, "noise": noise}
+    if counts:
+        marker["counts"] = {k: list(v) for k, v in counts.items()}  # only when set: the demo's marker stays as it was
+    atomic_write_json(root / DEMO_MARKER, marker)
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        out = {}
+        for i, (name, spec) in enumerate(DEMO_SPECS.items()):
+            if force and (root / spec.folder).exists():
+                shutil.rmtree(root / spec.folder)
+            if counts and name in counts:
+                spec = dataclasses.replace(spec, counts=tuple(counts[name]))
+            out[name] = generate_dataset(root, spec, seed + 1000 * i, noise, scale, pool=pool)
+        return out
+    finally:
+        if pool is not None:
+            pool.shutdown()
