@@ -23,7 +23,6 @@ cached (a repaired file is tried again) and the other videos go on.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from mediaeval_mem.datasets import DatasetIndex, VideoItem, open_dataset
 from mediaeval_mem.encoders.vlm import QWEN_ARCHS, FrameSizeError, VlmSource, vlm_source
 from mediaeval_mem.features.pixels import frames_for
 from mediaeval_mem.features.transcripts import audio_id as file_id  # a file's identity: path, size, mtime
+from mediaeval_mem.features.transcripts import cached_text  # the per-video record of a text cache
 from mediaeval_mem.video import Sampling
 
 CAPTION_PROMPT = "Describe this video in one sentence."
@@ -96,20 +96,12 @@ def captions_dir(described: dict) -> Path:
     return runs_dir() / "captions" / described["model"] / digest(described, 12)
 
 
-def _cached(folder: Path, fid: str) -> dict | None:
-    try:
-        rec = json.loads((folder / f"{fid}.json").read_text())
-        return rec if isinstance(rec, dict) and isinstance(rec.get("text"), str) else None
-    except (OSError, ValueError):
-        return None  # not there, or unreadable: captioned again
-
-
 def _take(out: Captions, it: VideoItem, folder: Path, rec: dict | None = None) -> bool:
     """Put video `it`'s caption (`rec`, else the cached one) into `out`; False where there is none yet."""
     if it.path is None or not Path(it.path).is_file():
         out.failed[it.video_id] = f"{it.path}: video file not found"
         return True
-    rec = rec or _cached(folder, file_id(it.path))
+    rec = rec or cached_text(folder, file_id(it.path))
     if rec is None:
         return False
     out.texts[it.video_id] = rec["text"]

@@ -92,14 +92,16 @@ def transcripts_dir(described: dict) -> Path:
     return runs_dir() / "transcripts" / described["transcriber"] / digest(described, 12)
 
 
-def _cached(folder: Path, aid: str) -> dict | None:
+def cached_text(folder: Path, fid: str) -> dict | None:
+    """The record {"text": ...} a per-video text cache (transcripts, generated captions) holds for file id `fid`;
+    None where there is none or it is unreadable (then it is made again)."""
     import json
 
     try:
-        rec = json.loads((folder / f"{aid}.json").read_text())
+        rec = json.loads((folder / f"{fid}.json").read_text())
         return rec if isinstance(rec, dict) and isinstance(rec.get("text"), str) else None
     except (OSError, ValueError):
-        return None  # not there, or unreadable: transcribed again
+        return None
 
 
 @with_threads("encode")  # Whisper's encoder is a large batched product: every core this process may use
@@ -142,7 +144,7 @@ def _take(out: Transcripts, it: VideoItem, folder: Path, rec: dict | None = None
     if it.path is None or not Path(it.path).is_file():
         out.failed[it.video_id] = f"{it.path}: video file not found"
         return True
-    rec = rec or _cached(folder, audio_id(it.path))
+    rec = rec or cached_text(folder, audio_id(it.path))
     if rec is None:
         return False
     out.texts[it.video_id] = rec["text"]
