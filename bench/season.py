@@ -40,19 +40,22 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import print_table  # noqa: E402
+from season_plan import exponents, plan  # noqa: E402
 
-MEM = [sys.executable, "-m", "mediaeval_mem"]
+MEM = [sys.executable, "-m", "mediaeval_mem"]  # with --profile, run under cProfile instead (see stage())
 REAL_COUNTS = {"memento10k": (7000, 1500, 1500), "videomem": (7000, 1500, 1500)}  # train, dev, test (DESIGN.md)
 STAGES = ("generate", "data-check", "extract-frames", "extract-captions", "cv-video", "cv-fused", "ridge",
           "ensemble", "refit", "results", "package")
 PAIR = ["--train", "memento10k", "--test", "memento10k"]
 VIDEO, FUSED = str(REPO / "configs" / "demo.yaml"), str(REPO / "configs" / "demo-fused.yaml")
+PAPER, TEXT_FUSED = str(REPO / "configs" / "paper-best.yaml"), str(REPO / "configs" / "text" / "fused.yaml")
 RUN_ID = r"([0-9a-f]{32})"
 TEAM = "season"
 
@@ -126,9 +129,40 @@ def check_package(submissions: Path, data: Path, env: dict) -> int:
     return got["runs"]
 
 
-def run_season(args: argparse.Namespace) -> dict:
+@dataclass(frozen=True)
+class Profile:
+    """What a season extracts and trains: the demo's tiny stand-ins on the CPU, or the real architectures with random
+    weights on a device (--device: the plan's rates)."""
+
+    frames: list[str]  # mem extract arguments of the frame stream
+    captions: list[str]  # ... of the caption stream
+    video: list[str]  # config and --set arguments of the paper's model
+    fused: list[str]  # ... of the fused model
+    cv: list[str]  # extra mem cv arguments (runs sharing a GPU)
+
+
+DEMO = Profile(["--encoder", "clip-demo"], ["--encoder", "clip-demo-text"], [VIDEO], [FUSED], [])
+
+
+def real_profile(device: str, share: int) -> Profile:
+    """The paper's best model and the fused one (configs/paper-best.yaml, configs/text/fused.yaml) with CLIP
+    L/14-336's full-size towers, random weights, on `device`; `share` > 1: cv folds share the card through Ray."""
+    random, dev = ["--weights", "random", "--device", device], ["--set", f"train.device={device}"]
+    cv = ["--ray", "--ray-gpus", f"{1 / share:g}"] if share > 1 else []
+    return Profile(["--encoder", "clip-vit-l14-336", *random], ["--encoder", "clip-vit-l14-336-text", *random],
+                   [PAPER, "--set", "model.streams.0.weights=random", *dev],
+                   [TEXT_FUSED, "--set", "model.streams.0.weights=random", "--set", "model.streams.1.weights=random", *dev],
+                   cv)
+
+
+def config_args(spec: list[str]) -> list[str]:
+    """A profile's config and its --set overrides as `mem run` takes them (--config PATH ...)."""
+    return ["--config", *spec]
+
+
+def run_season(args: argparse.Namespace, scale: float, profile: Profile = DEMO) -> dict:
     work = Path(args.workdir).resolve()
-    data = work / f"data-s{args.scale:g}-seed{args.seed}"  # one folder per scale: another scale's files never mix in
+    data = work / f"data-s{scale:g}-seed{args.seed}"  # one folder per scale: another scale's files never mix in
     stamp = time.strftime("%Y%m%d-%H%M%S")
     season = work / f"season-{stamp}"
     runs, submissions, logs = season / "runs", season / "submissions", season / "logs"
@@ -137,12 +171,17 @@ def run_season(args: argparse.Namespace) -> dict:
     stages = [s for s in STAGES if s in args.stages]
     seeds = [str(s) for s in range(args.seeds)]
     root = ["--data-root", str(data)]
-    figures: dict = {"scale": args.scale, "folds": args.folds, "seeds": args.seeds, "cores": len(os.sched_getaffinity(0)),
+    figures: dict = {"scale": scale, "folds": args.folds, "seeds": args.seeds, "epochs_trained": args.epochs,
+                     "device": getattr(args, "device", None) or "cpu",
+                     "cores": len(os.sched_getaffinity(0)), "profile": "demo" if profile is DEMO else profile.frames[1],
                      "loadavg_start": round(os.getloadavg()[0], 2), "workdir": str(season), "data": str(data), "stages": {}}
-    marker = {"scale": args.scale, "seed": args.seed, "counts": {k: list(v) for k, v in REAL_COUNTS.items()}}
+    marker = {"scale": scale, "seed": args.seed, "counts": {k: list(v) for k, v in REAL_COUNTS.items()}}
     ids: dict[str, str] = {}
+    epochs = [] if args.epochs is None else ["--set", f"train.epochs={args.epochs}"]
 
     def stage(name: str, cmd: list[str]) -> str:
+        if args.cprofile and cmd[:3] == MEM:  # the same command under cProfile: logs/<stage>.prof
+            cmd = [sys.executable, "-m", "cProfile", "-o", str(logs / f"{name}.prof"), *cmd[1:]]
         print(f"{name} ...", file=sys.stderr, flush=True)
         f, text = timed(cmd, env, logs / f"{name}.log")
         figures["stages"][name] = f
@@ -154,29 +193,29 @@ def run_season(args: argparse.Namespace) -> dict:
             if cached(data, marker):
                 figures["stages"]["generate"] = {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss_mb": 0.0, "cached": True}
             else:
-                stage("generate", generate_command(data, args.scale, args.seed, figures["cores"]))
+                stage("generate", generate_command(data, scale, args.seed, figures["cores"]))
                 (data / "season-data.json").write_text(json.dumps(marker))
         if not cached(data, marker):
-            raise StageFailed(f"no data at scale {args.scale} in {data}: run the generate stage first")
+            raise StageFailed(f"no data at scale {scale} in {data}: run the generate stage first")
         figures["videos"] = {name: {split: sum(1 for _ in (data / name / f"{split}_set" / "Videos").iterdir())
                                     for split in ("train", "dev", "test")} for name in REAL_COUNTS}
         if "data-check" in stages:
             stage("data-check", [*MEM, "data", "check", *root])
         if "extract-frames" in stages:
-            stage("extract-frames", [*MEM, "extract", "--dataset", "memento10k", "--encoder", "clip-demo", *root, "--quiet"])
+            stage("extract-frames", [*MEM, "extract", "--dataset", "memento10k", *profile.frames, *root, "--quiet"])
         if "extract-captions" in stages:
-            stage("extract-captions", [*MEM, "extract", "--dataset", "memento10k", "--encoder", "clip-demo-text", *root,
-                                       "--quiet"])
+            stage("extract-captions", [*MEM, "extract", "--dataset", "memento10k", *profile.captions, *root, "--quiet"])
         parent = r"parent run " + RUN_ID
         if "cv-video" in stages:
-            ids["cv-video"] = one_id(parent, stage("cv-video", [*MEM, "cv", VIDEO, "--train", "memento10k", "--folds",
-                                                                 str(args.folds), "--seeds", *seeds, *root, "--quiet"]), "cv parent")
+            ids["cv-video"] = one_id(parent, stage("cv-video", [*MEM, "cv", *profile.video, "--train", "memento10k", "--folds",
+                                                                 str(args.folds), "--seeds", *seeds, *epochs, *profile.cv, *root, "--quiet"]), "cv parent")
         if "cv-fused" in stages:
-            ids["cv-fused"] = one_id(parent, stage("cv-fused", [*MEM, "cv", FUSED, "--train", "memento10k", "--folds",
-                                                                 str(args.folds), "--seeds", *seeds, *root, "--quiet"]), "cv parent")
+            ids["cv-fused"] = one_id(parent, text := stage("cv-fused", [*MEM, "cv", *profile.fused, "--train", "memento10k", "--folds",
+                                                                 str(args.folds), "--seeds", *seeds, *epochs, *profile.cv, *root, "--quiet"]), "cv parent")
+            figures["refit_epochs"] = int(one_id(r"median (\d+)", text, "refit epochs"))  # what the refit trains
         if "ridge" in stages:
             ids["ridge"] = one_id(r"logged to MLflow experiment .*?, run " + RUN_ID, stage("ridge", [
-                *MEM, "run", *PAIR, "--config", VIDEO, "--set", "model.head=ridge", "--set",
+                *MEM, "run", *PAIR, *config_args(profile.video), "--set", "model.head=ridge", "--set",
                 "model.streams.0.aggregator=avg", *root, "--quiet"]), "ridge")
         if "ensemble" in stages:
             members = [ids[k] for k in ("cv-video", "cv-fused") if k in ids]
@@ -188,7 +227,7 @@ def run_season(args: argparse.Namespace) -> dict:
             if "cv-fused" not in ids:
                 raise StageFailed("the refit needs the cv-fused stage")
             ids["refit"] = one_id(r"logged to MLflow experiment .*?, run " + RUN_ID, stage("refit", [
-                *MEM, "run", *PAIR, "--config", FUSED, "--refit", ids["cv-fused"], *root, "--quiet"]), "refit")
+                *MEM, "run", *PAIR, *config_args(profile.fused), "--refit", ids["cv-fused"], *root, "--quiet"]), "refit")
         if "results" in stages:
             stage("results", [*MEM, "results"])
         if "package" in stages:
@@ -207,31 +246,77 @@ def run_season(args: argparse.Namespace) -> dict:
     return figures
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", type=float, required=True, help="S: the real counts times S (1 = the real size)")
-    ap.add_argument("--workdir", default="runs/season",
-                    help="the data (kept for the next call) and each season's runs (default runs/season)")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds of each cross-validation (default 3)")
-    ap.add_argument("--folds", type=int, default=5, help="K of each cross-validation (default 5)")
-    ap.add_argument("--seed", type=int, default=0, help="the data's seed (default 0)")
-    ap.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)} (default all)")
-    args = ap.parse_args()
-    args.stages = args.stages.split(",")
-    unknown = [s for s in args.stages if s not in STAGES]
-    if unknown or args.scale <= 0 or args.seeds < 1 or args.folds < 2:
-        ap.error(f"unknown stage {unknown[0]} (one of {', '.join(STAGES)})" if unknown else
-                 "--scale must be > 0, --seeds >= 1, --folds >= 2")
-    figures = run_season(args)
+def print_season(figures: dict) -> None:
     rows = [(name, f"{f['wall_s']:8.1f} s wall {f['cpu_s']:8.1f} s CPU {f['peak_rss_mb']:8.0f} MB peak"
              + (" (cached)" if f.get("cached") else "")) for name, f in figures["stages"].items()]
     rows.append(("total", f"{figures['total_wall_s']:8.1f} s wall"))
     if "failed" in figures:
         rows.append(("FAILED", figures["failed"]))
     print_table(rows)
-    print(json.dumps(figures))
-    if "failed" in figures:
-        sys.exit(1)
+
+
+def print_plan(seasons: list[dict], epochs: int, seeds: int, measure: str) -> dict:
+    """Each stage's growth exponents and the real-size season's planned time, printed; the plan returned."""
+    growth = exponents(seasons, "wall_s" if measure == "wall_s" and seasons[0].get("device", "cpu") != "cpu" else "cpu_s")
+    planned = plan(seasons, epochs, seeds, measure)
+    print(f"planned real-size season ({planned['videos']:,} Memento10k videos, {epochs} epochs per fold run, "
+          f"{seeds} seeds) from scales {', '.join(f'{s:g}' for s in planned['scales'])}, {measure}:")
+    print_table([(name, f"{p['planned_s'] / 60:8.1f} min {p['share']:6.1%}   fixed {p['fixed_s']:7.1f} s + "
+                  f"{p['per_video_s'] * 1000:8.2f} ms/video x {p['factor']:g}   growth {growth.get(name, '-')}")
+                 for name, p in planned["stages"].items()]
+                + [("total", f"{planned['total_s'] / 3600:8.2f} h")])
+    planned["exponents"] = growth
+    return planned
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", type=float, help="S: the real counts times S (1 = the real size)")
+    ap.add_argument("--workdir", default="runs/season",
+                    help="the data (kept for the next call) and each season's runs (default runs/season)")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds of each cross-validation (default 3)")
+    ap.add_argument("--folds", type=int, default=5, help="K of each cross-validation (default 5)")
+    ap.add_argument("--seed", type=int, default=0, help="the data's seed (default 0)")
+    ap.add_argument("--epochs", type=int, help="train.epochs of both cross-validations (default: the configs'; 2 with "
+                    "--device); the refit trains for the epochs they choose")
+    ap.add_argument("--cprofile", action="store_true", help="run each mem stage under cProfile: <season>/logs/<stage>.prof")
+    ap.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)} (default all)")
+    ap.add_argument("--device", help="plan a real-size season on this device (cuda, cpu): seasons at S and 2S with CLIP "
+                    "L/14-336's real architectures (random weights), each stage fitted, the plan printed")
+    ap.add_argument("--stand-ins", action="store_true", help="with --device: the demo's tiny encoders instead")
+    ap.add_argument("--share", type=int, help="with --device: fold runs sharing the card (mem cv --ray --ray-gpus "
+                    "1/K; default 4 on cuda, 1 on cpu)")
+    ap.add_argument("--plan", nargs="+", metavar="JSON", help="no season: exponents and the plan from these season JSONs")
+    ap.add_argument("--plan-epochs", type=int, default=20, help="epochs a fold run trains in the planned season (20)")
+    ap.add_argument("--plan-seeds", type=int, default=3, help="seeds of the planned cross-validations (3)")
+    args = ap.parse_args()
+    args.stages = args.stages.split(",")
+    unknown = [s for s in args.stages if s not in STAGES]
+    if unknown:
+        ap.error(f"unknown stage {unknown[0]} (one of {', '.join(STAGES)})")
+    if args.plan:
+        seasons = [json.loads(Path(p).read_text()) for p in args.plan]
+        print(json.dumps(print_plan(seasons, args.plan_epochs, args.plan_seeds, "cpu_s")))
+        return
+    if args.scale is None or args.scale <= 0 or args.seeds < 1 or args.folds < 2 or (args.epochs or 1) < 1:
+        ap.error("--scale must be given and > 0, --seeds >= 1, --folds >= 2, --epochs >= 1")
+    if not args.device:
+        figures = run_season(args, args.scale)
+        print_season(figures)
+        print(json.dumps(figures))
+        sys.exit(1 if "failed" in figures else 0)
+    share = args.share or (4 if args.device.startswith("cuda") else 1)
+    profile = DEMO if args.stand_ins else real_profile(args.device, share)
+    args.epochs = args.epochs or 2
+    seasons = []
+    for scale in (args.scale, 2 * args.scale):
+        figures = run_season(args, scale, profile)
+        print_season(figures)
+        if "failed" in figures:
+            print(json.dumps(figures))
+            sys.exit(1)
+        seasons.append(figures)
+    print(json.dumps(print_plan(seasons, args.plan_epochs, args.plan_seeds, "wall_s")))
 
 
 if __name__ == "__main__":
