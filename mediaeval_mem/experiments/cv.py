@@ -58,7 +58,7 @@ from mediaeval_mem.models import HEADS
 from mediaeval_mem.tracking import record
 from mediaeval_mem.tracking.record import Kind, Tag
 from mediaeval_mem.training.batches import LabelledSplit, predict
-from mediaeval_mem.training.bootstrap import bootstrap_interval, per_row
+from mediaeval_mem.training.bootstrap import bootstrap_interval, mse_rows, pearson_rows, spearman_rows
 from mediaeval_mem.training.metrics import evaluate, mse, plcc, srocc
 from mediaeval_mem.training.weights import column_weights
 
@@ -467,9 +467,9 @@ def _summarise(runs: list[FoldRun], pool, report, predicted, parent, evaluate) -
         summary[f"cv_{m}_sd"] = _sd(values)
     y = pool.scores.astype(float)
     oof = np.array([np.mean([r.oof[v] for r in runs if v in r.oof]) for v in pool.ids])  # averaged over seeds
-    for m, fn in (("srocc", srocc), ("plcc", plcc), ("mse", mse)):
+    for m, fn, rows in (("srocc", srocc, spearman_rows), ("plcc", plcc, pearson_rows), ("mse", mse, mse_rows)):
         summary[f"oof_{m}"] = fn(y, oof)
-        summary[f"oof_{m}_ci_low"], summary[f"oof_{m}_ci_high"] = bootstrap_interval(y, oof, per_row(fn))
+        summary[f"oof_{m}_ci_low"], summary[f"oof_{m}_ci_high"] = bootstrap_interval(y, oof, rows)  # all resamples at once
     summary.update(repeat_summary(runs, pool.ids, y))
     dev = np.array([np.mean([r.dev[v] for r in runs]) for v in report.ids])
     test = np.array([np.mean([r.test[v] for r in runs]) for v in predicted.ids])
