@@ -26,7 +26,7 @@ def local_ray(tmp_path_factory):
     ray = pytest.importorskip("ray")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MEM_RUNS_DIR", str(tmp_path_factory.mktemp("ray") / "runs"))
-        ray.init(num_cpus=2, include_dashboard=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False)
         yield RayOptions()  # "local": Ray is already initialised here, so the tasks go to it
         ray.shutdown()
 
