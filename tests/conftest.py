@@ -24,14 +24,15 @@ REPO = Path(__file__).resolve().parent.parent
 # this machine), one after another. The two units may run at once, one on each worker.
 RAY_UNITS = {"test_ray_cluster": "ray-cluster", **{m: "ray-local" for m in (
     "test_cv_grouped_ray", "test_executor", "test_extract_ray", "test_ray", "test_sweep")}}
-# The longest units of work, started first (longest first): a long unit given out last would end last, alone.
-FIRST = ("ray-cluster", "ray-local")
+# The longest units of work (measured), given out first, longest first: a long unit given out last would end last,
+# alone, while the other worker has nothing left to do. The others follow in xdist's order (most tests first).
+FIRST = ("ray-cluster", "ray-local", "test_registry_walk", "test_tracking_store", "test_bench", "test_paper_cuts")
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """`pytest -n 2 --dist loadscope` (make test): a test module runs whole on one worker, so its module-scoped
-    fixtures are built once; the Ray modules are two units of work, given out before the others. Other --dist
+    fixtures are built once; the Ray modules are two units of work; the longest units go out first. Other --dist
     modes are xdist's own."""
     if config.getvalue("dist") != "loadscope":
         return None
@@ -43,9 +44,9 @@ def pytest_xdist_make_scheduler(config, log):
             return RAY_UNITS.get(Path(module).stem, module)
 
         def _assign_work_unit(self, node) -> None:
-            for scope in reversed(FIRST):  # xdist's queue is ordered by test count; these go out first
-                if scope in self.workqueue:
-                    self.workqueue.move_to_end(scope, last=False)
+            rank = {unit: i for i, unit in enumerate(FIRST)}  # a unit is a module's path or a Ray unit's name
+            for scope in sorted((s for s in self.workqueue if Path(s).stem in rank), key=lambda s: -rank[Path(s).stem]):
+                self.workqueue.move_to_end(scope, last=False)  # to the front of the queue, FIRST's first in front
             super()._assign_work_unit(node)
 
     return ModuleScheduling(config, log)
