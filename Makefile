@@ -29,7 +29,7 @@ lint: venv-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
-# Two pytest-xdist workers; a test module runs whole on one, the Ray modules together on one (tests/conftest.py).
+# Two pytest-xdist workers; a test module runs whole on one, the Ray modules in two units, the longest first (tests/conftest.py).
 test: lint
 	$(PY) -m pytest -q -n 2 --dist loadscope
 

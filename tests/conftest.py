@@ -19,15 +19,21 @@ DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent
 
 
-# Modules whose tests start Ray (a local cluster, or nodes of their own): under pytest-xdist they run on one worker,
-# one after another, so that two Ray clusters never share the two cores at once.
-RAY_MODULES = {"test_cv_grouped_ray", "test_executor", "test_extract_ray", "test_ray", "test_ray_cluster", "test_sweep"}
+# Modules whose tests start Ray, in two units of work for pytest-xdist: the two-node cluster of test_ray_cluster
+# (its own temp dirs and ports) and the modules that start a local Ray (`address="local"`: never a cluster found on
+# this machine), one after another. The two units may run at once, one on each worker.
+RAY_UNITS = {"test_ray_cluster": "ray-cluster", **{m: "ray-local" for m in (
+    "test_cv_grouped_ray", "test_executor", "test_extract_ray", "test_ray", "test_sweep")}}
+# The longest units of work (measured), given out first, longest first: a long unit given out last would end last,
+# alone, while the other worker has nothing left to do. The others follow in xdist's order (most tests first).
+FIRST = ("ray-cluster", "ray-local", "test_registry_walk", "test_tracking_store", "test_bench", "test_paper_cuts")
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """`pytest -n 2 --dist loadscope` (make test): a test module runs whole on one worker, so its module-scoped
-    fixtures are built once, and the Ray modules are one unit of work. Other --dist modes are xdist's own."""
+    fixtures are built once; the Ray modules are two units of work; the longest units go out first. Other --dist
+    modes are xdist's own."""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
@@ -35,7 +41,13 @@ def pytest_xdist_make_scheduler(config, log):
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::")[0]
-            return "ray" if Path(module).stem in RAY_MODULES else module
+            return RAY_UNITS.get(Path(module).stem, module)
+
+        def _assign_work_unit(self, node) -> None:
+            rank = {unit: i for i, unit in enumerate(FIRST)}  # a unit is a module's path or a Ray unit's name
+            for scope in sorted((s for s in self.workqueue if Path(s).stem in rank), key=lambda s: -rank[Path(s).stem]):
+                self.workqueue.move_to_end(scope, last=False)  # to the front of the queue, FIRST's first in front
+            super()._assign_work_unit(node)
 
     return ModuleScheduling(config, log)
 

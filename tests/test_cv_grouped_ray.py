@@ -17,7 +17,7 @@ def ray_and_channels(tmp_path_factory):
     root = make_channel_root(tmp_path_factory.mktemp("channels"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MEM_RUNS_DIR", str(tmp_path_factory.mktemp("ray") / "runs"))
-        ray.init(num_cpus=2, include_dashboard=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False)
         yield RayOptions(), root
         ray.shutdown()
 
@@ -29,7 +29,7 @@ def test_grouped_repeated_cv_on_ray_gives_the_sequential_folds(ray_and_channels)
 
     ray, root = ray_and_channels
     cfg = load_config(REPO / "configs" / "demo.yaml", SETS + ["data.weight_column=weight"])
-    kw = dict(folds=3, data_root=root, progress=False, echo=lambda *a: None, group_by="channel", repeats=2)
+    kw = dict(folds=2, data_root=root, progress=False, echo=lambda *a: None, group_by="channel", repeats=2)
     alone = run_cv(cfg, "ads", **kw)
     on_ray = run_cv(cfg, "ads", rerun=True, ray=ray, **kw)
     assert [(f.repeat, f.seed, f.fold) for f in on_ray.folds] == [(f.repeat, f.seed, f.fold) for f in alone.folds]

@@ -66,7 +66,7 @@ def test_the_same_outcomes_on_a_local_ray():
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers need not import this test module
     here = execute(tasks(), done=done, echo=lambda line: None)
     said = []
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     try:
         on_ray = execute(tasks(), RayOptions(), done=done, echo=said.append)
         assert ray.is_initialized()  # this process's own Ray is left running

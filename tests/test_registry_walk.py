@@ -16,7 +16,7 @@ from mediaeval_mem.encoders import ENCODERS, encoder_recipe
 from mediaeval_mem.features.inputs import input_kind
 from mediaeval_mem.models import AGGREGATORS, HEADS, build_model
 
-from conftest import REPO
+from conftest import REPO, fresh_runs
 
 # built at full size in test_encoders, test_siglip and test_video_models (slow)
 FULL_SIZE = {"clip-vit-b32", "clip-vit-l14-336", "siglip2-base-p16-224", "siglip2-so400m-p14-384",
@@ -85,8 +85,15 @@ def test_every_video_encoder_runs_on_a_tiny_input(name, tmp_path, runs_dir):
 SHIPPED = sorted(p for p in (REPO / "configs").rglob("*.yaml") if p.parent.name not in ("grids", "profiles", "sweeps"))
 
 
+@pytest.fixture(scope="module")
+def shipped_runs(tmp_path_factory, empty_store):
+    """One runs/ folder for the shipped configs: what several of them share (a stand-in's features, a fine-tuned
+    I3D) is made by the first that needs it, each in its own run; a config run alone makes its own."""
+    return fresh_runs(tmp_path_factory.mktemp("shipped") / "runs", empty_store)
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO / "configs")))
-def test_every_shipped_config_runs_one_step(path, demo_root, runs_dir):
+def test_every_shipped_config_runs_one_step(path, demo_root, shipped_runs, monkeypatch):
     """With the demo profile's stand-ins, three epochs on the tiny generated data, end to end: the model
     learns something, tells videos apart, and the run is in MLflow with the config it ran."""
     import csv
@@ -98,6 +105,7 @@ def test_every_shipped_config_runs_one_step(path, demo_root, runs_dir):
 
     from dataclasses import replace
 
+    monkeypatch.setenv("MEM_RUNS_DIR", str(shipped_runs))
     profile = replace(load_profile(REPO / "configs" / "profiles" / "demo.yaml", demo_root), sampling="uniform:9")
     cfg = apply_overrides(apply_profile(load_config(path), profile),
                           ["train.epochs=3", "train.patience=3", "train.lr=1e-4", "finetune.epochs=1", "finetune.size=32",

@@ -85,7 +85,7 @@ def test_sweep_on_local_ray_writes_a_config_that_mem_run_takes(search_file, demo
     search = load_search(search_file)
     results = []
     monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: results.append(run_sweep(*a, **k)) or results[-1])  # a spy
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": trial_env()})  # what run_sweep passes
+    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": trial_env()})  # what run_sweep passes
     try:
         assert main(["sweep", "--ray", str(search_file), "--data-root", str(demo_root), "--out", str(tmp_path / "best.yaml"),
                      "--quiet"]) == 0

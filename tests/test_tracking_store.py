@@ -44,6 +44,7 @@ def test_many_processes_open_a_fresh_store_at_once(tmp_path):
         from pathlib import Path
         import mlflow  # the slow import first, so that all eight reach the store together
         from mediaeval_mem.tracking import TrackedRun
+        Path({str(tmp_path)!r}, "ready-" + sys.argv[1]).touch()  # at the barrier
         while not Path({str(go)!r}).exists():
             time.sleep(0.005)
         with TrackedRun("concurrency", f"writer {{sys.argv[1]}}", {{"writer": sys.argv[1]}}) as run:
@@ -53,7 +54,9 @@ def test_many_processes_open_a_fresh_store_at_once(tmp_path):
     """)
     procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], env=_env(runs), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(8)]
-    time.sleep(8)  # let every process import mlflow and wait at the barrier
+    deadline = time.monotonic() + 240  # every process has imported mlflow and waits at the barrier
+    while len(list(tmp_path.glob("ready-*"))) < 8 and time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        time.sleep(0.05)
     go.touch()
     outs = [p.communicate(timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, [err[-2000:] for _, err in outs]

@@ -147,7 +147,8 @@ class EncoderPool:
                 else:
                     yield len(shard), self._lost(shard, why)
                 continue
-            load[actor] -= 1
+            if actor in load:  # else found dead after it finished this shard: its rows stand
+                load[actor] -= 1
             yield len(shard), rows
 
     @staticmethod
