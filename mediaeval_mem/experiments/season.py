@@ -42,7 +42,7 @@ from typing import Any, Callable, Mapping
 
 from mediaeval_mem.config import RunConfig, load_config
 from mediaeval_mem.core.errors import ConfigError, MemError
-from mediaeval_mem.core.io import atomic_write_json
+from mediaeval_mem.core.io import atomic_write_text
 from mediaeval_mem.core.paths import data_root as resolve_root
 from mediaeval_mem.core.paths import runs_dir
 from mediaeval_mem.core.schema import digest, key_dict, load_yaml
@@ -327,7 +327,8 @@ def run_season(plan: SeasonPlan, data_root=None, packager: Packager | None = Non
                      **({"files": {p: _file_digest(Path(p)) for p in done.files}} if st.kind == "package" else {}),
                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
             state["stages"][st.name] = entry
-            atomic_write_json(path, state)  # after each stage: an interrupted season keeps what finished
+            # after each stage (in plan order, unsorted): an interrupted season keeps what finished
+            atomic_write_text(path, json.dumps(state, indent=1) + "\n")
             if progress:
                 echo(f"{where}: finished in {done.seconds:.0f} s" + (f", run {done.run_id}" if done.run_id else ""))
         if done.run_id:
