@@ -143,7 +143,7 @@ def test_a_bad_plan_is_one_line_and_exit_2(plan, says, tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_the_shipped_plans_load():
+def test_the_shipped_plans_load(tmp_path):
     from mediaeval_mem.experiments.season import load_plan
 
     for name, models in (("demo", ["video", "fused"]), ("paper", ["paper", "fused"])):
@@ -152,6 +152,10 @@ def test_the_shipped_plans_load():
         assert plan.task == 1 and len(plan.file.package) == 5 and plan.file.ensemble.method == "weighted"
     assert load_plan(REPO / "configs" / "seasons" / "paper.yaml").configs["fused"].model.streams[1].encoder == \
         "clip-vit-l14-336-text"
+    short = tmp_path / "short.yaml"  # a model given by its config's path alone
+    short.write_text(f"train: memento10k\nmodels: {{video: {REPO / 'configs' / 'demo.yaml'}}}\n")
+    plan = load_plan(short)
+    assert plan.file.name == "short" and plan.test == "memento10k" and plan.configs["video"].name == "demo"
     with pytest.raises(ConfigError, match="at least two different"):
         from mediaeval_mem.experiments.season import EnsembleEntry
 

@@ -91,8 +91,9 @@ class SeasonFile:
     team: str | None = None  # needed where the plan packages
     folds: int = 5
     seeds: tuple[int, ...] = (0,)
-    models: Mapping[str, ModelEntry] = field(default_factory=dict)  # cross-validated
-    baselines: Mapping[str, ModelEntry] = field(default_factory=dict)  # single runs
+    # name -> {config: PATH, set: [...]}, or just PATH
+    models: Mapping[str, ModelEntry | str] = field(default_factory=dict)  # cross-validated
+    baselines: Mapping[str, ModelEntry | str] = field(default_factory=dict)  # single runs
     set: tuple[str, ...] = ()  # overrides applied to every model and baseline (before their own)
     ensemble: EnsembleEntry | None = None
     refit: str | None = None  # a model's name
@@ -161,6 +162,7 @@ def load_plan(path: str | Path) -> SeasonPlan:
                           f"-> memento10k; 2: across memento10k and videomem); leave package out")
     configs, overrides = {}, {}
     for name, entry in {**f.models, **f.baselines}.items():
+        entry = entry if isinstance(entry, ModelEntry) else ModelEntry(entry)  # a bare path is the short form
         sets = (*f.set, *entry.set)
         try:
             configs[name] = load_config(resolve_config_path(entry.config, path), sets)
