@@ -44,7 +44,7 @@ from mediaeval_mem.config import RunConfig, load_config
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.io import atomic_write_text
 from mediaeval_mem.core.paths import data_root as resolve_root
-from mediaeval_mem.core.paths import runs_dir
+from mediaeval_mem.core.paths import runs_dir, submissions_dir
 from mediaeval_mem.core.schema import digest, key_dict, load_yaml
 from mediaeval_mem.experiments.ensemble import METHODS
 from mediaeval_mem.experiments.grid import resolve_config_path
@@ -193,8 +193,8 @@ def plan_stages(plan: SeasonPlan, data_root=None) -> list[Stage]:
     if f.refit is not None:
         stages.append(Stage("refit", "refit", {"config": key_dict(plan.configs[f.refit]), **pair}, (f.refit,)))
     if f.package:
-        stages.append(Stage("package", "package", {"team": f.team, "subtask": plan.task, "data": pair["data"]},
-                            tuple(f.package)))
+        stages.append(Stage("package", "package", {"team": f.team, "subtask": plan.task, "data": pair["data"],
+                                                   "out": str(submissions_dir().resolve())}, tuple(f.package)))
     return stages
 
 
@@ -229,6 +229,8 @@ def still_there(entry: Mapping) -> bool:
     """A recorded stage's output as it left it: its run FINISHED in the store, or its files unchanged."""
     if "files" in entry:
         return all(Path(p).is_file() and _file_digest(Path(p)) == d for p, d in entry["files"].items())
+    if not entry.get("run_id"):  # a state file edited by hand
+        return False
     try:
         return record.read_record(entry["run_id"]).status == "FINISHED"
     except MemError:  # the run was deleted from the store
