@@ -307,6 +307,33 @@ def cmd_package(args) -> int:
     return 0
 
 
+def cmd_season(args) -> int:
+    from mediaeval_mem.experiments.season import dry_run, load_plan, run_season
+    from mediaeval_mem.submission import package_submission
+
+    con = _console()
+    plan = load_plan(args.plan)
+    if args.dry_run:
+        rows = [[line.name, line.kind, "would run" if line.action == "run" else "skipped", line.why]
+                for line in dry_run(plan, args.data_root)]
+        _print_table(f"season {plan.file.name}: the stages a run would make (nothing ran)", ["stage", "kind", "now", "why"],
+                     rows, con)
+        return 0
+
+    def pack(team, subtask, run_ids, data_root):
+        return package_submission(team, subtask, run_ids, data_root).written
+
+    r = run_season(plan, args.data_root, pack, progress=not args.quiet, echo=lambda line: con.print(line, highlight=False))
+    fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
+    rows = [[s.name, s.kind, s.run_id or f"{len(s.files) - 1} run file(s)", fmt(s.dev_srocc), fmt(s.oof_srocc),
+             f"ran ({s.seconds:.0f} s)" if s.ran else "done before"] for s in r.stages]
+    _print_table(f"season {r.name}", ["stage", "kind", "MLflow run id", "dev SROCC", "OOF SROCC", "now"], rows, con)
+    for p in r.files:
+        con.print(f"packaged {p}", soft_wrap=True)
+    con.print(f"state in {r.state}; the same command again skips what is done", soft_wrap=True)
+    return 0
+
+
 def cmd_grid(args) -> int:
     from mediaeval_mem.experiments.grid import load_grid, run_grid, table_rows
     from mediaeval_mem.experiments.profiles import choose_profile
@@ -591,6 +618,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerun", action="store_true", help="run everything again, even runs finished before (e.g. after a code change)")
     p.set_defaults(func=cmd_grid)
 
+    p = sub.add_parser("season", parents=[sh["data"], sh["quiet"]],
+                       help="a season's plan (cross-validations, baselines, ensemble, refit, run files) run in order, "
+                            "each stage remembered: the same command again resumes")
+    p.add_argument("plan", help="season plan file, e.g. configs/seasons/demo.yaml")
+    p.add_argument("--dry-run", action="store_true", help="print the stages and which would run or be skipped; run nothing")
+    p.set_defaults(func=cmd_season)
+
     p = sub.add_parser("results", help="MLflow runs side by side with a bootstrap CI on SROCC")
     p.add_argument("--experiment", action="append", default=[], help="experiment name (repeatable; default all)")
     p.add_argument("--format", choices=("table", "csv", "markdown"), default="table")
@@ -693,6 +727,8 @@ INTERRUPTED = {
             f"finish, whose {_RESTARTS}",
     "cv": f"finished folds and extracted features are kept; the same command again runs only the folds that did not "
           f"finish, whose {_RESTARTS}",
+    "season": "every stage that finished is recorded in the state file, and a cross-validation's finished folds are "
+              "kept; the same command again skips them and resumes where it stopped",
     "sweep": "extracted features and the trials' MLflow runs are kept; the same command again runs every trial anew",
     "demo": "the demo data and the extracted features are kept; `mem demo` again skips them and trains its models anew",
 }
