@@ -26,7 +26,8 @@ RAY_UNITS = {"test_ray_cluster": "ray-cluster", **{m: "ray-local" for m in (
     "test_cv_grouped_ray", "test_executor", "test_extract_ray", "test_ray", "test_sweep")}}
 # The longest units of work (measured), given out first, longest first: a long unit given out last would end last,
 # alone, while the other worker has nothing left to do. The others follow in xdist's order (most tests first).
-FIRST = ("ray-cluster", "ray-local", "test_registry_walk", "test_tracking_store", "test_bench", "test_paper_cuts")
+FIRST = ("ray-cluster", "ray-local", "test_registry_walk", "test_bench_season", "test_tracking_store", "test_bench", "test_paper_cuts",
+         "test_season")
 
 
 @pytest.hookimpl(optionalhook=True)
