@@ -323,7 +323,8 @@ def cmd_season(args) -> int:
     def pack(team, subtask, run_ids, data_root):
         return package_submission(team, subtask, run_ids, data_root).written
 
-    r = run_season(plan, args.data_root, pack, progress=not args.quiet, echo=lambda line: con.print(line, highlight=False))
+    r = run_season(plan, args.data_root, pack, progress=not args.quiet, echo=lambda line: con.print(line, highlight=False),
+                   ray=_ray_options(args))
     fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
     rows = [[s.name, s.kind, s.run_id or f"{len(s.files) - 1} run file(s)", fmt(s.dev_srocc), fmt(s.oof_srocc),
              f"ran ({s.seconds:.0f} s)" if s.ran else "done before"] for s in r.stages]
@@ -618,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerun", action="store_true", help="run everything again, even runs finished before (e.g. after a code change)")
     p.set_defaults(func=cmd_grid)
 
-    p = sub.add_parser("season", parents=[sh["data"], sh["quiet"]],
+    p = sub.add_parser("season", parents=[sh["data"], sh["quiet"], sh["ray"]],
                        help="a season's plan (cross-validations, baselines, ensemble, refit, run files) run in order, "
                             "each stage remembered: the same command again resumes")
     p.add_argument("plan", help="season plan file, e.g. configs/seasons/demo.yaml")

@@ -295,9 +295,10 @@ def dry_run(plan: SeasonPlan, data_root=None) -> list[DryRunLine]:
 
 
 def run_season(plan: SeasonPlan, data_root=None, packager: Packager | None = None, progress: bool = True,
-               echo: Echo = print) -> SeasonResult:
+               echo: Echo = print, ray=None) -> SeasonResult:
     """Run the plan's stages in order, skipping those done before (same digest, run still FINISHED); returns each
-    stage's run and figures. `packager` writes the run files (needed where the plan packages).
+    stage's run and figures. `packager` writes the run files (needed where the plan packages); `ray` (RayOptions)
+    runs the cross-validations' folds as Ray tasks (several sharing a GPU), as `mem cv --ray` does.
 
     >>> from mediaeval_mem.submission import package_submission
     >>> pack = lambda team, subtask, ids, root: package_submission(team, subtask, ids, root).written
@@ -325,7 +326,7 @@ def run_season(plan: SeasonPlan, data_root=None, packager: Packager | None = Non
             if progress:
                 echo(f"{where}: running")
             t0 = time.perf_counter()
-            done = _run_stage(plan, st, ids, data_root, packager, progress, echo if progress else quiet)
+            done = _run_stage(plan, st, ids, data_root, packager, progress, echo if progress else quiet, ray)
             done.seconds = time.perf_counter() - t0
             entry = {"kind": st.kind, "digest": d, **({"run_id": done.run_id} if done.run_id else {}),
                      **({"files": {p: _file_digest(Path(p)) for p in done.files}} if st.kind == "package" else {}),
@@ -350,14 +351,14 @@ def _figures(done: StageOutcome) -> None:
 
 
 def _run_stage(plan: SeasonPlan, st: Stage, ids: Mapping[str, str], data_root, packager: Packager | None,
-               progress: bool, echo: Echo) -> StageOutcome:
+               progress: bool, echo: Echo, ray=None) -> StageOutcome:
     """Run one stage through its command's own function."""
     f = plan.file
     if st.kind == "cv":
         from mediaeval_mem.experiments.cv import run_cv
 
         r = run_cv(plan.configs[st.name], f.train, plan.test, f.folds, tuple(f.seeds), data_root, progress=progress,
-                   echo=echo)
+                   echo=echo, ray=ray)
         return StageOutcome(st.name, st.kind, r.parent_id, True)
     if st.kind == "run":
         from mediaeval_mem.experiments.run_log import run_name

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 
-CHUNK_VALUES = 2_000_000  # resampled values scored at once: (rows, n) arrays of about 16 MB each, whatever n
+CHUNK_VALUES = 500_000  # resampled values scored at once: (rows, n) arrays of about 4 MB each, whatever n
 
 
 def bootstrap_interval(y_true, y_pred, metric_rows: Callable[[np.ndarray, np.ndarray], np.ndarray], n_boot: int = 1000,
