@@ -1,8 +1,11 @@
-"""A competition season on the CPU, measured stage by stage: data the size of Memento10k's and VideoMem's times S.
+"""A competition season on the CPU, measured stage by stage: data the size of Memento10k's and VideoMem's times S;
+and, from seasons at several scales, each stage's growth and the plan of the real-size season.
 
-    .venv/bin/python bench/season.py --scale 0.05                      # 350/75/75 videos per dataset
-    .venv/bin/python bench/season.py --scale 0.01 --folds 5 --seeds 3 --workdir /tmp/season   # default runs/season
-    .venv/bin/python bench/season.py --scale 0.01 --stages generate,data-check,extract-frames
+    .venv/bin/python bench/season.py --scale 0.05                      # 350/75/75 videos per dataset, 5 folds x 3 seeds
+    .venv/bin/python bench/season.py --scale 1 --seeds 1 --epochs 1   # the real size (issue 21's figures)
+    .venv/bin/python bench/season.py --scale 0.01 --stages generate,data-check,extract-frames --workdir /tmp/season
+    .venv/bin/python bench/season.py --plan A.json B.json C.json     # exponents, and the real size fitted from them
+    .venv/bin/python bench/season.py --scale 0.02 --device cuda       # the one-GPU plan: real architectures at S, 2S
 
 The data are the two demo datasets (datasets/synthetic.py) with the real counts times S: Memento10k 7,000 train,
 1,500 dev, 1,500 test clips of 3 s with 5 captions each; VideoMem the same counts of 7 s clips with one caption
@@ -16,11 +19,11 @@ store and feature cache start empty, so every stage does its whole work):
   data-check      mem data check
   extract-frames  mem extract memento10k clip-demo (what configs/demo.yaml reads)
   extract-captions  mem extract memento10k clip-demo-text (the captions stream of configs/demo-fused.yaml)
-  cv-video        mem cv configs/demo.yaml, --folds K x --seeds N (the paper's model)
+  cv-video        mem cv configs/demo.yaml, --folds K x --seeds N (the paper's model); --epochs E sets train.epochs
   cv-fused        mem cv configs/demo-fused.yaml, the same folds and seeds (video + captions)
   ridge           mem run, a ridge baseline on time-averaged frame features
   ensemble        mem ensemble of both cv parents, --method weighted (weights fit on their out-of-fold predictions)
-  refit           mem run configs/demo-fused.yaml --refit <the fused cv parent>
+  refit           mem run configs/demo-fused.yaml --refit <the fused cv parent> (the epochs it chose)
   results         mem results
   package         mem package-submission of 5 runs (ensemble, refit, fused cv, video cv, ridge), which validates
                   every run's test predictions against the test split before it writes anything
@@ -28,7 +31,16 @@ store and feature cache start empty, so every stage does its whole work):
 For each stage: wall_s, cpu_s (user + system of the child and its children, from wait4's rusage) and
 peak_rss_mb (the child's max resident set). Writes <workdir>/season-<time>.json and prints a table, then the
 same JSON as the last line. A stage that fails stops the season: its stderr's end is printed and the JSON says
-which stage (`failed`), with the figures of the stages before it.
+which stage (`failed`), with the figures of the stages before it. --cprofile runs each `mem` stage under cProfile
+(<season>/logs/<stage>.prof).
+
+--plan reads season JSONs (the same protocol at two or more scales) and prints each stage's growth exponent between
+consecutive scales and the real-size season fitted from them (bench/season_plan.py: a + b * videos per stage, the
+training stages scaled to --plan-epochs and --plan-seeds). --device D runs two seasons itself, at S and 2S, with CLIP
+L/14-336's real architectures (random weights: nothing to download) on D, configs/paper-best.yaml and
+configs/text/fused.yaml, 2 epochs per fold run, and on CUDA the folds of each cross-validation as Ray tasks sharing
+the card (--share K: 1/K of it each; default 4); then prints the plan in wall time. --stand-ins keeps the demo's
+tiny encoders (the plan of a CPU season).
 """
 
 from __future__ import annotations
