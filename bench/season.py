@@ -227,8 +227,9 @@ def run_season(args: argparse.Namespace, scale: float, profile: Profile = DEMO) 
             figures["refit_epochs"] = int(one_id(r"median (\d+)", text, "refit epochs"))  # what the refit trains
         if "ridge" in stages:
             ids["ridge"] = one_id(r"logged to MLflow experiment .*?, run " + RUN_ID, stage("ridge", [
-                *MEM, "run", *PAIR, *config_args(profile.video), "--set", "model.head=ridge", "--set",
-                "model.streams.0.aggregator=avg", *root, "--quiet"]), "ridge")
+                *MEM, "run", *PAIR, *config_args(profile.video), "--set", "model.head=ridge", "--set", "model.head_args={}",
+                "--set", "model.streams.0.aggregator=avg", "--set", "model.streams.0.aggregator_args={}", *root,
+                "--quiet"]), "ridge")  # args cleared: paper-best.yaml's Bi-GRU and MLP have some, avg and ridge none
         if "ensemble" in stages:
             members = [ids[k] for k in ("cv-video", "cv-fused") if k in ids]
             if len(members) < 2:
@@ -308,9 +309,10 @@ def main() -> None:
         ap.error(f"unknown stage {unknown[0]} (one of {', '.join(STAGES)})")
     if args.plan:
         seasons = [json.loads(Path(p).read_text()) for p in args.plan]
-        print(json.dumps(print_plan(seasons, args.plan_epochs, args.plan_seeds, "cpu_s")))
+        on_cpu = all(s.get("device", "cpu") == "cpu" for s in seasons)  # a GPU's work is not CPU time: plan its wall time
+        print(json.dumps(print_plan(seasons, args.plan_epochs, args.plan_seeds, "cpu_s" if on_cpu else "wall_s")))
         return
-    if args.scale is None or args.scale <= 0 or args.seeds < 1 or args.folds < 2 or (args.epochs or 1) < 1:
+    if args.scale is None or args.scale <= 0 or args.seeds < 1 or args.folds < 2 or (args.epochs is not None and args.epochs < 1):
         ap.error("--scale must be given and > 0, --seeds >= 1, --folds >= 2, --epochs >= 1")
     if not args.device:
         figures = run_season(args, args.scale)

@@ -129,6 +129,9 @@ def test_a_second_call_runs_nothing_new(season, demo_root, capsys):
      "f: {config: configs/demo.yaml}}\npackage: [a, b, c, d, e, f]\n", "at most 5 run files"),
     ("train: memento10k\nmodels: {a: {config: configs/nope.yaml}}\n", "config configs/nope.yaml not found"),
     ("train: videomem\nteam: t\nmodels: {a: {config: configs/demo.yaml}}\npackage: [a]\n", "no subtask"),
+    # the paper's Bi-GRU arguments left beside a time average: refused before any stage runs, not after the cvs
+    ("train: memento10k\nbaselines: {r: {config: configs/paper-best.yaml, set: [model.head=ridge, "
+     "model.streams.0.aggregator=avg]}}\n", "r: model.streams[0].aggregator_args: bad arguments"),
 ])
 def test_a_bad_plan_is_one_line_and_exit_2(plan, says, tmp_path, capsys):
     from mediaeval_mem.cli import main

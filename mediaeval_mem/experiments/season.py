@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from mediaeval_mem.config import RunConfig, load_config
+from mediaeval_mem.models import check_builds
 from mediaeval_mem.core.errors import ConfigError, MemError
 from mediaeval_mem.core.io import atomic_write_text
 from mediaeval_mem.core.paths import data_root as resolve_root
@@ -166,6 +167,7 @@ def load_plan(path: str | Path) -> SeasonPlan:
         sets = (*f.set, *entry.set)
         try:
             configs[name] = load_config(resolve_config_path(entry.config, path), sets)
+            check_builds(configs[name].model)  # args --set leaves behind (a Bi-GRU's beside aggregator=avg) fail here
         except ConfigError as e:
             raise ConfigError(f"{path}: {name}: {e}") from None
         overrides[name] = sets

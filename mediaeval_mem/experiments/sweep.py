@@ -40,7 +40,6 @@ from mediaeval_mem.core.io import atomic_write_text
 from mediaeval_mem.core.paths import runs_dir
 from mediaeval_mem.core.runtime import resolve_device
 from mediaeval_mem.core.schema import digest, load_yaml, to_dict, to_yaml
-from mediaeval_mem.encoders import ENCODERS
 from mediaeval_mem.experiments.executor import check_cluster, failed_line
 from mediaeval_mem.experiments.grid import resolve_config_path
 from mediaeval_mem.experiments.run_log import run_name
@@ -53,7 +52,7 @@ from mediaeval_mem.experiments.runner import (
     train_and_log,
 )
 from mediaeval_mem.experiments.tasks import plan_task
-from mediaeval_mem.models import build_model
+from mediaeval_mem.models import check_builds
 from mediaeval_mem.plugins import load_plugins
 from mediaeval_mem.tracking import client, record
 from mediaeval_mem.tracking.record import Kind, Tag
@@ -195,14 +194,7 @@ def load_search(path: str | Path, extra: tuple[str, ...] = ()) -> Search:
 
 def _check_model(cfg: RunConfig) -> None:
     """The model builds from `cfg` at its encoders' widths (free-form aggregator and head args are checked here)."""
-
-    widths = [ENCODERS.info(s.encoder).width for s in cfg.model.streams]
-    if any(not w for w in widths):  # a precomputed stream: its width is known once its files are read
-        return
-    try:
-        build_model(cfg.model, widths)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"the model does not build: {e}") from None
+    check_builds(cfg.model)
 
 
 def sample_points(search: Search) -> list[dict[str, Any]]:

@@ -46,5 +46,20 @@ def build_model(model_cfg, in_dims: list[int], outputs: int = 1) -> MemModel:
     return MemModel(aggs, head)
 
 
+def check_builds(model_cfg) -> None:
+    """Raise ConfigError unless the model of `model_cfg` builds at its encoders' widths: free-form aggregator and head
+    args (e.g. a Bi-GRU's left beside aggregator=avg by --set) are only checked by building. A precomputed stream's
+    width is known once its files are read: such a model is not checked here."""
+    from mediaeval_mem.encoders import ENCODERS
+
+    widths = [ENCODERS.info(s.encoder).width for s in model_cfg.streams]
+    if any(not w for w in widths):
+        return
+    try:
+        build_model(model_cfg, widths)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"the model does not build: {e}") from None
+
+
 def count_trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
