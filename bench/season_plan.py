@@ -54,6 +54,9 @@ def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
 def plan(seasons: list[dict], epochs: int, seeds: int, measure: str = "wall_s") -> dict:
     """The real-size season's planned time per stage (seconds of `measure`) and its share, from `seasons` (the same
     stages and protocol at two or more scales)."""
+    protocol = {(s.get("epochs_trained") or s.get("epochs"), s["seeds"], s.get("folds")) for s in seasons}
+    if len(protocol) > 1:
+        raise ValueError(f"the seasons ran different protocols (epochs, seeds, folds): {sorted(protocol, key=str)}")
     trained = seasons[0].get("epochs_trained") or seasons[0].get("epochs")
     if not trained:
         raise ValueError("a plan needs seasons measured with --epochs (every fold run then trains that many)")
@@ -65,7 +68,7 @@ def plan(seasons: list[dict], epochs: int, seeds: int, measure: str = "wall_s") 
         factor = 1.0
         if name in TRAINING:
             factor = epochs / trained * seeds / seasons[0]["seeds"]
-            a *= seeds / seasons[0]["seeds"]  # a fold run's set-up, once per seed's folds
+            a *= seeds / seasons[0]["seeds"]  # per-fold set-up, once per seed's folds (the process start too: an upper bound)
         elif name == "refit":
             factor = epochs / max(1, seasons[0].get("refit_epochs") or trained)
         stages[name] = {"fixed_s": round(a, 1), "per_video_s": round(b, 5), "factor": round(factor, 2),

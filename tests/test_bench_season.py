@@ -74,6 +74,8 @@ def test_plan_fits_each_stage_and_scales_training_to_the_planned_epochs_and_seed
     assert sum(s["share"] for s in p["stages"].values()) == pytest.approx(1, abs=1e-3)
     with pytest.raises(ValueError, match="two or more scales"):
         plan(seasons[:1], 20, 3)
+    with pytest.raises(ValueError, match="different protocols"):
+        plan([seasons[0], _season(0.05, linear(500), epochs=1)], 20, 3)
 
 
 def test_exponents_are_log_log_slopes_between_consecutive_scales():
