@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table  # noqa: E402
 from season_plan import exponents, plan  # noqa: E402
 
-MEM = [sys.executable, "-m", "mediaeval_mem"]  # with --profile, run under cProfile instead (see stage())
+MEM = [sys.executable, "-m", "mediaeval_mem"]  # with --cprofile, run under cProfile instead (see stage())
 REAL_COUNTS = {"memento10k": (7000, 1500, 1500), "videomem": (7000, 1500, 1500)}  # train, dev, test (DESIGN.md)
 STAGES = ("generate", "data-check", "extract-frames", "extract-captions", "cv-video", "cv-fused", "ridge",
           "ensemble", "refit", "results", "package")
@@ -217,13 +217,16 @@ def run_season(args: argparse.Namespace, scale: float, profile: Profile = DEMO) 
             stage("extract-frames", [*MEM, "extract", "--dataset", "memento10k", *profile.frames, *root, "--quiet"])
         if "extract-captions" in stages:
             stage("extract-captions", [*MEM, "extract", "--dataset", "memento10k", *profile.captions, *root, "--quiet"])
-        parent = r"parent run " + RUN_ID
+        def cv(name: str, spec: list[str]) -> str:  # a cross-validation of the profile's config `spec`; its output
+            text = stage(name, [*MEM, "cv", *spec, "--train", "memento10k", "--folds", str(args.folds), "--seeds", *seeds,
+                                *epochs, *profile.cv, *root, "--quiet"])
+            ids[name] = one_id(r"parent run " + RUN_ID, text, "cv parent")
+            return text
+
         if "cv-video" in stages:
-            ids["cv-video"] = one_id(parent, stage("cv-video", [*MEM, "cv", *profile.video, "--train", "memento10k", "--folds",
-                                                                 str(args.folds), "--seeds", *seeds, *epochs, *profile.cv, *root, "--quiet"]), "cv parent")
+            cv("cv-video", profile.video)
         if "cv-fused" in stages:
-            ids["cv-fused"] = one_id(parent, text := stage("cv-fused", [*MEM, "cv", *profile.fused, "--train", "memento10k", "--folds",
-                                                                 str(args.folds), "--seeds", *seeds, *epochs, *profile.cv, *root, "--quiet"]), "cv parent")
+            text = cv("cv-fused", profile.fused)
             figures["refit_epochs"] = int(one_id(r"median (\d+)", text, "refit epochs"))  # what the refit trains
         if "ridge" in stages:
             ids["ridge"] = one_id(r"logged to MLflow experiment .*?, run " + RUN_ID, stage("ridge", [

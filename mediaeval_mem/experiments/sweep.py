@@ -184,17 +184,12 @@ def load_search(path: str | Path, extra: tuple[str, ...] = ()) -> Search:
     for key, dim in f.space.items():
         for value in dim.corners():
             try:
-                _check_model(apply_overrides(base, overrides({key: value}), "space"))
+                check_builds(apply_overrides(base, overrides({key: value}), "space").model)
             except ConfigError as e:
                 reason = str(e).removeprefix("space: ")
                 raise ConfigError(f"{path}: space {key} = {value!r} does not fit the config: {reason}") from None
     return Search(path, f.name or path.stem, base, f.task, f.train, f.test or f.train, f.trials, f.metric,
                   dict(f.space), f.scheduler, f.seed)
-
-
-def _check_model(cfg: RunConfig) -> None:
-    """The model builds from `cfg` at its encoders' widths (free-form aggregator and head args are checked here)."""
-    check_builds(cfg.model)
 
 
 def sample_points(search: Search) -> list[dict[str, Any]]:
